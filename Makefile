@@ -1,0 +1,50 @@
+# trellis — the two commands a new user needs are `make demo` and `make test`.
+# Every target installs what it needs (scripts/install-deps.sh) and builds.
+
+PY        := /usr/bin/python3
+BUILD     := build
+JOBS      ?= $(shell nproc)
+ROWS      ?= 2000000
+export PYTHONPATH := $(CURDIR)/$(BUILD)/python:$(PYTHONPATH)
+
+.PHONY: all deps configure build test test-cpp test-python demo demo-cpp bench format clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja: CMakeLists.txt | deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DPython3_EXECUTABLE=$(PY)
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 1
+	@if [ -d python/tests ] && ls python/tests/test_*.py >/dev/null 2>&1; then \
+	  $(PY) -m pytest -q python/tests; fi
+
+test-cpp: build
+	cd $(BUILD) && ctest --output-on-failure -j 1
+
+test-python: build
+	$(PY) -m pytest -q python/tests
+
+demo: demo-cpp
+
+demo-cpp: build
+	@bash scripts/demo_cpp.sh $(BUILD)/bin
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+format: deps
+	@git ls-files '*.cc' '*.h' | xargs clang-format -i --style=file
+	@echo "formatted $$(git ls-files '*.cc' '*.h' | wc -l) files"
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,165 @@
+// trellis::Client: the C++ client of a local trellisd, zero-copy.
+//
+//   ASSIGN_OR_RAISE(auto client, trellis::Client::Connect());
+//   ASSIGN_OR_RAISE(auto writer, client->CreateBlob(n));
+//   std::memcpy(writer->data(), src, n);
+//   ASSIGN_OR_RAISE(trellis::ObjectID id, writer->Seal());
+//   RETURN_NOT_OK(client->PutName(id, "x"));
+//   // another process:
+//   ASSIGN_OR_RAISE(trellis::ObjectID id, client->GetName("x", /*wait=*/true));
+//   ASSIGN_OR_RAISE(trellis::Blob blob, client->GetBlob(id));  // no copy
+//
+// Thread-safety: a Client may be used from several threads; requests are
+// serialised on its one connection, so a blocking GetName delays the other
+// threads' requests (use one Client per thread for concurrency).
+// Lifetime: Blobs, ObjectMetas and typed objects obtained from a client keep
+// the arena mapped and their objects held even after the Client is destroyed;
+// the daemon is told when the last of them goes away.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trellis/object.h"
+#include "trellis/object_id.h"
+#include "trellis/status.h"
+
+namespace trellis {
+
+class ClientCore;
+
+// What Client::Status() reports about the daemon.
+struct StoreStatus {
+  uint16_t instance_id = 0;
+  std::string backend;      // metadata store backend, e.g. "local"
+  uint64_t arena_size = 0;  // bytes
+  uint64_t used = 0;        // bytes allocated to blobs (64-byte granules)
+  uint64_t free = 0;
+  uint64_t objects = 0;  // sealed composite objects
+  uint64_t blobs = 0;    // sealed blobs
+  uint64_t unsealed_blobs = 0;
+  uint64_t deleted_pending = 0;  // deleted, kept while readers hold them
+  uint64_t clients = 0;          // connected clients, this one included
+  nlohmann::json raw;            // the whole reply, for fields added later
+};
+
+struct PutOptions {
+  std::string name;       // bind this name to the new object (if not empty)
+  bool overwrite = true;  // rebind a name already bound to another object
+  bool persist = false;   // publish to the metadata store
+};
+
+// A blob being written. Only its creator sees it until Seal. Destroying an
+// unsealed writer aborts the blob (its memory is reused). Not thread-safe.
+class BlobWriter {
+ public:
+  BlobWriter(std::shared_ptr<ClientCore> core, ObjectID id, uint8_t* data,
+             uint64_t size);
+  ~BlobWriter();
+  BlobWriter(const BlobWriter&) = delete;
+  BlobWriter& operator=(const BlobWriter&) = delete;
+
+  ObjectID id() const { return id_; }
+  uint8_t* data() { return data_; }
+  uint64_t size() const { return size_; }
+
+  // Makes the blob immutable and readable by all; returns its id.
+  Result<ObjectID> Seal();
+  // Frees the blob. Idempotent.
+  Status Abort();
+
+ private:
+  std::shared_ptr<ClientCore> core_;
+  ObjectID id_;
+  uint8_t* data_;
+  uint64_t size_;
+};
+
+class Client {
+ public:
+  // Connects to the daemon serving `socket` (empty: DefaultSocketPath(), i.e.
+  // $TRELLIS_SOCKET or /tmp/trellis-$UID/trellis.sock) and maps its arena.
+  // Disconnected if nothing serves it, Invalid on a protocol mismatch.
+  static Result<std::unique_ptr<Client>> Connect(
+      const std::string& socket = "");
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // --- blobs ---------------------------------------------------------------
+  // One round trip. OutOfMemory if the arena cannot hold `size` bytes.
+  Result<std::unique_ptr<BlobWriter>> CreateBlob(uint64_t size);
+  // Several writers in one round trip (all or nothing).
+  Result<std::vector<std::unique_ptr<BlobWriter>>> CreateBlobs(
+      const std::vector<uint64_t>& sizes);
+  // Copies `size` bytes into a new sealed blob: one round trip for small
+  // payloads (sent inline), create + parallel copy + seal for large ones.
+  Result<ObjectID> PutBlob(const void* data, uint64_t size);
+  // Puts many small payloads in one round trip.
+  Result<std::vector<ObjectID>> PutBlobs(
+      const std::vector<std::pair<const void*, uint64_t>>& payloads);
+  // The bytes of a sealed blob, in place (no copy). One round trip.
+  Result<Blob> GetBlob(ObjectID id);
+  Result<std::vector<Blob>> GetBlobs(const std::vector<ObjectID>& ids);
+
+  // --- objects -------------------------------------------------------------
+  // Creates the object described by `meta` (docs/format.md), sealing the
+  // unsealed blobs of this client that it references, and applies `options`
+  // (name, persist) in the same round trip. Returns the root's id.
+  Result<ObjectID> CreateObject(const ObjectMeta& meta,
+                                const PutOptions& options = {});
+  // The complete tree of an object; its blobs stay readable while the
+  // returned meta (or anything built from it) lives. One round trip.
+  Result<ObjectMeta> GetMeta(ObjectID id);
+  Result<std::vector<ObjectMeta>> GetMetas(const std::vector<ObjectID>& ids);
+  // Shallow descriptions (id, typename, nbytes, fields) of objects whose type
+  // name matches the glob `pattern`.
+  Result<std::vector<ObjectMeta>> ListObjects(const std::string& pattern = "*",
+                                              size_t limit = 100000);
+  // Deletes objects (and with `deep` their members that nothing else uses).
+  // Without `force`, an object that is a member of another is Invalid.
+  // Objects still read by someone vanish from lookups at once; their bytes
+  // are freed when the last reader releases them. Returns what was deleted.
+  Result<std::vector<ObjectID>> Delete(const std::vector<ObjectID>& ids,
+                                       bool deep = true, bool force = false);
+  trellis::Status Persist(ObjectID id);
+
+  // --- names ---------------------------------------------------------------
+  trellis::Status PutName(ObjectID id, const std::string& name,
+                          bool overwrite = true);
+  // With `wait`, blocks until someone binds the name, up to `timeout`
+  // (zero: no limit); Timeout then. ObjectNotFound if not bound and !wait.
+  Result<ObjectID> GetName(
+      const std::string& name, bool wait = false,
+      std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  trellis::Status DropName(const std::string& name);
+  Result<std::vector<std::pair<std::string, ObjectID>>> ListNames(
+      const std::string& pattern = "*", size_t limit = 100000);
+
+  // --- the daemon ----------------------------------------------------------
+  Result<StoreStatus> Status();
+  uint16_t instance_id() const;
+  uint64_t arena_size() const;
+  // This process's mapping of the arena: [arena_base, arena_base+arena_size).
+  const uint8_t* arena_base() const;
+  bool InArena(const void* p) const;
+  const std::string& socket_path() const;
+
+  // Closes the connection. Later calls fail with Disconnected; objects
+  // already gotten stay mapped (the daemon no longer counts them as held).
+  void Close();
+
+ private:
+  explicit Client(std::shared_ptr<ClientCore> core);
+  std::shared_ptr<ClientCore> core_;
+};
+
+// Copies `n` bytes using several threads when that is faster (large n).
+void ParallelMemcpy(void* dst, const void* src, size_t n);
+
+}  // namespace trellis

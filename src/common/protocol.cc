@@ -1,0 +1,304 @@
+#include "common/protocol.h"
+
+#include <cstring>
+
+namespace trellis::protocol {
+namespace {
+
+// Deepest nesting a body may have. Metadata trees are a few levels deep; the
+// limit keeps a hostile body from recursing the decoder off the stack.
+constexpr size_t kMaxDepth = 64;
+
+// A SAX handler that builds the DOM like nlohmann's own, but refuses bodies
+// nested deeper than kMaxDepth and never throws.
+class BoundedDomBuilder {
+ public:
+  explicit BoundedDomBuilder(json& root) : dom_(root, false) {}
+
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(json::number_integer_t v) {
+    return dom_.number_integer(v);
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    return dom_.number_unsigned(v);
+  }
+  bool number_float(json::number_float_t v, const json::string_t& s) {
+    return dom_.number_float(v, s);
+  }
+  bool string(json::string_t& v) { return dom_.string(v); }
+  bool binary(json::binary_t& v) { return dom_.binary(v); }
+  bool start_object(size_t len) {
+    if (++depth_ > kMaxDepth) return false;
+    return dom_.start_object(kUnknownSize(len));
+  }
+  bool key(json::string_t& v) { return dom_.key(v); }
+  bool end_object() {
+    --depth_;
+    return dom_.end_object();
+  }
+  bool start_array(size_t len) {
+    if (++depth_ > kMaxDepth) return false;
+    return dom_.start_array(kUnknownSize(len));
+  }
+  bool end_array() {
+    --depth_;
+    return dom_.end_array();
+  }
+  bool parse_error(size_t pos, const std::string& token,
+                   const nlohmann::detail::exception& ex) {
+    failed_ = true;
+    return dom_.parse_error(pos, token, ex);
+  }
+  bool failed() const { return failed_ || dom_.is_errored(); }
+
+ private:
+  // Declared sizes come from the peer; never let them drive allocation.
+  static size_t kUnknownSize(size_t) { return static_cast<size_t>(-1); }
+
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  size_t depth_ = 0;
+  bool failed_ = false;
+};
+
+void PutLe32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void PutLe16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v);
+  p[1] = static_cast<uint8_t>(v >> 8);
+}
+uint32_t GetLe32(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 |
+         uint32_t{p[3]} << 24;
+}
+uint16_t GetLe16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | p[1] << 8);
+}
+
+}  // namespace
+
+std::string MessageTypeName(uint16_t type) {
+  switch (static_cast<MessageType>(type)) {
+    case MessageType::kHello:
+      return "Hello";
+    case MessageType::kCreateBlobs:
+      return "CreateBlobs";
+    case MessageType::kPutBlobs:
+      return "PutBlobs";
+    case MessageType::kSeal:
+      return "Seal";
+    case MessageType::kAbort:
+      return "Abort";
+    case MessageType::kCreateObject:
+      return "CreateObject";
+    case MessageType::kGetMeta:
+      return "GetMeta";
+    case MessageType::kGetBlobs:
+      return "GetBlobs";
+    case MessageType::kRelease:
+      return "Release";
+    case MessageType::kPutName:
+      return "PutName";
+    case MessageType::kGetName:
+      return "GetName";
+    case MessageType::kDropName:
+      return "DropName";
+    case MessageType::kListNames:
+      return "ListNames";
+    case MessageType::kDelete:
+      return "Delete";
+    case MessageType::kPersist:
+      return "Persist";
+    case MessageType::kListObjects:
+      return "ListObjects";
+    case MessageType::kStatus:
+      return "Status";
+    case MessageType::kReply:
+      return "Reply";
+    case MessageType::kError:
+      return "Error";
+  }
+  return "Unknown(" + std::to_string(type) + ")";
+}
+
+bool IsRequestType(uint16_t type) {
+  return type >= static_cast<uint16_t>(MessageType::kHello) &&
+         type <= static_cast<uint16_t>(MessageType::kStatus);
+}
+
+void AppendFrame(MessageType type, const json& body,
+                 std::vector<uint8_t>* out) {
+  size_t start = out->size();
+  out->resize(start + kHeaderSize);
+  json::to_msgpack(body, *out);
+  uint32_t length = static_cast<uint32_t>(out->size() - start - kHeaderSize);
+  PutLe32(out->data() + start, length);
+  PutLe16(out->data() + start + 4, static_cast<uint16_t>(type));
+  PutLe16(out->data() + start + 6, 0);
+}
+
+std::vector<uint8_t> EncodeFrame(MessageType type, const json& body) {
+  std::vector<uint8_t> out;
+  AppendFrame(type, body, &out);
+  return out;
+}
+
+json ErrorBody(const Status& status) {
+  return json{{"code", static_cast<int>(status.code())},
+              {"message", status.message()}};
+}
+
+Status StatusFromErrorBody(const json& body) {
+  auto code = GetInt(body, "code");
+  auto message = GetString(body, "message");
+  if (!code.ok() || !message.ok() || *code <= 0 ||
+      *code > static_cast<int>(StatusCode::kNotImplemented)) {
+    return Status::Invalid("malformed error reply from peer");
+  }
+  return Status(static_cast<StatusCode>(*code), *message);
+}
+
+void FrameDecoder::Feed(const uint8_t* data, size_t size) {
+  // Compact before growing, so a long-lived connection's buffer stays small.
+  if (read_pos_ > 0 && read_pos_ == buffer_.size()) {
+    buffer_.clear();
+    read_pos_ = 0;
+  } else if (read_pos_ > (1u << 20)) {
+    buffer_.erase(buffer_.begin(), buffer_.begin() + read_pos_);
+    read_pos_ = 0;
+  }
+  buffer_.insert(buffer_.end(), data, data + size);
+}
+
+Result<std::optional<Frame>> FrameDecoder::Next() {
+  size_t available = buffer_.size() - read_pos_;
+  if (available < kHeaderSize) return std::optional<Frame>();
+  const uint8_t* header = buffer_.data() + read_pos_;
+  uint32_t length = GetLe32(header);
+  uint16_t type = GetLe16(header + 4);
+  uint16_t flags = GetLe16(header + 6);
+  if (length > max_frame_) {
+    return Status::Invalid("frame of " + std::to_string(length) +
+                           " bytes exceeds the limit of " +
+                           std::to_string(max_frame_) + " bytes");
+  }
+  if (flags != 0) {
+    return Status::Invalid("frame flags must be 0, got " +
+                           std::to_string(flags));
+  }
+  if (available < kHeaderSize + length) return std::optional<Frame>();
+  ASSIGN_OR_RAISE(json body, DecodeBody(header + kHeaderSize, length));
+  read_pos_ += kHeaderSize + length;
+  return std::optional<Frame>(Frame{type, std::move(body)});
+}
+
+Result<json> DecodeBody(const uint8_t* data, size_t size) {
+  json body;
+  bool parsed = false;
+  bool failed = true;
+  // The library reports errors through the handler; the catch only keeps any
+  // exception it might still raise from crossing into exception-free code.
+  try {
+    BoundedDomBuilder builder(body);
+    parsed = json::sax_parse(data, data + size, &builder,
+                             json::input_format_t::msgpack, true);
+    failed = builder.failed();
+  } catch (const std::exception&) {
+    failed = true;
+  }
+  if (!parsed || failed) {
+    return Status::Invalid(
+        "frame body is not valid MessagePack (or nests "
+        "deeper than " +
+        std::to_string(kMaxDepth) + " levels)");
+  }
+  if (!body.is_object()) {
+    return Status::Invalid("frame body must be a MessagePack map");
+  }
+  return body;
+}
+
+namespace {
+Result<const json*> Field(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end()) {
+    return Status::Invalid(std::string("missing field '") + key + "'");
+  }
+  return &*it;
+}
+Status WrongType(const char* key, const char* want) {
+  return Status::Invalid(std::string("field '") + key + "' must be " + want);
+}
+}  // namespace
+
+Result<uint64_t> GetUint(const json& body, const char* key) {
+  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  if (!v->is_number_unsigned()) return WrongType(key, "an unsigned integer");
+  return v->get<uint64_t>();
+}
+
+Result<int64_t> GetInt(const json& body, const char* key) {
+  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  if (v->is_number_unsigned()) {
+    uint64_t u = v->get<uint64_t>();
+    if (u > static_cast<uint64_t>(INT64_MAX)) return WrongType(key, "an int64");
+    return static_cast<int64_t>(u);
+  }
+  if (!v->is_number_integer()) return WrongType(key, "an integer");
+  return v->get<int64_t>();
+}
+
+Result<std::string> GetString(const json& body, const char* key) {
+  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  if (!v->is_string()) return WrongType(key, "a string");
+  return v->get<std::string>();
+}
+
+Result<bool> GetBool(const json& body, const char* key, bool fallback) {
+  auto it = body.find(key);
+  if (it == body.end()) return fallback;
+  if (!it->is_boolean()) return WrongType(key, "a boolean");
+  return it->get<bool>();
+}
+
+Result<ObjectID> GetId(const json& body, const char* key) {
+  ASSIGN_OR_RAISE(uint64_t v, GetUint(body, key));
+  return ObjectID(v);
+}
+
+Result<std::vector<uint64_t>> GetUints(const json& body, const char* key) {
+  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  if (!v->is_array()) return WrongType(key, "an array of unsigned integers");
+  std::vector<uint64_t> out;
+  out.reserve(v->size());
+  for (const json& e : *v) {
+    if (!e.is_number_unsigned()) {
+      return WrongType(key, "an array of unsigned integers");
+    }
+    out.push_back(e.get<uint64_t>());
+  }
+  return out;
+}
+
+Result<std::vector<ObjectID>> GetIds(const json& body, const char* key) {
+  ASSIGN_OR_RAISE(std::vector<uint64_t> raw, GetUints(body, key));
+  std::vector<ObjectID> ids;
+  ids.reserve(raw.size());
+  for (uint64_t v : raw) ids.emplace_back(v);
+  return ids;
+}
+
+Result<const json*> GetMap(const json& body, const char* key) {
+  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  if (!v->is_object()) return WrongType(key, "a map");
+  return v;
+}
+
+json IdsToJson(const std::vector<ObjectID>& ids) {
+  json out = json::array();
+  for (ObjectID id : ids) out.push_back(id.value());
+  return out;
+}
+
+}  // namespace trellis::protocol

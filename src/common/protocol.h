@@ -1,0 +1,106 @@
+// The trellis wire protocol: framing, message types and body accessors.
+// docs/protocol.md is the specification; keep the two in step.
+//
+// A frame is an 8-byte little-endian header {u32 body_length, u16 type,
+// u16 flags} followed by body_length bytes of MessagePack holding one map.
+// MessagePack (through nlohmann-json, which also holds our metadata trees)
+// is used instead of a hand-rolled encoding so that the body format is a
+// published spec and decoding malformed input is a library's tested job.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "trellis/object_id.h"
+#include "trellis/status.h"
+
+namespace trellis::protocol {
+
+using nlohmann::json;
+
+inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr size_t kHeaderSize = 8;
+// Default largest body a peer accepts (trellisd --max-frame changes it).
+inline constexpr uint32_t kDefaultMaxFrame = 64u << 20;
+
+// Message types. Values are wire constants: append only.
+enum class MessageType : uint16_t {
+  kHello = 1,
+  kCreateBlobs = 2,
+  kPutBlobs = 3,
+  kSeal = 4,
+  kAbort = 5,
+  kCreateObject = 6,
+  kGetMeta = 7,
+  kGetBlobs = 8,
+  kRelease = 9,  // the only request without a reply
+  kPutName = 10,
+  kGetName = 11,
+  kDropName = 12,
+  kListNames = 13,
+  kDelete = 14,
+  kPersist = 15,
+  kListObjects = 16,
+  kStatus = 17,
+  kReply = 256,  // success; body is the request's result map
+  kError = 257,  // failure; body {code, message}
+};
+
+// Name of a type for messages, e.g. "GetMeta"; "Unknown(<n>)" otherwise.
+std::string MessageTypeName(uint16_t type);
+bool IsRequestType(uint16_t type);
+
+struct Frame {
+  uint16_t type = 0;
+  json body;
+};
+
+// Appends one encoded frame to `out`.
+void AppendFrame(MessageType type, const json& body, std::vector<uint8_t>* out);
+std::vector<uint8_t> EncodeFrame(MessageType type, const json& body);
+json ErrorBody(const Status& status);
+// Turns an Error body back into a Status (Invalid if the body is malformed).
+Status StatusFromErrorBody(const json& body);
+
+// Splits a byte stream into frames. Not thread-safe.
+class FrameDecoder {
+ public:
+  explicit FrameDecoder(uint32_t max_frame = kDefaultMaxFrame)
+      : max_frame_(max_frame) {}
+
+  // Appends received bytes.
+  void Feed(const uint8_t* data, size_t size);
+  // The next complete frame, std::nullopt if more bytes are needed, or
+  // Invalid if the stream is malformed (oversized length, non-zero flags,
+  // undecodable or non-map body). After an error the stream is unusable.
+  Result<std::optional<Frame>> Next();
+  size_t buffered() const { return buffer_.size() - read_pos_; }
+
+ private:
+  uint32_t max_frame_;
+  std::vector<uint8_t> buffer_;
+  size_t read_pos_ = 0;
+};
+
+// Decodes one body (the bytes after the header). Invalid unless it is a
+// well-formed MessagePack map.
+Result<json> DecodeBody(const uint8_t* data, size_t size);
+
+// Typed field access: missing or wrongly typed fields are Invalid, with the
+// field name in the message.
+Result<uint64_t> GetUint(const json& body, const char* key);
+Result<int64_t> GetInt(const json& body, const char* key);
+Result<std::string> GetString(const json& body, const char* key);
+Result<bool> GetBool(const json& body, const char* key, bool fallback);
+Result<ObjectID> GetId(const json& body, const char* key);
+Result<std::vector<ObjectID>> GetIds(const json& body, const char* key);
+Result<std::vector<uint64_t>> GetUints(const json& body, const char* key);
+Result<const json*> GetMap(const json& body, const char* key);
+json IdsToJson(const std::vector<ObjectID>& ids);
+
+}  // namespace trellis::protocol

@@ -1,0 +1,77 @@
+#include "server/arena.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace trellis::server {
+
+Result<std::unique_ptr<Arena>> Arena::Create(uint64_t size, bool reserve) {
+  if (size == 0) return Status::Invalid("arena size must be positive");
+  int fd = memfd_create("trellis-arena", MFD_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("memfd_create", errno);
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    close(fd);
+    return Status::FromErrno("ftruncate arena to " + std::to_string(size), err);
+  }
+  if (reserve) {
+    // Allocate every page up front so that a shortage is reported here, not
+    // as SIGBUS on a later write.
+    int rc = posix_fallocate(fd, 0, static_cast<off_t>(size));
+    if (rc != 0) {
+      close(fd);
+      return Status::OutOfMemory(
+          "cannot reserve " + std::to_string(size) +
+          " bytes of shared memory: " + std::string(strerror(rc)));
+    }
+  }
+  int flags = MAP_SHARED | (reserve ? MAP_POPULATE : 0);
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+  if (base == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    return Status::FromErrno("mmap arena", err);
+  }
+  return std::unique_ptr<Arena>(
+      new Arena(fd, static_cast<uint8_t*>(base), size, reserve));
+}
+
+Arena::~Arena() {
+  munmap(base_, size_);
+  close(fd_);
+}
+
+namespace {
+uint64_t ReadLimitFile(const char* path) {
+  std::ifstream in(path);
+  std::string text;
+  if (!(in >> text) || text == "max") return UINT64_MAX;
+  try {
+    return std::stoull(text);
+  } catch (...) {  // a malformed kernel file means "no limit known"
+    return UINT64_MAX;
+  }
+}
+}  // namespace
+
+uint64_t UsableMemoryBytes() {
+  uint64_t total = UINT64_MAX;
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page_size = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) {
+    total = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
+  }
+  uint64_t v2 = ReadLimitFile("/sys/fs/cgroup/memory.max");
+  uint64_t v1 = ReadLimitFile("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+  uint64_t limit = std::min(v1, v2);
+  return std::min(total, limit);
+}
+
+}  // namespace trellis::server

@@ -1,0 +1,40 @@
+// Arena: the shared-memory region (one memfd) that holds every blob.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "trellis/status.h"
+
+namespace trellis::server {
+
+class Arena {
+ public:
+  // Creates a memfd of `size` bytes and maps it read-write. With `reserve`,
+  // every page is allocated and faulted in now (slow start, fast first
+  // writes); IOError/OutOfMemory when the memory cannot be had.
+  static Result<std::unique_ptr<Arena>> Create(uint64_t size, bool reserve);
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  int fd() const { return fd_; }
+  uint8_t* base() const { return base_; }
+  uint64_t size() const { return size_; }
+  bool reserved() const { return reserved_; }
+
+ private:
+  Arena(int fd, uint8_t* base, uint64_t size, bool reserved)
+      : fd_(fd), base_(base), size_(size), reserved_(reserved) {}
+
+  int fd_;
+  uint8_t* base_;
+  uint64_t size_;
+  bool reserved_;
+};
+
+// Bytes of physical memory this process may use: the smaller of MemTotal and
+// the cgroup (v2 or v1) memory limit, if any.
+uint64_t UsableMemoryBytes();
+
+}  // namespace trellis::server

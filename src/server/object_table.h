@@ -1,0 +1,149 @@
+// ObjectTable: every object and blob of one daemon, and the one state machine
+// that governs them:
+//
+//   CREATED --Seal--> SEALED --Delete--> DELETED --(no readers, no
+//   referrers)--> freed
+//      \--Abort / creator disconnects--> freed
+//
+// * A blob is CREATED by CreateBlobs: its bytes are writable by its creator
+//   only, invisible to others. Seal makes it immutable and readable.
+// * A composite object is created sealed by CreateObject from a tree whose
+//   members are new nodes or existing objects; the creator's CREATED blobs
+//   referenced by the tree are sealed in the same step.
+// * Readers hold objects (Hold/Release, counted per client). A held object
+//   that is deleted disappears from lookups at once, but its bytes stay intact
+//   until the last reader releases it or disconnects: never a use-after-free.
+// * A member is referenced by the live objects that contain it. Deleting a
+//   referenced object needs force; it then also stays in memory (invisible)
+//   until its referrers are gone, so they keep reading correct bytes.
+//
+// Transport-agnostic and not thread-safe: the daemon calls it from its event
+// loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "server/allocator.h"
+#include "trellis/object_id.h"
+#include "trellis/status.h"
+
+namespace trellis::server {
+
+using ClientId = uint64_t;
+using nlohmann::json;
+
+enum class ObjectState { kCreated, kSealed, kDeleted };
+
+struct ObjectEntry {
+  ObjectID id;
+  ObjectState state = ObjectState::kCreated;
+  bool is_blob = false;
+  uint64_t offset = 0;  // blobs: where the bytes start in the arena
+  uint64_t size = 0;    // blobs: payload bytes
+  std::string type_name;
+  json fields;  // composite objects: user fields (a map)
+  std::vector<std::pair<std::string, ObjectID>> members;
+  uint64_t nbytes = 0;     // bytes of all blobs reachable from here
+  ClientId creator = 0;    // who may write/seal/abort while CREATED
+  uint32_t readers = 0;    // holds by clients, summed over clients
+  uint32_t referrers = 0;  // live (not deleted) objects listing this as member
+  bool persisted = false;
+};
+
+struct BlobSlot {
+  ObjectID id;
+  uint64_t offset;
+  uint64_t size;
+};
+
+struct TableStats {
+  uint64_t objects = 0;  // sealed, visible composite objects
+  uint64_t blobs = 0;    // sealed, visible blobs
+  uint64_t unsealed_blobs = 0;
+  uint64_t deleted_pending = 0;  // deleted but still read or referenced
+};
+
+class ObjectTable {
+ public:
+  // `allocator` must outlive the table.
+  ObjectTable(Allocator* allocator, uint16_t instance_id);
+
+  void AddClient(ClientId client);
+  // Aborts the client's unsealed blobs and drops all its holds.
+  void RemoveClient(ClientId client);
+  size_t client_count() const { return clients_.size(); }
+
+  // Allocates one CREATED blob per size (all or nothing). Size 0 is allowed.
+  Result<std::vector<BlobSlot>> CreateBlobs(ClientId client,
+                                            const std::vector<uint64_t>& sizes);
+  // Seals blobs the client created. All ids are checked before any is sealed.
+  Status Seal(ClientId client, const std::vector<ObjectID>& ids);
+  // Frees blobs the client created and did not seal.
+  Status Abort(ClientId client, const std::vector<ObjectID>& ids);
+
+  // Creates the composite objects of `tree` (docs/format.md, "building a
+  // tree"), sealing the client's CREATED blobs it references. Returns the
+  // root's id. The tree is validated completely before anything changes.
+  Result<ObjectID> CreateObject(ClientId client, const json& tree);
+
+  // The expanded tree of a visible, sealed object (blob nodes carry their
+  // arena offset). With `held`, every node of the tree is held once for the
+  // client and its id appended to *held.
+  Result<json> GetTree(ClientId client, ObjectID id,
+                       std::vector<ObjectID>* held);
+  // A visible, sealed blob, held once for the client.
+  Result<BlobSlot> GetBlob(ClientId client, ObjectID id);
+  // Drops one hold per id (ids the client does not hold are Invalid; those
+  // before the bad one are released).
+  Status Release(ClientId client, const std::vector<ObjectID>& ids);
+
+  // Deletes visible objects (docs/protocol.md, "Delete"). Returns every id
+  // that became DELETED, including members removed by `deep`.
+  Result<std::vector<ObjectID>> Delete(const std::vector<ObjectID>& ids,
+                                       bool deep, bool force);
+  Status Persist(ObjectID id);
+
+  // The shallow description {id, typename, nbytes, ...} of visible sealed
+  // objects whose type name matches the glob `pattern` (blobs only if the
+  // pattern matches kBlobTypeName), at most `limit`.
+  std::vector<json> List(const std::string& pattern, size_t limit) const;
+  // The entry of a visible object, or nullptr.
+  const ObjectEntry* Find(ObjectID id) const;
+
+  TableStats Stats() const;
+  uint16_t instance_id() const { return instance_id_; }
+
+ private:
+  struct ClientState {
+    std::unordered_set<ObjectID> created;          // unsealed blobs
+    std::unordered_map<ObjectID, uint32_t> holds;  // id -> count
+  };
+
+  ObjectID NextId() { return ObjectID::Make(instance_id_, next_sequence_++); }
+  ObjectEntry* FindVisible(ObjectID id);
+  Status ValidateTree(ClientId client, const json& node, int depth) const;
+  ObjectID BuildTree(ClientId client, const json& node);
+  json ExpandTree(const ObjectEntry& entry, ClientId client,
+                  std::vector<ObjectID>* held);
+  void Hold(ClientState& state, ObjectEntry& entry);
+  void MarkDeleted(ObjectEntry& entry, bool deep, bool force,
+                   std::vector<ObjectID>* deleted);
+  void DetachMembers(ObjectEntry& entry, bool deep, bool force,
+                     std::vector<ObjectID>* deleted);
+  void FreeIfUnused(ObjectID id);
+  void FreeBlobMemory(ObjectEntry& entry);
+
+  Allocator* allocator_;
+  uint16_t instance_id_;
+  uint64_t next_sequence_ = 1;
+  std::unordered_map<ObjectID, ObjectEntry> entries_;
+  std::unordered_map<ClientId, ClientState> clients_;
+};
+
+}  // namespace trellis::server

@@ -1,0 +1,128 @@
+// trellisd: the per-node trellis daemon. See README.md ("Running the daemon")
+// and docs/protocol.md.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <asio.hpp>
+#include <csignal>
+#include <cstdio>
+#include <random>
+
+#include "common/protocol.h"
+#include "common/socket_path.h"
+#include "server/arena.h"
+#include "server/ipc_server.h"
+#include "server/meta_store.h"
+#include "server/size_parse.h"
+#include "server/store.h"
+
+namespace {
+
+int Refuse(const std::string& reason) {
+  std::fprintf(stderr, "trellisd: %s\n", reason.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace trellis;
+  using namespace trellis::server;
+
+  CLI::App app{"trellisd: per-node shared-memory object store daemon"};
+  std::string socket_path = DefaultSocketPath();
+  std::string size_text;
+  bool reserve = false;
+  std::string log_level = "info";
+  std::string socket_mode_text = "0600";
+  std::string max_frame_text = "64M";
+  int instance_id = 0;
+  app.add_option("--socket", socket_path,
+                 "UNIX socket to serve (default: $TRELLIS_SOCKET, else "
+                 "/tmp/trellis-$UID/trellis.sock)");
+  app.add_option("--size", size_text,
+                 "arena size, e.g. 512M or 4G (default: a quarter of memory)");
+  app.add_flag("--reserve", reserve, "pre-fault the whole arena at start");
+  app.add_option("--log-level", log_level,
+                 "trace, debug, info, warn, error or off")
+      ->check(
+          CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--socket-mode", socket_mode_text,
+                 "permissions of the socket file, octal (default 0600)");
+  app.add_option("--max-frame", max_frame_text,
+                 "largest request body accepted (default 64M)");
+  app.add_option("--instance-id", instance_id,
+                 "16-bit id of this daemon, 1-65535 (default: random)")
+      ->check(CLI::Range(0, 65535));
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [trellisd] [%l] %v");
+
+  uint64_t usable = UsableMemoryBytes();
+  uint64_t size = usable / 4;
+  if (!size_text.empty()) {
+    auto parsed = ParseByteSize(size_text);
+    if (!parsed.ok()) return Refuse(parsed.status().message());
+    size = *parsed;
+  }
+  if (size > usable) {
+    return Refuse("--size " + std::to_string(size) +
+                  " bytes is more than the memory this process may use (" +
+                  std::to_string(usable) + " bytes)");
+  }
+  auto max_frame = ParseByteSize(max_frame_text);
+  if (!max_frame.ok())
+    return Refuse("--max-frame: " + max_frame.status().message());
+  if (*max_frame > UINT32_MAX) return Refuse("--max-frame must be below 4G");
+  char* end = nullptr;
+  long mode = std::strtol(socket_mode_text.c_str(), &end, 8);
+  if (socket_mode_text.empty() || *end != '\0' || mode < 0 || mode > 0777) {
+    return Refuse("--socket-mode must be an octal mode like 0600, got '" +
+                  socket_mode_text + "'");
+  }
+  if (instance_id == 0) {
+    std::random_device rd;
+    instance_id = static_cast<int>(rd() % 65535) + 1;
+  }
+
+  asio::io_context io(1);
+  StoreOptions store_options;
+  store_options.size = size;
+  store_options.reserve = reserve;
+  store_options.instance_id = static_cast<uint16_t>(instance_id);
+  auto run_after = [&io](std::chrono::milliseconds delay,
+                         std::function<void()> fn) {
+    auto timer = std::make_shared<asio::steady_timer>(io, delay);
+    timer->async_wait([timer, fn = std::move(fn)](const asio::error_code& ec) {
+      if (!ec) fn();
+    });
+  };
+  auto store = Store::Create(store_options, MakeLocalMetaStore(), run_after);
+  if (!store.ok()) return Refuse(store.status().ToString());
+
+  IpcOptions ipc_options;
+  ipc_options.socket_path = socket_path;
+  ipc_options.socket_mode = static_cast<mode_t>(mode);
+  ipc_options.max_frame = static_cast<uint32_t>(*max_frame);
+  IpcServer server(io, store->get(), ipc_options);
+  Status started = server.Start();
+  if (!started.ok()) return Refuse(started.message());
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code& ec, int signo) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down", signo);
+    server.Stop();
+    io.stop();
+  });
+  std::signal(SIGPIPE, SIG_IGN);
+
+  spdlog::info("serving {} (arena {} bytes{}, instance {}, protocol {})",
+               socket_path, size, reserve ? ", reserved" : "", instance_id,
+               protocol::kProtocolVersion);
+  io.run();
+  server.Stop();
+  return 0;
+}
