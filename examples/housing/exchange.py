@@ -1,0 +1,128 @@
+"""How the pipeline's steps hand intermediate data to each other.
+
+An exchange has two operations used by the steps, put(name, value) and
+get(name), and one used by the driver, remove(names). Three implementations:
+
+- "trellis":     trellis.put(value, name=name, persist=True) and
+                 trellis.get(name=name, fetch=True), exactly as the seed code
+                 calls vineyard. The daemon is found through TRELLIS_SOCKET.
+- "pickle-disk": pickle files (protocol 5) in a directory on local disk.
+- "pickle-shm":  the same pickle files in a directory under /dev/shm (tmpfs).
+
+Everything else in a step is identical across exchanges. Steps time their
+put/get calls as "write"/"read"; for trellis that includes connecting to the
+daemon and mapping its arena on first use, which are real costs of a step.
+"""
+
+import argparse
+import os
+import pickle
+
+from common import EXCHANGES
+
+
+def default_exchange_dir(kind):
+    """Directory used by a pickle exchange when none is given."""
+    uid = os.getuid()
+    if kind == "pickle-shm":
+        return f"/dev/shm/trellis-housing-{uid}"
+    return f"/tmp/trellis-housing-{uid}/exchange"
+
+
+class PickleExchange:
+    """Intermediate objects as `<dir>/<name>.pkl` files.
+
+    put() overwrites an existing file of the same name. The directory is
+    created on first put. Files are not fsync'ed: a pipeline writing pickles
+    would not do it either, so written data may still sit in the page cache
+    when the next step reads it (the driver notes this in its results).
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def _path(self, name):
+        return os.path.join(self.directory, name + ".pkl")
+
+    def put(self, name, value):
+        os.makedirs(self.directory, exist_ok=True)
+        with open(self._path(name), "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def get(self, name):
+        with open(self._path(name), "rb") as f:
+            return pickle.load(f)
+
+    def remove(self, names):
+        """Deletes the files of `names` that exist; returns how many it did."""
+        removed = 0
+        for name in names:
+            try:
+                os.unlink(self._path(name))
+                removed += 1
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.directory)  # only if now empty
+        except OSError:
+            pass
+        return removed
+
+
+class TrellisExchange:
+    """Intermediate objects as named, persisted trellis objects.
+
+    Constructing one imports the trellis module (a step counts that with its
+    other imports); the first put/get connects to the daemon and maps the
+    arena, which the step counts as exchange time. The pickle variants never
+    load trellis.
+    """
+
+    def __init__(self):
+        import trellis
+        self._trellis = trellis
+
+    def put(self, name, value):
+        self._trellis.put(value, name=name, persist=True)
+
+    def get(self, name):
+        return self._trellis.get(name=name, fetch=True)
+
+    def remove(self, names):
+        """Deletes the objects behind `names` (deep) and drops the names.
+
+        Returns how many names existed. Missing names are skipped.
+        """
+        trellis = self._trellis
+        client = trellis.connect()
+        removed = 0
+        for name in names:
+            if not client.list_names(name):
+                continue
+            oid = client.get_name(name)
+            client.drop_name(name)
+            trellis.delete(oid, deep=True)
+            removed += 1
+        return removed
+
+
+def make_exchange(kind, directory=None):
+    """Returns the exchange for `kind` (one of EXCHANGES)."""
+    if kind == "trellis":
+        return TrellisExchange()
+    if kind in ("pickle-disk", "pickle-shm"):
+        return PickleExchange(directory or default_exchange_dir(kind))
+    raise ValueError(f"unknown exchange {kind!r}; expected one of {EXCHANGES}")
+
+
+def step_arg_parser(description):
+    """Argument parser with the options every step shares."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--exchange", required=True, choices=EXCHANGES,
+                        help="how intermediate data is handed over")
+    parser.add_argument("--exchange-dir", default=None,
+                        help="directory of the pickle exchanges "
+                             "(default: /tmp/... for disk, /dev/shm/... for shm)")
+    parser.add_argument("--profile", default=None, metavar="PATH",
+                        help="write cProfile stats of the step to PATH")
+    return parser

@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""Step 1 of the housing pipeline: clean and split the raw table.
+
+Loads the raw table (pandas pickle written by generate.py), drops the rows
+with GrLivArea > 4800, splits features from the SalePrice target, makes an
+80/20 train/test split and hands x_train, x_test, y_train, y_test to the next
+steps through the chosen exchange. The code mirrors the seed's preprocess.py.
+"""
+
+import time
+
+_T0 = time.perf_counter()
+
+import pandas as pd  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+from common import (DATA_NAMES, MAX_GR_LIV_AREA, RANDOM_STATE, TARGET,  # noqa: E402
+                    TEST_SIZE, StepTimer, emit_report, maybe_profile)
+from exchange import make_exchange, step_arg_parser  # noqa: E402
+
+
+def preprocess(df):
+    """Returns (x_train, x_test, y_train, y_test) from the raw table `df`.
+
+    Consumes `df`: the caller must not keep other references if it wants the
+    memory back early.
+    """
+    df = df.drop(df[(df["GrLivArea"] > MAX_GR_LIV_AREA)].index)
+    # .copy(): a column of a single-block frame is a view that would keep the
+    # whole filtered table alive until the split is done.
+    y = df[TARGET].copy()
+    X = df.drop(TARGET, axis=1)
+    del df
+    return train_test_split(X, y, test_size=TEST_SIZE, random_state=RANDOM_STATE)
+
+
+def nbytes(obj):
+    """Bytes of a DataFrame's or Series' values plus its index."""
+    usage = obj.memory_usage(index=True)
+    return int(usage.sum()) if hasattr(usage, "sum") else int(usage)
+
+
+def main():
+    parser = step_arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--input", required=True, help="raw table (pickle)")
+    args = parser.parse_args()
+
+    exchange = make_exchange(args.exchange, args.exchange_dir)
+    timer = StepTimer(start=_T0)
+    timer.add("imports", time.perf_counter() - _T0)
+    with maybe_profile(args.profile):
+        with timer.phase("load"):
+            df = pd.read_pickle(args.input)
+        raw_rows = len(df)
+        with timer.phase("compute"):
+            x_train, x_test, y_train, y_test = preprocess(df)
+            del df
+        outputs = dict(zip(DATA_NAMES, (x_train, x_test, y_train, y_test)))
+        for name, value in outputs.items():
+            with timer.phase("write"):
+                exchange.put(name, value)
+    emit_report("preprocess", args.exchange, timer, raw_rows=raw_rows,
+                train_rows=len(x_train), test_rows=len(x_test),
+                written_bytes=sum(map(nbytes, outputs.values())))
+
+
+if __name__ == "__main__":
+    main()
