@@ -19,21 +19,6 @@ from common import (DATA_NAMES, MAX_GR_LIV_AREA, RANDOM_STATE, TARGET,  # noqa: 
 from exchange import make_exchange, step_arg_parser  # noqa: E402
 
 
-def preprocess(df):
-    """Returns (x_train, x_test, y_train, y_test) from the raw table `df`.
-
-    Consumes `df`: the caller must not keep other references if it wants the
-    memory back early.
-    """
-    df = df.drop(df[(df["GrLivArea"] > MAX_GR_LIV_AREA)].index)
-    # .copy(): a column of a single-block frame is a view that would keep the
-    # whole filtered table alive until the split is done.
-    y = df[TARGET].copy()
-    X = df.drop(TARGET, axis=1)
-    del df
-    return train_test_split(X, y, test_size=TEST_SIZE, random_state=RANDOM_STATE)
-
-
 def nbytes(obj):
     """Bytes of a DataFrame's or Series' values plus its index."""
     usage = obj.memory_usage(index=True)
@@ -53,8 +38,17 @@ def main():
             df = pd.read_pickle(args.input)
         raw_rows = len(df)
         with timer.phase("compute"):
-            x_train, x_test, y_train, y_test = preprocess(df)
+            # The seed's preprocessing, inline so that each intermediate
+            # table is released as soon as the next one exists.
+            df = df.drop(df[(df["GrLivArea"] > MAX_GR_LIV_AREA)].index)
+            # .copy(): a column of a single-block frame is a view that would
+            # keep the whole filtered table alive until the split is done.
+            y = df[TARGET].copy()
+            X = df.drop(TARGET, axis=1)  # Features
             del df
+            x_train, x_test, y_train, y_test = train_test_split(
+                X, y, test_size=TEST_SIZE, random_state=RANDOM_STATE)
+            del X, y
         outputs = dict(zip(DATA_NAMES, (x_train, x_test, y_train, y_test)))
         for name, value in outputs.items():
             with timer.phase("write"):
