@@ -364,21 +364,39 @@ def format_tables(results):
     c, d = results["checks"], summary.get("trellis", {}).get("daemon")
     lines.append("")
     if d:
-        lines.append(f"trellis daemon: {d['mode']}, arena {d['size'] or 0:,} bytes"
+        lines.append(f"- trellis daemon: {d['mode']}, arena {d['size'] or 0:,} bytes"
                      f"{' (pre-faulted)' if d['reserve'] else ''}, "
                      f"start-up {d['startup_s']:.2f} s (not counted above)")
-    lines.append("MSE " + ("identical across all runs" if c["mse_identical"] else
+    lines.append("- MSE " + ("identical across all runs" if c["mse_identical"] else
                            f"agrees to {c['mse_max_rel_diff']:.1e} relative"
                            if c["mse_agree"] else
                            f"DIFFERS (max relative difference {c['mse_max_rel_diff']:.1e})"))
     if "exchange_ratio_vs_pickle_disk" in c:
         lines.append(
-            f"targets: trellis exchange time = {c['exchange_ratio_vs_pickle_disk']:.3f}"
+            f"- targets: trellis exchange time = {c['exchange_ratio_vs_pickle_disk']:.3f}"
             f" of pickle-disk's (target <= {TARGET_EXCHANGE_RATIO}: "
             f"{'met' if c['target_exchange_met'] else 'NOT met'}); end-to-end "
             f"{c['end_to_end_faster_than_pickle_disk'] * 100:.0f}% less time (target >= "
             f"{TARGET_SPEEDUP * 100:.0f}%: {'met' if c['target_end_to_end_met'] else 'NOT met'})")
     return "\n".join(lines) + "\n"
+
+
+def format_markdown(results):
+    """A self-contained Markdown report: command, machine, conditions, tables."""
+    m, cfg = results["machine"], results["config"]
+    before = ", ".join(f"{x:.2f}" for x in results["load_average_before"])
+    after = ", ".join(f"{x:.2f}" for x in results.get("load_average_after", []))
+    head = [f"# Housing pipeline, {cfg['rows']:,} rows",
+            "",
+            f"Command: `{cfg['command']}`",
+            "",
+            f"Machine: {m['cpu_model']}, {m['nproc']} CPUs, {m['mem_total_gib']} GiB, "
+            f"Linux {m['kernel']}; Python {m['python']}, numpy {m['numpy']}, "
+            f"pandas {m['pandas']}, scikit-learn {m['sklearn']}; "
+            f"trellis {m['git_commit']}; {m['date']}.",
+            f"Load average (1/5/15 min) before: {before}; after: {after}.",
+            ""]
+    return "\n".join(head) + "\n" + format_tables(results)
 
 
 # --- main -------------------------------------------------------------------------
@@ -388,7 +406,8 @@ def run(args):
     own_workdir = args.workdir is None
     workdir = args.workdir or tempfile.mkdtemp(prefix="trellis-housing-")
     os.makedirs(workdir, exist_ok=True)
-    results = {"config": {"rows": args.rows, "seed": args.seed,
+    results = {"config": {"command": " ".join(sys.argv),
+                          "rows": args.rows, "seed": args.seed,
                           "rounds": args.rounds, "exchanges": args.exchanges,
                           "drop_caches": args.drop_caches, "keep": args.keep,
                           "workdir": workdir,
@@ -427,7 +446,7 @@ def main(argv=None):
             f.write("\n")
     if args.md:
         with open(args.md, "w") as f:
-            f.write(tables)
+            f.write(format_markdown(results))
     return 0 if results["checks"]["mse_agree"] else 1
 
 
