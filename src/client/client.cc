@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -215,7 +216,43 @@ bool ClientCore::IsOpenBlob(ObjectID id) {
   return open_blobs_.count(id) > 0;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14
+#endif
+
+void ClientCore::PrepareWrite(uint64_t offset, uint64_t size) {
+  constexpr uint64_t kGranule = 64 * 1024;
+  if (size == 0 || offset >= size_) return;
+  uint64_t first = offset / kGranule;
+  uint64_t last = (std::min(offset + size, size_) - 1) / kGranule;
+  std::lock_guard<std::mutex> lock(populate_mutex_);
+  if (!populate_works_) return;
+  if (populated_.empty()) populated_.resize((size_ / kGranule + 64) / 64);
+  auto done = [&](uint64_t g) { return populated_[g / 64] >> (g % 64) & 1; };
+  for (uint64_t g = first; g <= last;) {
+    if (done(g)) {
+      ++g;
+      continue;
+    }
+    uint64_t end = g;  // one madvise per run of granules not yet populated
+    while (end + 1 <= last && !done(end + 1)) ++end;
+    uint64_t begin_byte = g * kGranule;
+    uint64_t end_byte = std::min((end + 1) * kGranule, size_);
+    if (madvise(base_ + begin_byte, end_byte - begin_byte,
+                MADV_POPULATE_WRITE) != 0) {
+      if (errno == EINVAL) populate_works_ = false;  // kernel without it
+      return;
+    }
+    for (uint64_t i = g; i <= end; ++i) populated_[i / 64] |= 1ull << (i % 64);
+    g = end + 1;
+  }
+}
+
 // ---------------------------------------------------------------- BlobWriter
+
+namespace {
+constexpr uint64_t kPrepareWriteThreshold = 1 << 20;
+}  // namespace
 
 BlobWriter::BlobWriter(std::shared_ptr<ClientCore> core, ObjectID id,
                        uint8_t* data, uint64_t size)
@@ -273,6 +310,12 @@ Result<std::vector<std::unique_ptr<BlobWriter>>> Client::CreateBlobs(
   }
   std::vector<std::unique_ptr<BlobWriter>> writers;
   for (size_t i = 0; i < ids.size(); ++i) {
+    // A writer is for writing the whole blob: map its pages now, in bulk.
+    // Small blobs are left to fault (a few pages, and granules of other
+    // blobs would be populated needlessly).
+    if (sizes[i] >= kPrepareWriteThreshold) {
+      core_->PrepareWrite(offsets[i], sizes[i]);
+    }
     core_->AddOpenBlob(ids[i]);
     writers.push_back(std::make_unique<BlobWriter>(
         core_, ids[i], core_->base() + offsets[i], sizes[i]));
@@ -345,8 +388,9 @@ namespace {
 void CollectReferences(const json& node, std::vector<ObjectID>* out) {
   if (!node.is_object()) return;
   auto id = node.find("id");
-  if (id != node.end() && id->is_number_unsigned() && id->get<uint64_t>()) {
-    out->emplace_back(id->get<uint64_t>());
+  uint64_t value = 0;
+  if (id != node.end() && protocol::AsUint(*id, &value) && value != 0) {
+    out->emplace_back(value);
     return;
   }
   auto members = node.find("members");

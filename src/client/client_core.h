@@ -36,6 +36,15 @@ class ClientCore {
   uint64_t max_inline_blob() const { return max_inline_blob_; }
   const std::string& path() const { return path_; }
 
+  // Maps the arena pages of [offset, offset+size) into this process's page
+  // table for writing, in one system call instead of one page fault per
+  // 4 KiB page while the caller writes (3-4x slower on these machines: see
+  // bench/results/store_bench.md). Granules this process already populated
+  // are skipped, so a warm range costs nothing. Best effort: errors (an old
+  // kernel, a shortage) are ignored and the writes fault as before.
+  // Thread-safe.
+  void PrepareWrite(uint64_t offset, uint64_t size);
+
   // Unsealed blobs this client created (so writers know whether to abort).
   void AddOpenBlob(ObjectID id);
   bool TakeOpenBlob(ObjectID id);
@@ -65,6 +74,11 @@ class ClientCore {
 
   std::mutex blobs_mutex_;
   std::unordered_set<ObjectID> open_blobs_;  // guarded by blobs_mutex_
+
+  std::mutex populate_mutex_;
+  // One bit per 64 KiB granule of the arena: mapped for writing already.
+  std::vector<uint64_t> populated_;  // guarded by populate_mutex_
+  bool populate_works_ = true;       // guarded by populate_mutex_
 };
 
 // Holds a set of objects for as long as it lives.

@@ -1,6 +1,7 @@
 #include <cassert>
 
 #include "common/lease.h"
+#include "common/protocol.h"
 #include "trellis/object.h"
 
 namespace trellis {
@@ -20,7 +21,8 @@ Status ValidateNode(const json& node, int depth) {
   if (!node.is_object()) return Status::Invalid("tree node must be a map");
   auto t = node.find("typename");
   auto id = node.find("id");
-  bool reference = id != node.end() && id->is_number_unsigned();
+  uint64_t ignored;
+  bool reference = id != node.end() && protocol::AsUint(*id, &ignored);
   if (!reference && (t == node.end() || !t->is_string())) {
     return Status::Invalid("tree node has no string 'typename'");
   }
@@ -57,7 +59,9 @@ std::string ObjectMeta::type_name() const {
 namespace {
 uint64_t UintField(const json& tree, const char* key) {
   auto it = tree.find(key);
-  return it != tree.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+  uint64_t value = 0;
+  if (it != tree.end()) protocol::AsUint(*it, &value);
+  return value;
 }
 }  // namespace
 
@@ -129,14 +133,15 @@ Result<Blob> ObjectMeta::AsBlob() const {
     return Status::Invalid(type_name() + " " + id().ToString() +
                            " is not a blob");
   }
-  auto offset = tree_.find("offset");
-  if (!lease_ || offset == tree_.end() || !offset->is_number_unsigned()) {
+  auto offset_it = tree_.find("offset");
+  uint64_t offset = 0;
+  if (!lease_ || offset_it == tree_.end() ||
+      !protocol::AsUint(*offset_it, &offset)) {
     return Status::Invalid("blob " + id().ToString() +
                            " was not gotten from a client; its bytes are not "
                            "mapped");
   }
-  return Blob(id(), lease_->arena_base() + offset->get<uint64_t>(), nbytes(),
-              lease_);
+  return Blob(id(), lease_->arena_base() + offset, nbytes(), lease_);
 }
 
 Result<Blob> ObjectMeta::GetBlobMember(const std::string& name) const {

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "common/protocol.h"
+
 namespace trellis {
 
 using nlohmann::json;
@@ -139,10 +141,9 @@ Result<Tensor> Tensor::FromMeta(const ObjectMeta& meta) {
   uint64_t offset = 0;
   auto off = f.find("offset");
   if (off != f.end()) {
-    if (!off->is_number_unsigned()) {
+    if (!protocol::AsUint(*off, &offset)) {
       return Status::Invalid("tensor field 'offset' must be an unsigned int");
     }
-    offset = off->get<uint64_t>();
   }
   ASSIGN_OR_RAISE(t.buffer_, meta.GetBlobMember("buffer"));
   // Every element addressed by shape/strides must lie inside the blob.

@@ -232,10 +232,23 @@ Status WrongType(const char* key, const char* want) {
 }
 }  // namespace
 
+bool AsUint(const json& v, uint64_t* out) {
+  if (v.is_number_unsigned()) {
+    *out = v.get<uint64_t>();
+    return true;
+  }
+  if (v.is_number_integer() && v.get<int64_t>() >= 0) {
+    *out = static_cast<uint64_t>(v.get<int64_t>());
+    return true;
+  }
+  return false;
+}
+
 Result<uint64_t> GetUint(const json& body, const char* key) {
   ASSIGN_OR_RAISE(const json* v, Field(body, key));
-  if (!v->is_number_unsigned()) return WrongType(key, "an unsigned integer");
-  return v->get<uint64_t>();
+  uint64_t out;
+  if (!AsUint(*v, &out)) return WrongType(key, "an unsigned integer");
+  return out;
 }
 
 Result<int64_t> GetInt(const json& body, const char* key) {
@@ -273,10 +286,9 @@ Result<std::vector<uint64_t>> GetUints(const json& body, const char* key) {
   std::vector<uint64_t> out;
   out.reserve(v->size());
   for (const json& e : *v) {
-    if (!e.is_number_unsigned()) {
-      return WrongType(key, "an array of unsigned integers");
-    }
-    out.push_back(e.get<uint64_t>());
+    uint64_t u;
+    if (!AsUint(e, &u)) return WrongType(key, "an array of unsigned integers");
+    out.push_back(u);
   }
   return out;
 }

@@ -91,6 +91,10 @@ class FrameDecoder {
 // well-formed MessagePack map.
 Result<json> DecodeBody(const uint8_t* data, size_t size);
 
+// True and *out set if `v` is a non-negative integer (MessagePack decodes
+// those as unsigned; JSON built in C++ from int literals holds them signed).
+bool AsUint(const json& v, uint64_t* out);
+
 // Typed field access: missing or wrongly typed fields are Invalid, with the
 // field name in the message.
 Result<uint64_t> GetUint(const json& body, const char* key);

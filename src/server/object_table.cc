@@ -4,6 +4,7 @@
 
 #include <cassert>
 
+#include "common/protocol.h"
 #include "trellis/object.h"
 
 namespace trellis::server {
@@ -11,10 +12,15 @@ namespace {
 
 constexpr int kMaxTreeDepth = 64;
 
-bool IsReference(const json& node) {
+// A node naming an existing object: {"id": <non-zero>}.
+bool IsReference(const json& node, ObjectID* id = nullptr) {
   auto it = node.find("id");
-  return it != node.end() && it->is_number_unsigned() &&
-         it->get<uint64_t>() != 0;
+  uint64_t value = 0;
+  if (it == node.end() || !protocol::AsUint(*it, &value) || value == 0) {
+    return false;
+  }
+  if (id) *id = ObjectID(value);
+  return true;
 }
 
 }  // namespace
@@ -131,8 +137,8 @@ Status ObjectTable::ValidateTree(ClientId client, const json& node,
                            std::to_string(kMaxTreeDepth) + " levels");
   }
   if (!node.is_object()) return Status::Invalid("tree node must be a map");
-  if (IsReference(node)) {
-    ObjectID id(node["id"].get<uint64_t>());
+  ObjectID id;
+  if (IsReference(node, &id)) {
     auto it = entries_.find(id);
     if (it == entries_.end() || it->second.state == ObjectState::kDeleted) {
       return Status::ObjectNotFound("member " + id.ToString() +
@@ -177,14 +183,14 @@ Status ObjectTable::ValidateTree(ClientId client, const json& node,
 }
 
 ObjectID ObjectTable::BuildTree(ClientId client, const json& node) {
-  if (IsReference(node)) {
-    ObjectID id(node["id"].get<uint64_t>());
-    ObjectEntry& e = entries_.at(id);
+  ObjectID ref;
+  if (IsReference(node, &ref)) {
+    ObjectEntry& e = entries_.at(ref);
     if (e.state == ObjectState::kCreated) {
-      clients_.at(client).created.erase(id);
+      clients_.at(client).created.erase(ref);
       e.state = ObjectState::kSealed;
     }
-    return id;
+    return ref;
   }
   ObjectEntry entry;
   entry.id = NextId();
@@ -197,15 +203,33 @@ ObjectID ObjectTable::BuildTree(ClientId client, const json& node) {
   if (members != node.end()) {
     for (const auto& [name, member] : members->items()) {
       ObjectID child = BuildTree(client, member);
-      ObjectEntry& c = entries_.at(child);
-      c.referrers++;
-      entry.nbytes += c.nbytes;
+      entries_.at(child).referrers++;
       entry.members.emplace_back(name, child);
     }
   }
+  entry.nbytes = DistinctBlobBytes(entry.members);
   ObjectID id = entry.id;
   entries_.emplace(id, std::move(entry));
   return id;
+}
+
+uint64_t ObjectTable::DistinctBlobBytes(
+    const std::vector<std::pair<std::string, ObjectID>>& members) const {
+  // Members may share blobs (a DataFrame's columns share one): count each
+  // blob once.
+  std::unordered_set<ObjectID> seen;
+  std::vector<ObjectID> stack;
+  for (const auto& m : members) stack.push_back(m.second);
+  uint64_t bytes = 0;
+  while (!stack.empty()) {
+    ObjectID id = stack.back();
+    stack.pop_back();
+    if (!seen.insert(id).second) continue;
+    const ObjectEntry& e = entries_.at(id);
+    if (e.is_blob) bytes += e.size;
+    for (const auto& m : e.members) stack.push_back(m.second);
+  }
+  return bytes;
 }
 
 Result<ObjectID> ObjectTable::CreateObject(ClientId client, const json& tree) {

@@ -129,6 +129,8 @@ class ObjectTable {
   ObjectEntry* FindVisible(ObjectID id);
   Status ValidateTree(ClientId client, const json& node, int depth) const;
   ObjectID BuildTree(ClientId client, const json& node);
+  uint64_t DistinctBlobBytes(
+      const std::vector<std::pair<std::string, ObjectID>>& members) const;
   json ExpandTree(const ObjectEntry& entry, ClientId client,
                   std::vector<ObjectID>* held);
   void Hold(ClientState& state, ObjectEntry& entry);

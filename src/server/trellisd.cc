@@ -1,5 +1,6 @@
 // trellisd: the per-node trellis daemon. See README.md ("Running the daemon")
 // and docs/protocol.md.
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -57,6 +58,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   CLI11_PARSE(app, argc, argv);
 
+  // Logs go to stderr: stdout stays free for whoever embeds the daemon.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("trellisd"));
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [trellisd] [%l] %v");
 

@@ -1,0 +1,19 @@
+# The GoogleTest suites, which live next to the code they test.
+add_library(trellis_testing STATIC src/testing/daemon.cc)
+target_link_libraries(trellis_testing PUBLIC trellis_common)
+target_compile_definitions(trellis_testing PRIVATE
+  TRELLISD_PATH="$<TARGET_FILE:trellisd>")
+add_dependencies(trellis_testing trellisd)
+
+add_trellis_test(protocol_test SOURCES src/common/protocol_test.cc
+  LIBS trellis_common)
+add_trellis_test(allocator_test SOURCES src/server/allocator_test.cc
+  LIBS trellis_server)
+add_trellis_test(object_table_test SOURCES src/server/object_table_test.cc
+  LIBS trellis_server)
+add_trellis_test(size_parse_test SOURCES src/server/size_parse_test.cc
+  LIBS trellis_server)
+add_trellis_test(client_test SOURCES src/client/client_test.cc
+  LIBS trellis trellis_testing)
+add_trellis_test(daemon_test SOURCES src/server/daemon_test.cc
+  LIBS trellis trellis_testing)

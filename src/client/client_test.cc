@@ -1,0 +1,412 @@
+// End-to-end tests of libtrellis against a real trellisd, with real processes.
+#include "trellis/client.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "testing/daemon.h"
+#include "trellis/tensor.h"
+
+namespace trellis {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::DaemonProcess;
+using testing::WaitChild;
+
+std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(i * 31 + seed);
+  return v;
+}
+
+// Runs `body` in a forked child; the child's exit code is body's return.
+// Only async-signal-safe-ish work plus a fresh Client is done in the child.
+template <typename F>
+pid_t Fork(F body) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int code = body();
+    _exit(code);
+  }
+  return pid;
+}
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = DaemonProcess::Start({"--size", "64M"});
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = std::move(*d);
+    auto c = Client::Connect(daemon_->socket());
+    ASSERT_TRUE(c.ok()) << c.status();
+    client_ = std::move(*c);
+  }
+
+  std::unique_ptr<Client> NewClient() {
+    auto c = Client::Connect(daemon_->socket());
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  uint64_t Used() { return client_->Status()->used; }
+
+  // Polls until the daemon reports `used` bytes (disconnects are handled
+  // asynchronously by the daemon).
+  bool WaitForUsed(uint64_t used) {
+    for (int i = 0; i < 500; ++i) {
+      if (Used() == used) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ClientTest, BlobPutInOneProcessIsReadInAnother) {
+  auto data = Pattern(3 << 20, 7);
+  auto id = client_->PutBlob(data.data(), data.size());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(client_->PutName(*id, "shared").ok());
+  std::string socket = daemon_->socket();
+  pid_t child = Fork([&] {
+    auto c = Client::Connect(socket);
+    if (!c.ok()) return 2;
+    auto got = (*c)->GetName("shared");
+    if (!got.ok()) return 3;
+    auto blob = (*c)->GetBlob(*got);
+    if (!blob.ok() || blob->size() != data.size()) return 4;
+    if (!(*c)->InArena(blob->data())) return 5;
+    return std::memcmp(blob->data(), data.data(), data.size()) == 0 ? 0 : 6;
+  });
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST_F(ClientTest, SmallAndEmptyBlobsRoundTrip) {
+  for (size_t n : {0, 1, 63, 64, 65, 4096, 65536, 65537}) {
+    auto data = Pattern(n, static_cast<uint8_t>(n));
+    auto id = client_->PutBlob(data.data(), n);
+    ASSERT_TRUE(id.ok()) << n << ": " << id.status();
+    auto blob = client_->GetBlob(*id);
+    ASSERT_TRUE(blob.ok());
+    ASSERT_EQ(blob->size(), n);
+    if (n > 0) {
+      EXPECT_EQ(std::memcmp(blob->data(), data.data(), n), 0) << n;
+    }
+  }
+  std::vector<std::pair<const void*, uint64_t>> batch;
+  auto small = Pattern(100, 1);
+  for (int i = 0; i < 50; ++i) batch.emplace_back(small.data(), 100);
+  auto ids = client_->PutBlobs(batch);
+  ASSERT_TRUE(ids.ok());
+  auto blobs = client_->GetBlobs(*ids);
+  ASSERT_TRUE(blobs.ok());
+  ASSERT_EQ(blobs->size(), 50u);
+  for (const Blob& b : *blobs) {
+    EXPECT_EQ(std::memcmp(b.data(), small.data(), 100), 0);
+  }
+}
+
+TEST_F(ClientTest, GetReturnsAPointerIntoTheSharedArenaNotACopy) {
+  auto writer = client_->CreateBlob(1 << 20);
+  ASSERT_TRUE(writer.ok());
+  std::memset((*writer)->data(), 0xab, 1 << 20);
+  uint8_t* written = (*writer)->data();
+  auto id = (*writer)->Seal();
+  ASSERT_TRUE(id.ok());
+  auto blob = client_->GetBlob(*id);
+  ASSERT_TRUE(blob.ok());
+  EXPECT_EQ(blob->data(), written);  // the very bytes the writer wrote
+  EXPECT_TRUE(client_->InArena(blob->data()));
+  // A second client maps the same memfd: same offset from its arena base.
+  auto other = NewClient();
+  auto blob2 = other->GetBlob(*id);
+  ASSERT_TRUE(blob2.ok());
+  EXPECT_EQ(blob2->data() - other->arena_base(),
+            blob->data() - client_->arena_base());
+}
+
+TEST_F(ClientTest, UnsealedBlobIsInvisibleAndAbortedOnWriterDestruction) {
+  uint64_t base = Used();
+  ObjectID id;
+  {
+    auto writer = client_->CreateBlob(4096);
+    ASSERT_TRUE(writer.ok());
+    id = (*writer)->id();
+    auto other = NewClient();
+    EXPECT_TRUE(other->GetBlob(id).status().IsNotSealed());
+    EXPECT_GT(Used(), base);
+  }
+  EXPECT_EQ(Used(), base);
+  EXPECT_TRUE(client_->GetBlob(id).status().IsObjectNotFound());
+}
+
+TEST_F(ClientTest, GetNameBlocksUntilAnotherProcessPutsIt) {
+  std::string socket = daemon_->socket();
+  pid_t child = Fork([&] {
+    std::this_thread::sleep_for(300ms);
+    auto c = Client::Connect(socket);
+    if (!c.ok()) return 2;
+    const char msg[] = "hello from the producer";
+    auto id = (*c)->PutBlob(msg, sizeof(msg));
+    if (!id.ok()) return 3;
+    return (*c)->PutName(*id, "step1/output").ok() ? 0 : 4;
+  });
+  EXPECT_TRUE(client_->GetName("step1/output").status().IsObjectNotFound());
+  auto id = client_->GetName("step1/output", /*wait=*/true, 20s);
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto blob = client_->GetBlob(*id);
+  ASSERT_TRUE(blob.ok());
+  EXPECT_STREQ(reinterpret_cast<const char*>(blob->data()),
+               "hello from the producer");
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST_F(ClientTest, GetNameTimesOutWithTheName) {
+  auto r = client_->GetName("never", /*wait=*/true, 100ms);
+  ASSERT_TRUE(r.status().IsTimeout()) << r.status();
+  EXPECT_NE(r.status().message().find("'never'"), std::string::npos);
+  // The connection is still usable afterwards.
+  EXPECT_TRUE(client_->Status().ok());
+}
+
+TEST_F(ClientTest, NamesPutListDropAndVanishWithTheirObject) {
+  uint8_t b = 1;
+  ObjectID x = *client_->PutBlob(&b, 1);
+  ObjectID y = *client_->PutBlob(&b, 1);
+  ASSERT_TRUE(client_->PutName(x, "x_1").ok());
+  ASSERT_TRUE(client_->PutName(y, "x_2").ok());
+  ASSERT_TRUE(client_->PutName(y, "other").ok());
+  EXPECT_TRUE(
+      client_->PutName(x, "other", /*overwrite=*/false).IsObjectExists());
+  EXPECT_TRUE(client_->PutName(ObjectID(42), "dangling").IsObjectNotFound());
+  auto names = client_->ListNames("x_*");
+  ASSERT_TRUE(names.ok());
+  ASSERT_EQ(names->size(), 2u);
+  EXPECT_EQ((*names)[0], std::make_pair(std::string("x_1"), x));
+  ASSERT_TRUE(client_->DropName("x_1").ok());
+  EXPECT_TRUE(client_->DropName("x_1").IsObjectNotFound());
+  EXPECT_TRUE(client_->GetName("x_1").status().IsObjectNotFound());
+  ASSERT_TRUE(client_->Delete({y}).ok());
+  EXPECT_TRUE(client_->GetName("x_2").status().IsObjectNotFound());
+  EXPECT_TRUE(client_->GetName("other").status().IsObjectNotFound());
+}
+
+TEST_F(ClientTest, DeleteWhileAnotherProcessHoldsKeepsItsBytesIntact) {
+  uint64_t base = Used();
+  auto data = Pattern(1 << 20, 3);
+  ObjectID id = *client_->PutBlob(data.data(), data.size());
+  ASSERT_TRUE(client_->PutName(id, "held").ok());
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(to_parent), 0);
+  std::string socket = daemon_->socket();
+  pid_t child = Fork([&] {
+    auto c = Client::Connect(socket);
+    if (!c.ok()) return 2;
+    auto blob = (*c)->GetBlob(*(*c)->GetName("held"));
+    if (!blob.ok()) return 3;
+    char go = 1;
+    if (write(to_parent[1], &go, 1) != 1) return 4;
+    if (read(to_child[0], &go, 1) != 1) return 5;  // parent deleted it
+    // Meanwhile the parent has tried to reuse the memory with new objects.
+    return std::memcmp(blob->data(), data.data(), data.size()) == 0 ? 0 : 6;
+  });
+  char sync;
+  ASSERT_EQ(read(to_parent[0], &sync, 1), 1);
+  auto deleted = client_->Delete({id});
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_TRUE(client_->GetBlob(id).status().IsObjectNotFound());
+  // Fill the arena: none of it may land on the held bytes.
+  std::vector<std::unique_ptr<BlobWriter>> fillers;
+  while (true) {
+    auto w = client_->CreateBlob(256 << 10);
+    if (!w.ok()) break;
+    std::memset((*w)->data(), 0xee, (*w)->size());
+    fillers.push_back(std::move(*w));
+  }
+  ASSERT_EQ(write(to_child[1], &sync, 1), 1);
+  EXPECT_EQ(WaitChild(child), 0);
+  fillers.clear();
+  EXPECT_TRUE(WaitForUsed(base));  // the child's exit released the hold
+}
+
+TEST_F(ClientTest, ClientKilledMidCreateLeavesNoUsedBytes) {
+  uint64_t base = Used();
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  std::string socket = daemon_->socket();
+  pid_t child = Fork([&] {
+    auto c = Client::Connect(socket);
+    if (!c.ok()) return 2;
+    auto w = (*c)->CreateBlob(10 << 20);
+    if (!w.ok()) return 3;
+    std::memset((*w)->data(), 1, 5 << 20);  // half written
+    // Also hold a sealed object, which must be released too.
+    uint8_t b = 0;
+    auto sealed = (*c)->PutBlob(&b, 1);
+    auto held = (*c)->GetBlob(*sealed);
+    char go = 1;
+    if (write(ready[1], &go, 1) != 1) return 4;
+    pause();
+    return 0;
+  });
+  char sync;
+  ASSERT_EQ(read(ready[0], &sync, 1), 1);
+  EXPECT_GE(Used(), base + (10 << 20));
+  kill(child, SIGKILL);
+  EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+  EXPECT_TRUE(WaitForUsed(base + 64));  // only the sealed 1-byte blob remains
+  auto status = client_->Status();
+  EXPECT_EQ(status->unsealed_blobs, 0u);
+  EXPECT_EQ(status->clients, 1u);
+}
+
+TEST_F(ClientTest, MixedRandomSizesFillNinetyFivePercentOfTheArena) {
+  std::mt19937_64 rng(1);
+  std::uniform_int_distribution<int> exponent(6, 20);  // 64 B .. 1 MiB
+  std::vector<ObjectID> ids;
+  Status last;
+  while (true) {
+    uint64_t size = (1ull << exponent(rng)) + rng() % 1000;
+    auto w = client_->CreateBlob(size);
+    if (!w.ok()) {
+      last = w.status();
+      break;
+    }
+    ids.push_back(*(*w)->Seal());
+  }
+  EXPECT_TRUE(last.IsOutOfMemory()) << last;
+  EXPECT_NE(last.message().find("bytes free"), std::string::npos);
+  auto status = client_->Status();
+  EXPECT_GE(static_cast<double>(status->used) / status->arena_size, 0.95);
+  ASSERT_TRUE(client_->Delete(ids).ok());
+  EXPECT_EQ(Used(), 0u);
+}
+
+TEST_F(ClientTest, ThirtyTwoConcurrentClientsMixedWorkload) {
+  uint64_t base = Used();
+  std::atomic<int> errors{0};
+  std::atomic<long> operations{0};
+  std::vector<std::thread> threads;
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  for (int t = 0; t < 32; ++t) {
+    threads.emplace_back([&, t] {
+      auto c = Client::Connect(daemon_->socket());
+      if (!c.ok()) {
+        errors++;
+        return;
+      }
+      std::mt19937 rng(t);
+      std::vector<ObjectID> mine;
+      while (std::chrono::steady_clock::now() < deadline) {
+        size_t n = 1 + rng() % (64 << 10);
+        auto data = Pattern(n, static_cast<uint8_t>(t));
+        auto id = (*c)->PutBlob(data.data(), n);
+        if (!id.ok()) {
+          errors++;
+          continue;
+        }
+        mine.push_back(*id);
+        auto blob = (*c)->GetBlob(mine[rng() % mine.size()]);
+        if (!blob.ok() || blob->data()[0] != static_cast<uint8_t>(t)) errors++;
+        if (mine.size() > 8) {
+          size_t victim = rng() % mine.size();
+          if (!(*c)->Delete({mine[victim]}).ok()) errors++;
+          mine.erase(mine.begin() + victim);
+        }
+        operations++;
+      }
+      if (!(*c)->Delete(mine).ok()) errors++;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_GT(operations.load(), 1000);
+  EXPECT_TRUE(WaitForUsed(base));
+  auto status = client_->Status();
+  EXPECT_EQ(status->blobs, 0u);
+  EXPECT_EQ(status->deleted_pending, 0u);
+}
+
+TEST_F(ClientTest, ObjectTreesTensorsAndDataFrames) {
+  std::vector<int64_t> a = {1, 2, 3, 4, 5, 6};
+  std::vector<double> b = {0.5, 1.5, 2.5};
+  auto tid = Tensor::Put(*client_, "<i8", {2, 3}, a.data());
+  ASSERT_TRUE(tid.ok()) << tid.status();
+  auto tensor = Tensor::Get(*client_, *tid);
+  ASSERT_TRUE(tensor.ok()) << tensor.status();
+  EXPECT_EQ(tensor->shape(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(tensor->strides(), (std::vector<int64_t>{24, 8}));
+  EXPECT_EQ(tensor->data_as<int64_t>()[5], 6);
+
+  std::vector<int64_t> ints = {10, 20, 30};
+  PutOptions options;
+  options.name = "frame";
+  options.persist = true;
+  auto fid = DataFrame::Put(
+      *client_, {{"ints", "<i8", ints.data()}, {"floats", "<f8", b.data()}}, 3,
+      options);
+  ASSERT_TRUE(fid.ok()) << fid.status();
+  EXPECT_EQ(*client_->GetName("frame"), *fid);
+  auto df = DataFrame::Get(*client_, *fid);
+  ASSERT_TRUE(df.ok()) << df.status();
+  EXPECT_EQ(df->num_rows(), 3);
+  EXPECT_EQ(df->column_names(), (std::vector<std::string>{"ints", "floats"}));
+  EXPECT_EQ(df->column("floats")->data_as<double>()[2], 2.5);
+  EXPECT_EQ(df->column(0)->data_as<int64_t>()[1], 20);
+  EXPECT_TRUE(df->column("nope").status().IsObjectNotFound());
+  EXPECT_EQ(df->meta().nbytes(), 64u + 24u);  // one shared blob, 64-aligned
+  auto listed = client_->ListObjects("trellis::DataFrame");
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id(), *fid);
+  EXPECT_EQ((*listed)[0].tree()["persisted"], true);
+  EXPECT_TRUE(client_->Persist(*tid).ok());
+  EXPECT_TRUE(client_->Persist(ObjectID(77)).IsObjectNotFound());
+  // Reading a tensor of a blob is a type error, not a crash.
+  auto wrong = Tensor::Get(*client_, *fid);
+  EXPECT_TRUE(wrong.status().IsInvalid());
+}
+
+TEST_F(ClientTest, GottenObjectsOutliveTheirClient) {
+  auto data = Pattern(4096, 9);
+  ObjectID id = *client_->PutBlob(data.data(), data.size());
+  Blob blob;
+  {
+    auto other = NewClient();
+    blob = *other->GetBlob(id);
+    other->Close();
+    EXPECT_TRUE(other->Status().status().IsDisconnected());
+  }
+  EXPECT_EQ(std::memcmp(blob.data(), data.data(), data.size()), 0);
+}
+
+TEST_F(ClientTest, ConnectToNothingIsDisconnected) {
+  auto c = Client::Connect(daemon_->dir() + "/nothing.sock");
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(c.status().IsDisconnected());
+  EXPECT_NE(c.status().message().find("nothing.sock"), std::string::npos);
+}
+
+TEST_F(ClientTest, DaemonDeathIsDisconnectedNotACrash) {
+  uint8_t b = 1;
+  ObjectID id = *client_->PutBlob(&b, 1);
+  auto blob = client_->GetBlob(id);
+  daemon_->Stop();
+  EXPECT_TRUE(client_->Status().status().IsDisconnected());
+  EXPECT_EQ(blob->data()[0], 1);  // our mapping is still valid
+}
+
+}  // namespace
+}  // namespace trellis

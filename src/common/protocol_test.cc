@@ -1,0 +1,109 @@
+#include "common/protocol.h"
+
+#include <gtest/gtest.h>
+
+namespace trellis::protocol {
+namespace {
+
+TEST(ProtocolTest, FramesRoundTripAcrossArbitrarySplits) {
+  std::vector<uint8_t> stream;
+  AppendFrame(MessageType::kGetMeta, json{{"ids", {1, 2, 3}}}, &stream);
+  AppendFrame(MessageType::kStatus, json::object(), &stream);
+  for (size_t split = 0; split <= stream.size(); ++split) {
+    FrameDecoder d;
+    d.Feed(stream.data(), split);
+    std::vector<Frame> frames;
+    while (true) {
+      auto f = d.Next();
+      ASSERT_TRUE(f.ok());
+      if (!f->has_value()) break;
+      frames.push_back(**f);
+    }
+    d.Feed(stream.data() + split, stream.size() - split);
+    while (true) {
+      auto f = d.Next();
+      ASSERT_TRUE(f.ok());
+      if (!f->has_value()) break;
+      frames.push_back(**f);
+    }
+    ASSERT_EQ(frames.size(), 2u) << "split " << split;
+    EXPECT_EQ(frames[0].type, static_cast<uint16_t>(MessageType::kGetMeta));
+    EXPECT_EQ(*GetIds(frames[0].body, "ids"),
+              (std::vector<ObjectID>{ObjectID(1), ObjectID(2), ObjectID(3)}));
+    EXPECT_EQ(frames[1].type, static_cast<uint16_t>(MessageType::kStatus));
+  }
+}
+
+TEST(ProtocolTest, OversizedLengthIsRejectedBeforeBuffering) {
+  FrameDecoder d(1024);
+  uint8_t header[8] = {0xff, 0xff, 0xff, 0x7f, 1, 0, 0, 0};
+  d.Feed(header, sizeof(header));
+  auto f = d.Next();
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("exceeds the limit"), std::string::npos);
+}
+
+TEST(ProtocolTest, NonZeroFlagsAreRejected) {
+  auto bytes = EncodeFrame(MessageType::kStatus, json::object());
+  bytes[6] = 1;
+  FrameDecoder d;
+  d.Feed(bytes.data(), bytes.size());
+  EXPECT_FALSE(d.Next().ok());
+}
+
+TEST(ProtocolTest, GarbageBodiesAreInvalidNotCrashes) {
+  const std::vector<std::vector<uint8_t>> bodies = {
+      {0xc1},                          // never-used MessagePack byte
+      {0x92, 0x01},                    // array of 2 with one element
+      {0x01},                          // a number, not a map
+      {0xdb, 0xff, 0xff, 0xff, 0xff},  // str32 of 4 GiB, no bytes
+      {0x81, 0xa1, 'a'},               // map with a key and no value
+  };
+  for (const auto& body : bodies) {
+    EXPECT_FALSE(DecodeBody(body.data(), body.size()).ok());
+  }
+}
+
+TEST(ProtocolTest, DeepNestingIsRefused) {
+  // {"a": [[[[...]]]]} nested 100000 deep: must fail cleanly, not recurse
+  // off the stack.
+  std::vector<uint8_t> body = {0x81, 0xa1, 'a'};
+  body.insert(body.end(), 100000, 0x91);
+  body.push_back(0xc0);
+  auto r = DecodeBody(body.data(), body.size());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("deeper"), std::string::npos);
+}
+
+TEST(ProtocolTest, TypedAccessorsNameTheField) {
+  json body = {{"id", "not a number"}, {"ids", {1, -2}}, {"n", 5}};
+  auto id = GetId(body, "id");
+  EXPECT_NE(id.status().message().find("'id'"), std::string::npos);
+  EXPECT_FALSE(GetIds(body, "ids").ok());
+  EXPECT_NE(GetUint(body, "missing").status().message().find("missing field"),
+            std::string::npos);
+  EXPECT_EQ(*GetUint(body, "n"), 5u);
+  EXPECT_EQ(*GetBool(body, "absent", true), true);
+  EXPECT_FALSE(GetBool(body, "n", true).ok());
+}
+
+TEST(ProtocolTest, ErrorBodiesRoundTrip) {
+  Status st = Status::OutOfMemory("arena full");
+  Status back = StatusFromErrorBody(ErrorBody(st));
+  EXPECT_TRUE(back.IsOutOfMemory());
+  EXPECT_EQ(back.message(), "arena full");
+  EXPECT_TRUE(StatusFromErrorBody(json{{"code", 999}}).IsInvalid());
+}
+
+TEST(ObjectIdTest, PrintsAndParses) {
+  ObjectID id = ObjectID::Make(0x1234, 0xabcdef);
+  EXPECT_EQ(id.ToString(), "o1234000000abcdef");
+  EXPECT_EQ(*ObjectID::FromString(id.ToString()), id);
+  EXPECT_EQ(id.instance_id(), 0x1234);
+  EXPECT_FALSE(ObjectID::FromString("x1234000000abcdef").ok());
+  EXPECT_FALSE(ObjectID::FromString("o1234").ok());
+  EXPECT_FALSE(ObjectID::FromString("o1234000000abcdeg").ok());
+}
+
+}  // namespace
+}  // namespace trellis::protocol

@@ -1,0 +1,281 @@
+// trellisd as a process: its command line, its socket, and its resilience to
+// malformed input from misbehaving clients.
+#include "testing/daemon.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "common/protocol.h"
+#include "trellis/client.h"
+
+namespace trellis {
+namespace {
+
+using protocol::json;
+using protocol::MessageType;
+using testing::DaemonProcess;
+using testing::RunDaemonToExit;
+
+TEST(DaemonCliTest, RefusesASocketServedByALiveDaemon) {
+  auto d = DaemonProcess::Start();
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto r = RunDaemonToExit({"--socket", (*d)->socket(), "--size", "16M"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.stderr_text.find("already serves"), std::string::npos)
+      << r.stderr_text;
+  // The live daemon is unaffected.
+  EXPECT_TRUE(Client::Connect((*d)->socket()).ok());
+}
+
+TEST(DaemonCliTest, RefusesUnparsableOrOversizedSizes) {
+  auto bad =
+      RunDaemonToExit({"--socket", "/tmp/trellis-never.sock", "--size", "12Q"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.stderr_text.find("cannot parse size '12Q'"), std::string::npos)
+      << bad.stderr_text;
+  auto huge = RunDaemonToExit(
+      {"--socket", "/tmp/trellis-never.sock", "--size", "100T"});
+  EXPECT_NE(huge.exit_code, 0);
+  EXPECT_NE(huge.stderr_text.find("more than the memory"), std::string::npos)
+      << huge.stderr_text;
+  EXPECT_EQ(std::count(huge.stderr_text.begin(), huge.stderr_text.end(), '\n'),
+            1);  // one line
+}
+
+TEST(DaemonCliTest, RemovesAStaleSocketFile) {
+  char dir[] = "/tmp/trellis-stale.XXXXXX";
+  ASSERT_TRUE(mkdtemp(dir));
+  std::string path = std::string(dir) + "/trellis.sock";
+  // A socket file nobody listens on, as a killed daemon leaves behind.
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  close(fd);
+  auto d = DaemonProcess::Start({"--size", "16M"});  // its own socket
+  ASSERT_TRUE(d.ok());
+  auto second = RunDaemonToExit({"--socket", path, "--size", "16M"}, 1);
+  // It started (and was still serving when the 1 s run limit killed it).
+  EXPECT_EQ(second.exit_code, -1) << second.stderr_text;
+  EXPECT_NE(second.stderr_text.find("removing stale socket"),
+            std::string::npos);
+  rmdir(dir);
+}
+
+TEST(DaemonCliTest, SigtermRemovesTheSocketAndTheSocketIsOwnerOnly) {
+  auto d = DaemonProcess::Start({"--size", "16M"});
+  ASSERT_TRUE(d.ok());
+  struct stat st;
+  ASSERT_EQ(stat((*d)->socket().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ((*d)->Stop(), 0);
+  EXPECT_NE(access((*d)->socket().c_str(), F_OK), 0);
+}
+
+TEST(DaemonCliTest, SocketModeFlagIsApplied) {
+  auto d = DaemonProcess::Start({"--size", "16M", "--socket-mode", "0660"});
+  ASSERT_TRUE(d.ok());
+  struct stat st;
+  ASSERT_EQ(stat((*d)->socket().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+}
+
+TEST(DaemonCliTest, ReserveFaultsInTheArena) {
+  auto d = DaemonProcess::Start({"--size", "32M", "--reserve"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto c = Client::Connect((*d)->socket());
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)->Status()->raw["reserved"], true);
+}
+
+// A raw connection for speaking (bad) protocol to the daemon.
+class RawConnection {
+ public:
+  explicit RawConnection(const std::string& path) {
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    connected_ =
+        connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    struct timeval tv = {10, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  ~RawConnection() { close(fd_); }
+  bool connected() const { return connected_; }
+
+  void Send(const std::vector<uint8_t>& bytes) {
+    ASSERT_EQ(send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+  }
+  void Hello() {
+    Send(protocol::EncodeFrame(MessageType::kHello,
+                               {{"version", protocol::kProtocolVersion}}));
+    auto reply = NextFrame();
+    ASSERT_TRUE(reply.has_value());
+    ASSERT_EQ(reply->type, static_cast<uint16_t>(MessageType::kReply));
+  }
+  // The next frame, or nullopt once the daemon closed the connection.
+  std::optional<protocol::Frame> NextFrame() {
+    while (true) {
+      auto f = decoder_.Next();
+      if (!f.ok()) return std::nullopt;
+      if (f->has_value()) return **f;
+      uint8_t buf[4096];
+      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) return std::nullopt;
+      decoder_.Feed(buf, n);
+    }
+  }
+  // Expects an Error frame whose message contains `text`, then EOF.
+  void ExpectErrorThenClose(const std::string& text) {
+    auto f = NextFrame();
+    ASSERT_TRUE(f.has_value()) << "no error reply";
+    ASSERT_EQ(f->type, static_cast<uint16_t>(MessageType::kError));
+    Status st = protocol::StatusFromErrorBody(f->body);
+    EXPECT_NE(st.message().find(text), std::string::npos) << st;
+    EXPECT_FALSE(NextFrame().has_value()) << "connection left open";
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+  protocol::FrameDecoder decoder_{1u << 30};
+};
+
+class MalformedInputTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = DaemonProcess::Start({"--size", "16M", "--max-frame", "1M"});
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = std::move(*d);
+    auto c = Client::Connect(daemon_->socket());
+    ASSERT_TRUE(c.ok());
+    keeper_ = std::move(*c);
+    const char text[] = "precious";
+    kept_ = *keeper_->PutBlob(text, sizeof(text));
+    ASSERT_TRUE(keeper_->PutName(kept_, "precious").ok());
+  }
+
+  // After each attack: the daemon still serves a new client, and what was
+  // stored is intact.
+  void TearDown() override {
+    auto c = Client::Connect(daemon_->socket());
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto id = (*c)->GetName("precious");
+    ASSERT_TRUE(id.ok());
+    auto blob = (*c)->GetBlob(*id);
+    ASSERT_TRUE(blob.ok());
+    EXPECT_STREQ(reinterpret_cast<const char*>(blob->data()), "precious");
+    EXPECT_TRUE(keeper_->Status().ok());
+  }
+
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<Client> keeper_;
+  ObjectID kept_;
+};
+
+TEST_F(MalformedInputTest, RandomBytes) {
+  std::mt19937 rng(3);
+  for (int round = 0; round < 20; ++round) {
+    RawConnection raw(daemon_->socket());
+    ASSERT_TRUE(raw.connected());
+    std::vector<uint8_t> junk(1 + rng() % 4096);
+    for (auto& b : junk) b = static_cast<uint8_t>(rng());
+    if (round % 2) raw.Hello();
+    raw.Send(junk);
+    // Either an error reply and a close, or (if the junk is an incomplete
+    // frame) the daemon keeps waiting; both are fine as long as it survives.
+  }
+}
+
+TEST_F(MalformedInputTest, HugeLengthPrefix) {
+  RawConnection raw(daemon_->socket());
+  raw.Hello();
+  raw.Send({0xff, 0xff, 0xff, 0xff, 0x07, 0x00, 0x00, 0x00});
+  raw.ExpectErrorThenClose("exceeds the limit");
+}
+
+TEST_F(MalformedInputTest, TruncatedFrameThenHangUp) {
+  RawConnection raw(daemon_->socket());
+  raw.Hello();
+  auto frame = protocol::EncodeFrame(MessageType::kStatus, {{"x", 1}});
+  frame.resize(frame.size() - 2);
+  raw.Send(frame);
+}  // closes mid-frame
+
+TEST_F(MalformedInputTest, UnknownMessageType) {
+  RawConnection raw(daemon_->socket());
+  raw.Hello();
+  raw.Send(
+      protocol::EncodeFrame(static_cast<MessageType>(999), json::object()));
+  raw.ExpectErrorThenClose("unexpected message type Unknown(999)");
+}
+
+TEST_F(MalformedInputTest, RequestBeforeHelloAndWrongVersion) {
+  {
+    RawConnection raw(daemon_->socket());
+    raw.Send(protocol::EncodeFrame(MessageType::kStatus, json::object()));
+    raw.ExpectErrorThenClose("first message must be Hello");
+  }
+  {
+    RawConnection raw(daemon_->socket());
+    raw.Send(protocol::EncodeFrame(MessageType::kHello, {{"version", 99}}));
+    raw.ExpectErrorThenClose("protocol version 99 is not supported");
+  }
+}
+
+TEST_F(MalformedInputTest, BodyThatIsNotMessagePack) {
+  RawConnection raw(daemon_->socket());
+  raw.Hello();
+  std::vector<uint8_t> frame = {3, 0, 0, 0, 17, 0, 0, 0, 0xc1, 0xc1, 0xc1};
+  raw.Send(frame);
+  raw.ExpectErrorThenClose("not valid MessagePack");
+}
+
+TEST_F(MalformedInputTest,
+       WellFramedButWrongFieldsGetAnErrorAndKeepTheConnection) {
+  RawConnection raw(daemon_->socket());
+  raw.Hello();
+  raw.Send(protocol::EncodeFrame(MessageType::kGetBlobs, {{"ids", "nope"}}));
+  auto f = raw.NextFrame();
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->type, static_cast<uint16_t>(MessageType::kError));
+  EXPECT_NE(protocol::StatusFromErrorBody(f->body).message().find("'ids'"),
+            std::string::npos);
+  // Semantic errors are not protocol errors: the connection stays usable.
+  raw.Send(protocol::EncodeFrame(MessageType::kStatus, json::object()));
+  auto status = raw.NextFrame();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->type, static_cast<uint16_t>(MessageType::kReply));
+}
+
+TEST_F(MalformedInputTest, HostileTreesAndSizes) {
+  RawConnection raw(daemon_->socket());
+  raw.Hello();
+  const std::vector<json> bodies = {
+      {{"sizes", {uint64_t{1} << 62}}},  // CreateBlobs: too big
+      {{"tree", {{"typename", "x"}, {"members", {{"m", {{"id", 5}}}}}}}},
+      {{"tree", {{"id", kept_.value()}}}},          // root a reference
+      {{"ids", {kept_.value()}}, {"deep", "yes"}},  // Delete: bad flag
+  };
+  const MessageType types[] = {
+      MessageType::kCreateBlobs, MessageType::kCreateObject,
+      MessageType::kCreateObject, MessageType::kDelete};
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    raw.Send(protocol::EncodeFrame(types[i], bodies[i]));
+    auto f = raw.NextFrame();
+    ASSERT_TRUE(f.has_value()) << i;
+    EXPECT_EQ(f->type, static_cast<uint16_t>(MessageType::kError)) << i;
+  }
+}
+
+}  // namespace
+}  // namespace trellis
