@@ -1,0 +1,414 @@
+// trellis._core: the pybind11 binding of libtrellis used by the pure-Python
+// package in python/trellis/. It binds the client calls one to one and adds
+// the few loops that must not run in Python (JSON trees, string columns,
+// large copies). Every call that talks to the daemon or copies bytes
+// releases the GIL; errors become Python exceptions only through errors.h.
+#include <pybind11/numpy.h>
+#include <pybind11/operators.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "json_convert.h"
+#include "strings.h"
+#include "trellis/client.h"
+#include "trellis/object.h"
+
+namespace py = pybind11;
+
+namespace trellis::python {
+namespace {
+
+// Runs `fn` with the GIL released; its result is destroyed with the GIL held.
+template <typename F>
+auto WithoutGil(F&& fn) {
+  py::gil_scoped_release release;
+  return fn();
+}
+
+// Address of a buffer's first byte as a Python int (for arena range checks).
+uintptr_t Address(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+
+class PyClient;
+
+// A blob being written. Its buffer is writable until it is sealed, aborted
+// or consumed by Client.create_object; after that it has length 0.
+class PyBlobWriter {
+ public:
+  PyBlobWriter(std::shared_ptr<PyClient> client,
+               std::unique_ptr<BlobWriter> writer)
+      : client_(std::move(client)), writer_(std::move(writer)) {}
+
+  ObjectID id() const { return writer_->id(); }
+  uint64_t size() const { return writer_->size(); }
+  bool open() const { return open_; }
+  uint8_t* data() { return writer_->data(); }
+
+  // Copies a C- or F-contiguous array's bytes to `offset`, in parallel for
+  // large arrays.
+  void Write(uint64_t offset, const py::array& source) {
+    CheckOpen();
+    if (!(source.flags() & (py::array::c_style | py::array::f_style))) {
+      ThrowInvalid("BlobWriter.write needs a contiguous array");
+    }
+    uint64_t n = static_cast<uint64_t>(source.nbytes());
+    CheckRange(offset, n);
+    const void* src = source.data();
+    uint8_t* dst = writer_->data() + offset;
+    WithoutGil([&] {
+      ParallelMemcpy(dst, src, n);
+      return 0;
+    });
+  }
+
+  void CheckRange(uint64_t offset, uint64_t n) const {
+    if (offset > writer_->size() || n > writer_->size() - offset) {
+      ThrowInvalid("write of " + std::to_string(n) + " bytes at offset " +
+                   std::to_string(offset) + " overruns blob " +
+                   id().ToString() + " of " + std::to_string(size()) +
+                   " bytes");
+    }
+  }
+
+  void CheckOpen() const {
+    if (!open_) {
+      ThrowInvalid("blob " + id().ToString() +
+                   " is no longer writable (sealed or aborted)");
+    }
+  }
+
+  // Seals the blob and returns a read-only view of it (two round trips:
+  // the view holds the blob, which its creator does not).
+  Blob Seal();
+
+  void Abort() {
+    open_ = false;
+    ThrowIfError(WithoutGil([&] { return writer_->Abort(); }));
+  }
+
+  // Called once the daemon sealed the blob as part of an object.
+  void MarkConsumed() { open_ = false; }
+
+ private:
+  std::shared_ptr<PyClient> client_;
+  std::unique_ptr<BlobWriter> writer_;
+  bool open_ = true;
+};
+
+// Keeps the blobs of one GetMeta reply readable; hands out Blob views.
+struct PyLease {
+  std::shared_ptr<Lease> lease;
+  const uint8_t* base = nullptr;
+  uint64_t arena_size = 0;
+
+  Blob MakeBlob(uint64_t id, uint64_t offset, uint64_t size) const {
+    if (offset > arena_size || size > arena_size - offset) {
+      ThrowInvalid("blob " + ObjectID(id).ToString() +
+                   " lies outside the arena");
+    }
+    return Blob(ObjectID(id), base + offset, size, lease);
+  }
+};
+
+// The C++ client plus the Python-facing conversions.
+class PyClient : public std::enable_shared_from_this<PyClient> {
+ public:
+  static std::shared_ptr<PyClient> Connect(const std::string& socket) {
+    auto client = Unwrap(WithoutGil([&] { return Client::Connect(socket); }));
+    return std::shared_ptr<PyClient>(new PyClient(std::move(client)));
+  }
+
+  Client& client() { return *client_; }
+
+  std::unique_ptr<PyBlobWriter> CreateBlob(uint64_t size) {
+    auto writer = Unwrap(WithoutGil([&] { return client_->CreateBlob(size); }));
+    return std::make_unique<PyBlobWriter>(shared_from_this(),
+                                          std::move(writer));
+  }
+
+  // Creates the object described by `tree` (docs/format.md) in one round
+  // trip. Occurrences of `placeholder` in the tree refer to `writer`'s blob,
+  // which is sealed with the object.
+  ObjectID CreateObject(py::handle tree, py::handle placeholder,
+                        PyBlobWriter* writer, const std::string& name,
+                        bool persist, bool overwrite) {
+    BlobPlaceholder blob{placeholder, writer ? writer->id().value() : 0};
+    if (writer) writer->CheckOpen();
+    auto meta = ObjectMeta::FromJson(ToJson(tree, writer ? &blob : nullptr));
+    ThrowIfError(meta.status());
+    PutOptions options;
+    options.name = name;
+    options.persist = persist;
+    options.overwrite = overwrite;
+    auto id = WithoutGil([&] { return client_->CreateObject(*meta, options); });
+    ThrowIfError(id.status());
+    if (writer) writer->MarkConsumed();
+    return *id;
+  }
+
+  // The complete tree of `id` as nested dicts, and the lease that keeps its
+  // blobs readable. One round trip.
+  py::tuple GetTree(ObjectID id) {
+    auto meta = Unwrap(WithoutGil([&] { return client_->GetMeta(id); }));
+    PyLease lease{meta.lease(), client_->arena_base(), client_->arena_size()};
+    return py::make_tuple(FromJson(meta.tree()), std::move(lease));
+  }
+
+  Blob GetBlob(ObjectID id) {
+    return Unwrap(WithoutGil([&] { return client_->GetBlob(id); }));
+  }
+
+  py::list ListObjects(const std::string& pattern, size_t limit) {
+    auto metas = Unwrap(
+        WithoutGil([&] { return client_->ListObjects(pattern, limit); }));
+    py::list out;
+    for (const ObjectMeta& m : metas) out.append(FromJson(m.tree()));
+    return out;
+  }
+
+  std::vector<ObjectID> Delete(const std::vector<ObjectID>& ids, bool deep,
+                               bool force) {
+    return Unwrap(
+        WithoutGil([&] { return client_->Delete(ids, deep, force); }));
+  }
+
+  void Persist(ObjectID id) {
+    ThrowIfError(WithoutGil([&] { return client_->Persist(id); }));
+  }
+
+  void PutName(ObjectID id, const std::string& name, bool overwrite) {
+    ThrowIfError(
+        WithoutGil([&] { return client_->PutName(id, name, overwrite); }));
+  }
+
+  // timeout_ms 0: wait without limit.
+  ObjectID GetName(const std::string& name, bool wait, uint64_t timeout_ms) {
+    return Unwrap(WithoutGil([&] {
+      return client_->GetName(name, wait,
+                              std::chrono::milliseconds(timeout_ms));
+    }));
+  }
+
+  void DropName(const std::string& name) {
+    ThrowIfError(WithoutGil([&] { return client_->DropName(name); }));
+  }
+
+  std::vector<std::pair<std::string, ObjectID>> ListNames(
+      const std::string& pattern, size_t limit) {
+    return Unwrap(
+        WithoutGil([&] { return client_->ListNames(pattern, limit); }));
+  }
+
+  py::object Status() {
+    auto status = Unwrap(WithoutGil([&] { return client_->Status(); }));
+    return FromJson(status.raw);
+  }
+
+  void Close() {
+    WithoutGil([&] {
+      client_->Close();
+      return 0;
+    });
+  }
+
+ private:
+  explicit PyClient(std::unique_ptr<Client> client)
+      : client_(std::move(client)) {}
+  std::unique_ptr<Client> client_;
+};
+
+Blob PyBlobWriter::Seal() {
+  CheckOpen();
+  open_ = false;
+  ObjectID id = Unwrap(WithoutGil([&] { return writer_->Seal(); }));
+  return client_->GetBlob(id);
+}
+
+ObjectID ParseId(const std::string& text) {
+  return Unwrap(ObjectID::FromString(text));
+}
+
+// A 1-d contiguous numpy view's data, checked for dtype size and length.
+const uint8_t* ArrayBytes(const py::array& a, char kind, size_t item,
+                          const char* what) {
+  if (a.ndim() != 1 || a.dtype().kind() != kind ||
+      static_cast<size_t>(a.itemsize()) != item ||
+      !(a.flags() & py::array::c_style)) {
+    ThrowInvalid(std::string("string column ") + what +
+                 " must be a contiguous 1-d array of " + kind +
+                 std::to_string(item));
+  }
+  return static_cast<const uint8_t*>(a.data());
+}
+
+}  // namespace
+}  // namespace trellis::python
+
+PYBIND11_MODULE(_core, m) {
+  using namespace trellis;
+  using namespace trellis::python;
+  m.doc() = "Binding of libtrellis; use the trellis package instead.";
+  RegisterErrors(m);
+
+  py::class_<ObjectID>(m, "ObjectID", R"doc(
+The 64-bit id of an object or blob. Prints as 'o' + 16 hex digits and parses
+back from that text: ObjectID(str(oid)) == oid. Also built from an int.)doc")
+      .def(py::init(&ParseId), py::arg("text"))
+      .def(py::init<uint64_t>(), py::arg("value"))
+      .def_property_readonly("value", &ObjectID::value)
+      .def_property_readonly("instance_id", &ObjectID::instance_id)
+      .def("__str__", &ObjectID::ToString)
+      .def("__repr__",
+           [](ObjectID id) { return "ObjectID('" + id.ToString() + "')"; })
+      .def("__int__", &ObjectID::value)
+      .def("__hash__", [](ObjectID id) { return std::hash<ObjectID>()(id); })
+      .def(py::self == py::self)
+      .def(py::self != py::self)
+      .def(py::self < py::self)
+      .def(py::pickle(
+          [](ObjectID id) { return py::make_tuple(id.value()); },
+          [](py::tuple t) { return ObjectID(t[0].cast<uint64_t>()); }));
+
+  py::class_<Blob>(m, "Blob", py::buffer_protocol(), R"doc(
+A read-only view of a sealed blob in shared memory; memoryview(blob) and
+numpy.frombuffer(blob) read it in place. The bytes stay valid while this
+object, or any view made from it, lives.)doc")
+      .def_property_readonly("id", &Blob::id)
+      .def_property_readonly("size", &Blob::size)
+      .def_property_readonly("address",
+                             [](const Blob& b) { return Address(b.data()); })
+      .def("__len__", &Blob::size)
+      .def("__repr__",
+           [](const Blob& b) {
+             return "Blob(" + b.id().ToString() + ", " +
+                    std::to_string(b.size()) + " bytes)";
+           })
+      .def_buffer([](Blob& b) {
+        return py::buffer_info(const_cast<uint8_t*>(b.data()), 1, "B", 1,
+                               {static_cast<py::ssize_t>(b.size())}, {1},
+                               /*readonly=*/true);
+      });
+
+  py::class_<PyBlobWriter>(m, "BlobWriter", py::buffer_protocol())
+      .def_property_readonly("id", &PyBlobWriter::id)
+      .def_property_readonly("size", &PyBlobWriter::size)
+      .def_property_readonly("open", &PyBlobWriter::open)
+      .def_property_readonly("address",
+                             [](PyBlobWriter& w) { return Address(w.data()); })
+      .def("write", &PyBlobWriter::Write, py::arg("offset"), py::arg("array"))
+      .def("seal", &PyBlobWriter::Seal)
+      .def("abort", &PyBlobWriter::Abort)
+      .def_buffer([](PyBlobWriter& w) {
+        // Writable while open; empty afterwards, so a stale view cannot
+        // scribble on a sealed (immutable) blob.
+        py::ssize_t n = w.open() ? static_cast<py::ssize_t>(w.size()) : 0;
+        return py::buffer_info(w.data(), 1, "B", 1, {n}, {1},
+                               /*readonly=*/!w.open());
+      });
+
+  py::class_<PyLease>(m, "Lease")
+      .def("blob", &PyLease::MakeBlob, py::arg("id"), py::arg("offset"),
+           py::arg("size"));
+
+  py::class_<StringColumnEncoder>(m, "StringColumnEncoder")
+      .def_property_readonly("length", &StringColumnEncoder::length)
+      .def_property_readonly("data_bytes", &StringColumnEncoder::data_bytes)
+      .def_property_readonly("offsets_bytes",
+                             &StringColumnEncoder::offsets_bytes)
+      .def_property_readonly("validity_bytes",
+                             &StringColumnEncoder::validity_bytes)
+      .def_property_readonly("null_count", &StringColumnEncoder::null_count)
+      .def_property_readonly("missing", &StringColumnEncoder::missing)
+      .def(
+          "write",
+          [](const StringColumnEncoder& e, PyBlobWriter& w, uint64_t offsets_at,
+             uint64_t data_at, uint64_t validity_at) {
+            w.CheckOpen();
+            w.CheckRange(offsets_at, e.offsets_bytes());
+            w.CheckRange(data_at, e.data_bytes());
+            bool nulls = e.null_count() > 0;
+            if (nulls) w.CheckRange(validity_at, e.validity_bytes());
+            uint8_t* base = w.data();
+            WithoutGil([&] {
+              e.Write(base + offsets_at, base + data_at,
+                      nulls ? base + validity_at : nullptr);
+              return 0;
+            });
+          },
+          py::arg("writer"), py::arg("offsets_at"), py::arg("data_at"),
+          py::arg("validity_at"));
+
+  m.def(
+      "scan_strings",
+      [](py::array values, py::handle na) -> py::object {
+        auto enc = StringColumnEncoder::Scan(std::move(values), na);
+        if (!enc) return py::none();
+        return py::cast(std::move(*enc));
+      },
+      py::arg("values"), py::arg("na"),
+      "A StringColumnEncoder for a 1-d object array of str (missing values: "
+      "one of None, NaN or `na`), or None if it holds anything else.");
+  m.def(
+      "decode_strings",
+      [](py::array offsets, py::array data, std::optional<py::array> validity,
+         py::handle missing) {
+        const auto* off = reinterpret_cast<const int64_t*>(
+            ArrayBytes(offsets, 'i', 8, "offsets"));
+        int64_t count = static_cast<int64_t>(offsets.shape(0)) - 1;
+        if (count < 0) ThrowInvalid("string column offsets are empty");
+        const uint8_t* bytes = ArrayBytes(data, 'u', 1, "data");
+        const uint8_t* valid = nullptr;
+        if (validity) {
+          valid = ArrayBytes(*validity, 'u', 1, "validity");
+          if (validity->shape(0) < (count + 7) / 8) {
+            ThrowInvalid("string column validity bitmap is too short");
+          }
+        }
+        return DecodeStrings(off, count, bytes,
+                             static_cast<uint64_t>(data.shape(0)), valid,
+                             missing);
+      },
+      py::arg("offsets"), py::arg("data"), py::arg("validity"),
+      py::arg("missing"),
+      "An object array of str from Arrow-layout buffers (uint8 views).");
+
+  py::class_<PyClient, std::shared_ptr<PyClient>>(m, "Client")
+      .def_static("connect", &PyClient::Connect, py::arg("socket"))
+      .def("create_blob", &PyClient::CreateBlob, py::arg("size"))
+      .def("create_object", &PyClient::CreateObject, py::arg("tree"),
+           py::arg("placeholder"), py::arg("writer").none(true),
+           py::arg("name") = "", py::arg("persist") = false,
+           py::arg("overwrite") = true)
+      .def("get_tree", &PyClient::GetTree, py::arg("id"))
+      .def("get_blob", &PyClient::GetBlob, py::arg("id"))
+      .def("list_objects", &PyClient::ListObjects, py::arg("pattern"),
+           py::arg("limit"))
+      .def("delete", &PyClient::Delete, py::arg("ids"), py::arg("deep"),
+           py::arg("force"))
+      .def("persist", &PyClient::Persist, py::arg("id"))
+      .def("put_name", &PyClient::PutName, py::arg("id"), py::arg("name"),
+           py::arg("overwrite"))
+      .def("get_name", &PyClient::GetName, py::arg("name"), py::arg("wait"),
+           py::arg("timeout_ms"))
+      .def("drop_name", &PyClient::DropName, py::arg("name"))
+      .def("list_names", &PyClient::ListNames, py::arg("pattern"),
+           py::arg("limit"))
+      .def("status", &PyClient::Status)
+      .def("close", &PyClient::Close)
+      .def_property_readonly(
+          "arena_base",
+          [](PyClient& c) { return Address(c.client().arena_base()); })
+      .def_property_readonly(
+          "arena_size", [](PyClient& c) { return c.client().arena_size(); })
+      .def_property_readonly(
+          "instance_id", [](PyClient& c) { return c.client().instance_id(); })
+      .def_property_readonly(
+          "socket", [](PyClient& c) { return c.client().socket_path(); });
+}

@@ -1,0 +1,144 @@
+"""trellis: a shared-memory object store for data pipelines.
+
+    import trellis
+    trellis.put(X_train, name="x_train", persist=True)   # step 1, process A
+    X_train = trellis.get(name="x_train", fetch=True)    # step 2, process B
+
+Module-level calls use a default client, connected on first use to
+$TRELLIS_SOCKET (else /tmp/trellis-$UID/trellis.sock), starting an embedded
+daemon there if none runs. ``trellis.connect()`` returns a client of your
+own. numpy arrays, pandas DataFrames/Series and Python builtins are stored
+in layouts that ``get`` reads in place (docs/format.md); anything else is
+pickled (protocol 5, large buffers still out of band).
+
+Errors subclass TrellisError and the matching builtin: ObjectNotFound
+(KeyError), OutOfMemory (MemoryError), InvalidArgument (ValueError),
+DaemonNotReachable (ConnectionError), Timeout (TimeoutError),
+UnsupportedType (TypeError), ObjectExists (ValueError), NotSealed
+(RuntimeError), TrellisIOError (OSError), Unsupported (NotImplementedError).
+"""
+
+import os
+import threading
+
+from trellis._core import (  # noqa: F401
+    Blob,
+    BlobWriter,
+    DaemonNotReachable,
+    InvalidArgument,
+    NotSealed,
+    ObjectExists,
+    ObjectID,
+    ObjectNotFound,
+    OutOfMemory,
+    Timeout,
+    TrellisError,
+    TrellisIOError,
+    Unsupported,
+    UnsupportedType,
+)
+from trellis import _daemon
+from trellis._daemon import Daemon, default_socket
+from trellis.client import Client, ObjectMeta, connect
+
+__all__ = [
+    "connect", "Client", "ObjectID", "ObjectMeta", "Blob", "BlobWriter", "Daemon",
+    "put", "get", "put_name", "get_name", "drop_name", "list_names", "persist",
+    "delete", "list_objects", "get_meta", "create_blob", "get_blob", "status",
+    "start_daemon", "stop_daemon", "default_client", "default_socket",
+    "TrellisError", "ObjectNotFound", "ObjectExists", "NotSealed", "OutOfMemory",
+    "InvalidArgument", "TrellisIOError", "DaemonNotReachable", "Timeout",
+    "Unsupported", "UnsupportedType",
+]
+
+_lock = threading.Lock()
+_default = None  # (pid, Client)
+
+
+def default_client():
+    """The client module-level calls use; connects (and starts the embedded
+    daemon if needed) on first use, and again in a forked child."""
+    global _default
+    with _lock:
+        if _default is None or _default[0] != os.getpid():
+            _default = (os.getpid(), connect())
+        return _default[1]
+
+
+def start_daemon(socket=None, size=None, detach=True, reserve=False):
+    """Starts trellisd on `socket` (default: the default socket) and returns
+    its Daemon handle. With `detach` (the default) it outlives this process
+    until ``stop_daemon``; otherwise it ends with this process. Raises
+    ObjectExists if a daemon already serves the socket."""
+    return _daemon.launch(socket, size=size, reserve=reserve, detach=detach)
+
+
+def stop_daemon(socket=None, timeout=10.0):
+    """Stops the daemon trellis started on `socket` (in any process).
+    Returns False if there was none. Drops the default client if it was
+    connected there."""
+    global _default
+    path = socket or default_socket()
+    with _lock:
+        if _default is not None and _default[1].socket == path:
+            _default[1].close()
+            _default = None
+    return _daemon.stop(path, timeout)
+
+
+def put(value, name=None, persist=False, overwrite=True):
+    return default_client().put(value, name=name, persist=persist, overwrite=overwrite)
+
+
+def get(oid=None, *, name=None, wait=False, timeout=None, fetch=False):
+    return default_client().get(oid, name=name, wait=wait, timeout=timeout, fetch=fetch)
+
+
+def put_name(oid, name, overwrite=True):
+    return default_client().put_name(oid, name, overwrite)
+
+
+def get_name(name, wait=False, timeout=None):
+    return default_client().get_name(name, wait=wait, timeout=timeout)
+
+
+def drop_name(name):
+    return default_client().drop_name(name)
+
+
+def list_names(pattern="*", limit=100000):
+    return default_client().list_names(pattern, limit)
+
+
+def persist(oid):
+    return default_client().persist(oid)
+
+
+def delete(oid, deep=True, force=False):
+    return default_client().delete(oid, deep=deep, force=force)
+
+
+def list_objects(pattern="*", limit=100000):
+    return default_client().list_objects(pattern, limit)
+
+
+def get_meta(oid):
+    return default_client().get_meta(oid)
+
+
+def create_blob(size):
+    return default_client().create_blob(size)
+
+
+def get_blob(blob_id):
+    return default_client().get_blob(blob_id)
+
+
+def status():
+    return default_client().status()
+
+
+for _f in (put, get, put_name, get_name, drop_name, list_names, persist, delete,
+           list_objects, get_meta, create_blob, get_blob, status):
+    _f.__doc__ = getattr(Client, _f.__name__).__doc__ or _f.__doc__
+del _f

@@ -1,0 +1,192 @@
+"""The converter framework: Python values <-> metadata trees + one blob.
+
+A put turns a value into a tree (docs/format.md) with ``encode``. Every
+buffer the tree needs is planned by a ``Packer`` as a 64-byte-aligned region
+of a single blob, so putting any value costs one CreateBlobs and one
+CreateObject round trip, however many columns or members it has. Tree nodes
+refer to that blob through the placeholder ``BLOB``, which the extension
+replaces by the blob's id when it sends the tree.
+
+A get turns a tree back with ``decode``; a ``DecodeContext`` hands out the
+blobs of the tree as read-only ``trellis.Blob`` views of shared memory, each
+keeping its object held (and its bytes valid) while anything made from it
+lives.
+
+Converters register per exact Python type (``ENCODERS``; subclasses are
+pickled so they come back as themselves) and per type name (``DECODERS``).
+pandas converters load lazily: a pandas value cannot exist unless pandas was
+imported, and decoding a pandas type name imports it.
+"""
+
+import sys
+
+import numpy as np
+
+from trellis._core import InvalidArgument
+
+ALIGN = 64
+
+# Stands for the put's blob in a tree being built (compared by identity).
+BLOB = object()
+
+# type -> fn(value, packer) -> node, or None to fall back to pickle.
+ENCODERS = {}
+# typename -> fn(node, ctx) -> value.
+DECODERS = {}
+
+
+class Packer:
+    """Plans the regions of one put's blob, then fills them.
+
+    Not thread-safe; one per put. Converters call ``add_array``/``add_bytes``
+    (or ``region`` + ``on_write``) while encoding; ``write`` runs once the
+    blob exists.
+    """
+
+    def __init__(self):
+        self.size = 0
+        self.referenced = False  # some node refers to BLOB
+        self._jobs = []  # fn(writer) run by write()
+        self._arrays = {}  # id(array) -> (array, offset, c_order): dedupe
+        self._path = []  # containers being encoded, to detect cycles
+
+    def blob(self):
+        """The placeholder for this put's blob, to put in a node's members."""
+        self.referenced = True
+        return BLOB
+
+    def region(self, nbytes):
+        """Reserves `nbytes` at a 64-byte-aligned offset and returns it."""
+        offset = (self.size + ALIGN - 1) // ALIGN * ALIGN
+        self.size = offset + int(nbytes)
+        return offset
+
+    def on_write(self, job):
+        """Runs `job(writer)` when the blob is written."""
+        self._jobs.append(job)
+
+    def add_array(self, array, c_order):
+        """Plans a copy of `array`'s elements; returns their offset.
+
+        The copy is C order if `c_order` or the array is not F-contiguous,
+        else F order (kept as it is). The same array object added twice is
+        stored once."""
+        keep_f = not c_order and array.flags.f_contiguous and not array.flags.c_contiguous
+        key = id(array)
+        seen = self._arrays.get(key)
+        if seen is not None and seen[0] is array and seen[2] == keep_f:
+            return seen[1]
+        offset = self.region(array.nbytes)
+        self._arrays[key] = (array, offset, keep_f)
+        if array.nbytes == 0:
+            return offset
+        if array.flags.c_contiguous or keep_f:
+            self.on_write(lambda w: w.write(offset, array))
+        else:
+            def copy(w):
+                dest = np.ndarray(array.shape, array.dtype, buffer=w, offset=offset)
+                np.copyto(dest, array, casting="no")
+            self.on_write(copy)
+        return offset
+
+    def add_bytes(self, data):
+        """Plans a copy of a bytes-like object; returns its offset."""
+        view = np.frombuffer(data, dtype=np.uint8)
+        offset = self.region(view.nbytes)
+        if view.nbytes:
+            self.on_write(lambda w: w.write(offset, view))
+        return offset
+
+    def write(self, writer):
+        for job in self._jobs:
+            job(writer)
+
+    def enter(self, container):
+        """Marks `container` as being encoded; raises Cycle if it already is
+        (a self-referencing value, which only pickle can store)."""
+        if any(c is container for c in self._path):
+            raise Cycle()
+        self._path.append(container)
+
+    def leave(self):
+        self._path.pop()
+
+
+class Cycle(Exception):
+    """A container contains itself; the whole value is pickled instead."""
+
+
+class DecodeContext:
+    """Blob views of one gotten tree, one per blob id."""
+
+    def __init__(self, lease):
+        self._lease = lease
+        self._blobs = {}
+
+    def blob(self, node):
+        """The read-only Blob of a blob node of the tree."""
+        blob_id = node["id"]
+        blob = self._blobs.get(blob_id)
+        if blob is None:
+            if node.get("typename") != "trellis::Blob" or "offset" not in node:
+                raise InvalidArgument(
+                    f"member {node.get('id')} of type {node.get('typename')!r} is not a blob")
+            blob = self._lease.blob(blob_id, node["offset"], node["nbytes"])
+            self._blobs[blob_id] = blob
+        return blob
+
+
+def _load_pandas_codec():
+    from trellis import _pandas  # noqa: F401  registers its converters
+
+
+def encode(value, packer):
+    """The tree node of `value`; its buffers are planned in `packer`."""
+    encoder = ENCODERS.get(type(value))
+    if encoder is None and "pandas" in sys.modules:
+        _load_pandas_codec()
+        encoder = ENCODERS.get(type(value))
+    node = encoder(value, packer) if encoder is not None else None
+    if node is None:
+        from trellis._pickle import encode_pickle
+
+        node = encode_pickle(value, packer)
+    return node
+
+
+def encode_root(value):
+    """(tree, packer) for a put of `value`."""
+    packer = Packer()
+    try:
+        return encode(value, packer), packer
+    except Cycle:
+        from trellis._pickle import encode_pickle
+
+        packer = Packer()
+        return encode_pickle(value, packer), packer
+
+
+# Type names whose decoder lives in trellis._pandas.
+PANDAS_TYPENAMES = (
+    "trellis::DataFrame", "trellis::Series", "trellis::RangeIndex",
+    "trellis::StringColumn", "trellis::Categorical", "trellis::NullableColumn",
+)
+
+
+def decode(node, ctx):
+    """The Python value of a tree node. Types without a Python converter
+    come back as their ObjectMeta."""
+    typename = node.get("typename")
+    decoder = DECODERS.get(typename)
+    if decoder is None and typename in PANDAS_TYPENAMES:
+        _load_pandas_codec()
+        decoder = DECODERS.get(typename)
+    if decoder is None:
+        from trellis.client import ObjectMeta
+
+        return ObjectMeta(node, ctx)
+    return decoder(node, ctx)
+
+
+def decode_root(tree, lease):
+    return decode(tree, DecodeContext(lease))

@@ -1,0 +1,363 @@
+"""pandas DataFrame, Series and Index <-> trellis trees (docs/format.md).
+
+A DataFrame is a trellis::DataFrame that C++ reads as well: one node per
+column (``column_<i>``) and an ``index``. Columns of one numpy dtype (a
+pandas block) are stored back to back in one region, each a 1-d
+trellis::Tensor at its own offset; a get finds such evenly spaced runs again
+and rebuilds each as one 2-d block over shared memory, so numeric columns
+are neither copied nor consolidated.
+
+Other column kinds:
+  datetime64 (tz-aware: field ``tz``), timedelta64   trellis::Tensor
+  object columns of str, pandas "string"            trellis::StringColumn
+  categorical                                       trellis::Categorical
+  nullable Int*/UInt*/Float*/boolean                trellis::NullableColumn
+  anything else (period, interval, sparse, mixed)   py::Pickle (per column)
+Row indexes: RangeIndex -> trellis::RangeIndex, MultiIndex -> py::Pickle,
+others -> their values as a column node with fields ``name`` and ``freq``.
+Frames whose column labels are not plain JSON values (None, bool, int,
+float, str; not a MultiIndex) are pickled whole.
+"""
+
+import numpy as np
+import pandas as pd
+from pandas.core.arrays.masked import BaseMaskedArray
+
+from trellis import _codec, _numpy
+from trellis._core import InvalidArgument, decode_strings, scan_strings
+from trellis._pickle import encode_pickle
+
+DATAFRAME = "trellis::DataFrame"
+SERIES = "trellis::Series"
+RANGE_INDEX = "trellis::RangeIndex"
+STRINGS = "trellis::StringColumn"
+CATEGORICAL = "trellis::Categorical"
+NULLABLE = "trellis::NullableColumn"
+
+_BLOCK_KINDS = frozenset("biufc")  # numpy blocks stored region-per-block
+_LABEL_TYPES = (str, int, float, bool, type(None))
+_COLUMN_INDEX_DTYPES = frozenset(["object", "int64", "uint64", "float64"])
+
+
+def _plain(label):
+    """True if `label` is stored exactly as a JSON value."""
+    t = type(label)
+    if t is int:
+        return -(1 << 63) <= label < (1 << 64)
+    return t in _LABEL_TYPES
+
+
+# ------------------------------------------------------------ pandas internals
+# The few internals used, in one place: block access on put and building a
+# frame from blocks on get (as pyarrow and Vineyard do) so no data is copied.
+
+def _blocks(frame):
+    """(values, column positions) of each block of `frame`."""
+    return [(blk.values, blk.mgr_locs.as_array) for blk in frame._mgr.blocks]
+
+
+def _column_values(frame, i):
+    """The ndarray or ExtensionArray of column `i` (a view, no copy)."""
+    return frame._mgr.iget_values(i)
+
+
+def _frame_from_blocks(blocks, columns, index):
+    from pandas.core.internals import BlockManager
+    from pandas.core.internals.api import make_block
+
+    made = [make_block(values, placement=placement, ndim=2) for values, placement in blocks]
+    manager = BlockManager(made, [columns, index])
+    if hasattr(pd.DataFrame, "_from_mgr"):  # pandas >= 2.1
+        return pd.DataFrame._from_mgr(manager, axes=manager.axes)
+    return pd.DataFrame(manager)
+
+
+# -------------------------------------------------------------------- encoding
+
+def encode_column(values, packer):
+    """The node of a 1-d column (ndarray or ExtensionArray)."""
+    if isinstance(values, np.ndarray):
+        if _numpy.storable(values.dtype) and values.dtype.kind not in "SU":
+            return _numpy.tensor_node(values, packer)
+        if values.dtype.kind == "O":
+            node = _encode_strings(values, packer, "object")
+            if node is not None:
+                return node
+        return encode_pickle(values, packer)
+    if isinstance(values, pd.arrays.DatetimeArray):
+        extra = None
+        if values.tz is not None:
+            tz = str(values.tz)
+            if pd.DatetimeTZDtype(values.dtype.unit, tz) != values.dtype:
+                return encode_pickle(values, packer)  # tz not named by a string
+            extra = {"tz": tz}
+        return _numpy.tensor_node(values._ndarray, packer, extra)
+    if isinstance(values, pd.arrays.TimedeltaArray):
+        return _numpy.tensor_node(values._ndarray, packer)
+    if isinstance(values, pd.Categorical):
+        return _encode_categorical(values, packer)
+    if isinstance(values, pd.arrays.StringArray):
+        node = _encode_strings(values._ndarray, packer, "string")
+        if node is not None:
+            return node
+    elif isinstance(values, BaseMaskedArray):
+        return _encode_nullable(values, packer)
+    elif isinstance(values, pd.arrays.PandasArray):
+        return encode_column(values.to_numpy(), packer)
+    return encode_pickle(values, packer)
+
+
+def _encode_strings(values, packer, pandas_dtype):
+    enc = scan_strings(values, pd.NA)
+    if enc is None:
+        return None
+    n = enc.length
+    offsets_at = packer.region(enc.offsets_bytes)
+    data_at = packer.region(enc.data_bytes)
+    validity_at = packer.region(enc.validity_bytes) if enc.null_count else 0
+    packer.on_write(lambda w: enc.write(w, offsets_at, data_at, validity_at))
+    members = {
+        "offsets": _numpy.tensor_at("<i8", [n + 1], [8], offsets_at, packer),
+        "data": _numpy.tensor_at("|u1", [enc.data_bytes], [1], data_at, packer),
+    }
+    if enc.null_count:
+        members["validity"] = _numpy.tensor_at(
+            "|u1", [enc.validity_bytes], [1], validity_at, packer)
+    return {"typename": STRINGS,
+            "fields": {"length": n, "null_count": enc.null_count,
+                       "missing": enc.missing, "pandas_dtype": pandas_dtype},
+            "members": members}
+
+
+def _encode_categorical(values, packer):
+    return {"typename": CATEGORICAL,
+            "fields": {"length": len(values), "ordered": bool(values.ordered)},
+            "members": {"codes": _numpy.tensor_node(values.codes, packer),
+                        "categories": encode_column(values.categories._values, packer)}}
+
+
+def _encode_nullable(values, packer):
+    validity = np.packbits(~values._mask, bitorder="little")
+    return {"typename": NULLABLE,
+            "fields": {"length": len(values), "pandas_dtype": str(values.dtype)},
+            "members": {"values": _numpy.tensor_node(values._data, packer),
+                        "validity": _numpy.tensor_node(validity, packer)}}
+
+
+def encode_index(index, packer):
+    if type(index) is pd.RangeIndex and _plain(index.name):
+        return {"typename": RANGE_INDEX,
+                "fields": {"start": index.start, "stop": index.stop,
+                           "step": index.step, "name": index.name}}
+    if isinstance(index, pd.MultiIndex) or not _plain(index.name):
+        return encode_pickle(index, packer)
+    node = encode_column(index._values, packer)
+    fields = node.setdefault("fields", {})
+    fields["name"] = index.name
+    freq = getattr(index, "freqstr", None)
+    if freq is not None:
+        fields["freq"] = freq
+    return node
+
+
+def encode_dataframe(frame, packer):
+    columns = frame.columns
+    labels = columns.tolist()
+    if (isinstance(columns, pd.MultiIndex) or not _plain(columns.name)
+            or str(columns.dtype) not in _COLUMN_INDEX_DTYPES
+            or not all(_plain(label) for label in labels)):
+        return None  # pickle the frame
+    num_rows = len(frame.index)
+    nodes = [None] * len(labels)
+    for values, positions in _blocks(frame):
+        if type(values) is np.ndarray and values.ndim == 2 and values.dtype.kind in _BLOCK_KINDS:
+            # The block's columns back to back: one copy, one 2-d view on get.
+            item = values.dtype.itemsize
+            base = packer.add_array(values, c_order=True)
+            for j, position in enumerate(positions):
+                nodes[position] = _numpy.tensor_at(
+                    values.dtype.str, [num_rows], [item], base + j * num_rows * item, packer)
+        else:
+            for position in positions:
+                nodes[position] = encode_column(_column_values(frame, position), packer)
+    members = {f"column_{i}": node for i, node in enumerate(nodes)}
+    members["index"] = encode_index(frame.index, packer)
+    fields = {"columns": labels, "num_rows": num_rows,
+              "columns_name": columns.name, "columns_dtype": str(columns.dtype)}
+    if type(columns) is pd.RangeIndex:
+        fields["columns_range"] = [columns.start, columns.stop, columns.step]
+    return {"typename": DATAFRAME, "fields": fields, "members": members}
+
+
+def encode_series(series, packer):
+    if not _plain(series.name):
+        return None
+    return {"typename": SERIES,
+            "fields": {"name": series.name, "length": len(series)},
+            "members": {"values": encode_column(series._values, packer),
+                        "index": encode_index(series.index, packer)}}
+
+
+# -------------------------------------------------------------------- decoding
+
+_MISSING = {"": None, "None": None, "nan": np.nan, "NA": pd.NA}
+
+
+def decode_column(node, ctx):
+    """The ndarray or ExtensionArray of a column node."""
+    typename = node.get("typename")
+    if typename == _numpy.TENSOR:
+        values = _numpy.decode_tensor(node, ctx)
+        tz = node["fields"].get("tz")
+        if tz is None:
+            return values
+        dtype = pd.DatetimeTZDtype(np.datetime_data(values.dtype)[0], tz)
+        return pd.arrays.DatetimeArray(values, dtype=dtype, copy=False)
+    if typename in (STRINGS, CATEGORICAL, NULLABLE):
+        return _codec.DECODERS[typename](node, ctx)
+    value = _codec.decode(node, ctx)
+    if isinstance(value, (pd.Index, pd.Series)):
+        return value._values
+    return value
+
+
+def decode_strings_column(node, ctx):
+    fields, members = node["fields"], node["members"]
+    offsets = _numpy.decode_tensor(members["offsets"], ctx)
+    data = _numpy.decode_tensor(members["data"], ctx)
+    validity = _numpy.decode_tensor(members["validity"], ctx) if "validity" in members else None
+    pandas_dtype = fields.get("pandas_dtype", "object")
+    missing = pd.NA if pandas_dtype == "string" else _MISSING[fields.get("missing", "")]
+    values = decode_strings(offsets, data, validity, missing)
+    if pandas_dtype == "string":
+        return pd.arrays.StringArray(values)
+    return values
+
+
+def decode_categorical(node, ctx):
+    members = node["members"]
+    codes = _numpy.decode_tensor(members["codes"], ctx)
+    categories = pd.Index(decode_column(members["categories"], ctx))
+    dtype = pd.CategoricalDtype(categories, ordered=node["fields"]["ordered"])
+    return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
+def decode_nullable(node, ctx):
+    fields, members = node["fields"], node["members"]
+    values = _numpy.decode_tensor(members["values"], ctx)
+    validity = _numpy.decode_tensor(members["validity"], ctx)
+    mask = np.unpackbits(validity, count=fields["length"], bitorder="little") == 0
+    dtype = pd.api.types.pandas_dtype(fields["pandas_dtype"])
+    return dtype.construct_array_type()(values, mask)
+
+
+def decode_index(node, ctx):
+    if node.get("typename") == RANGE_INDEX:
+        f = node["fields"]
+        return pd.RangeIndex(f["start"], f["stop"], f["step"], name=f.get("name"))
+    values = decode_column(node, ctx)
+    if isinstance(values, pd.Index):  # a pickled index
+        return values
+    fields = node.get("fields", {})
+    freq = fields.get("freq")
+    if freq is not None:
+        kind = pd.DatetimeIndex if values.dtype.kind == "M" else pd.TimedeltaIndex
+        return kind(values, freq=freq, name=fields.get("name"))
+    return pd.Index(values, name=fields.get("name"), copy=False)
+
+
+def _columns_index(fields):
+    name = fields.get("columns_name")
+    if "columns_range" in fields:
+        start, stop, step = fields["columns_range"]
+        return pd.RangeIndex(start, stop, step, name=name)
+    return pd.Index(fields["columns"], dtype=fields.get("columns_dtype", "object"), name=name)
+
+
+def _numeric_blocks(tensors, num_rows, ctx):
+    """2-d blocks over runs of same-dtype columns stored at evenly spaced
+    offsets of one blob; (values, positions) pairs."""
+    runs = {}
+    for position, node in tensors:
+        fields = node["fields"]
+        key = (node["members"]["buffer"]["id"], fields["dtype"])
+        runs.setdefault(key, []).append((fields.get("offset", 0), position, node))
+    blocks = []
+    for (_, dtype_str), items in runs.items():
+        dtype = np.dtype(dtype_str)
+        items.sort(key=lambda item: item[0])
+        run = [items[0]]
+        for item in items[1:]:
+            step = run[1][0] - run[0][0] if len(run) > 1 else item[0] - run[0][0]
+            if num_rows > 0 and step >= num_rows * dtype.itemsize and item[0] - run[-1][0] == step:
+                run.append(item)
+            else:
+                blocks.append(_block(run, dtype, num_rows, ctx))
+                run = [item]
+        blocks.append(_block(run, dtype, num_rows, ctx))
+    return blocks
+
+
+def _block(run, dtype, num_rows, ctx):
+    positions = [position for _, position, _ in run]
+    first = run[0][2]
+    if len(run) == 1:
+        return _numpy.decode_tensor(first, ctx).reshape(1, num_rows), positions
+    step = run[1][0] - run[0][0]
+    buffer = ctx.blob(first["members"]["buffer"])
+    try:
+        values = np.ndarray((len(run), num_rows), dtype, buffer=buffer, offset=run[0][0],
+                            strides=(step, dtype.itemsize))
+    except (ValueError, TypeError) as e:
+        raise InvalidArgument(f"DataFrame columns do not fit their buffer: {e}") from None
+    return values, positions
+
+
+def _is_plain_column(node, num_rows):
+    if node.get("typename") != _numpy.TENSOR:
+        return False
+    f = node["fields"]
+    item = np.dtype(f["dtype"]).itemsize
+    return ("tz" not in f and f["shape"] == [num_rows] and f["strides"] == [item]
+            and np.dtype(f["dtype"]).kind in "biufcmM")
+
+
+def decode_dataframe(node, ctx):
+    fields, members = node["fields"], node["members"]
+    num_rows = fields["num_rows"]
+    columns = _columns_index(fields)
+    index = decode_index(members["index"], ctx) if "index" in members \
+        else pd.RangeIndex(num_rows)
+    tensors, blocks = [], []
+    for i in range(len(columns)):
+        child = members.get(f"column_{i}")
+        if child is None:
+            raise InvalidArgument(f"DataFrame {node.get('id')} lacks member column_{i}")
+        if _is_plain_column(child, num_rows):
+            tensors.append((i, child))
+        else:
+            values = decode_column(child, ctx)
+            if isinstance(values, np.ndarray):  # object blocks are 2-d
+                values = values.reshape(1, len(values))
+            blocks.append((values, [i]))
+    if tensors:
+        blocks.extend(_numeric_blocks(tensors, num_rows, ctx))
+    return _frame_from_blocks(blocks, columns, index)
+
+
+def decode_series(node, ctx):
+    fields, members = node["fields"], node["members"]
+    values = decode_column(members["values"], ctx)
+    index = decode_index(members["index"], ctx)
+    return pd.Series(values, index=index, name=fields.get("name"), copy=False)
+
+
+_codec.ENCODERS.update({pd.DataFrame: encode_dataframe, pd.Series: encode_series})
+_codec.DECODERS.update({
+    DATAFRAME: decode_dataframe,
+    SERIES: decode_series,
+    RANGE_INDEX: decode_index,
+    STRINGS: decode_strings_column,
+    CATEGORICAL: decode_categorical,
+    NULLABLE: decode_nullable,
+})

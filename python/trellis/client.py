@@ -1,0 +1,266 @@
+"""trellis.Client: the Python client of a local trellisd.
+
+    with trellis.connect() as client:
+        oid = client.put(df, name="x_train", persist=True)
+        df = client.get(name="x_train")
+
+Round trips: ``put`` of any value costs two (one CreateBlobs for all its
+buffers, one CreateObject with the whole tree, name and persist flag);
+``get(oid)`` costs one (GetMeta), ``get(name=...)`` two. Every call that
+waits on the daemon or copies bytes releases the GIL.
+
+Thread-safety: a Client may be shared by threads; its requests are
+serialised on one connection, so a blocking ``get_name(wait=True)`` delays
+the other threads (use one client per thread for concurrency). After
+``fork`` the child must connect anew (module-level calls do so by
+themselves).
+"""
+
+import math
+import collections.abc
+
+from trellis import _codec, _core, _daemon
+from trellis._core import DaemonNotReachable, InvalidArgument, ObjectID
+
+# Converters register themselves on import.
+from trellis import _builtins, _numpy, _pickle  # noqa: F401,E402
+
+_DEFAULT_LIMIT = 100000
+
+
+def as_id(value):
+    """An ObjectID from an ObjectID, its str form or its int value."""
+    if isinstance(value, ObjectID):
+        return value
+    if isinstance(value, str):
+        return ObjectID(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ObjectID(value)
+    raise InvalidArgument(f"expected an ObjectID (or its str), got {type(value).__name__}")
+
+
+def _timeout_ms(timeout):
+    """Milliseconds for the daemon; 0 means no limit (timeout=None)."""
+    if timeout is None:
+        return 0
+    if not isinstance(timeout, (int, float)) or timeout < 0 or math.isnan(timeout):
+        raise InvalidArgument(f"timeout must be None or seconds >= 0, got {timeout!r}")
+    return max(1, math.ceil(timeout * 1000))
+
+
+class ObjectMeta(collections.abc.Mapping):
+    """The metadata tree of an object, read-only and dict-like.
+
+    ``meta["typename"]``, ``meta["fields"]`` (a dict) and ``meta["members"]``
+    (a dict of ObjectMeta) mirror the JSON form of docs/format.md; the
+    properties ``typename``, ``id`` (ObjectID), ``nbytes``, ``fields``,
+    ``members`` and ``member(name)`` are shortcuts. A tree from ``get_meta``
+    keeps its blobs readable while it lives: ``meta.blob()`` views a blob
+    node's bytes.
+    """
+
+    def __init__(self, tree, ctx=None):
+        self._tree = tree
+        self._ctx = ctx
+
+    def __getitem__(self, key):
+        if key == "members":
+            return self.members
+        return self._tree[key]
+
+    def __iter__(self):
+        return iter(self._tree)
+
+    def __len__(self):
+        return len(self._tree)
+
+    @property
+    def typename(self):
+        return self._tree.get("typename")
+
+    @property
+    def id(self):
+        return ObjectID(self._tree["id"])
+
+    @property
+    def nbytes(self):
+        return self._tree.get("nbytes", 0)
+
+    @property
+    def fields(self):
+        return self._tree.get("fields", {})
+
+    @property
+    def members(self):
+        return {name: ObjectMeta(node, self._ctx)
+                for name, node in self._tree.get("members", {}).items()}
+
+    def member(self, name):
+        try:
+            return ObjectMeta(self._tree["members"][name], self._ctx)
+        except KeyError:
+            raise _core.ObjectNotFound(
+                f"{self.typename} {self._tree.get('id')} has no member {name!r}") from None
+
+    def blob(self):
+        """A read-only Blob of this blob node's bytes."""
+        if self._ctx is None:
+            raise InvalidArgument("this tree was not gotten with get_meta; no bytes are mapped")
+        return self._ctx.blob(self._tree)
+
+    def to_dict(self):
+        """The tree as plain nested dicts (ids as ints)."""
+        return self._tree
+
+    def __repr__(self):
+        ident = self._tree.get("id")
+        ident = str(ObjectID(ident)) if isinstance(ident, int) else "new"
+        return f"ObjectMeta({self.typename} {ident}, fields={self.fields!r}, members={sorted(self._tree.get('members', {}))})"
+
+
+class Client:
+    """A connection to one trellisd. Use ``trellis.connect`` to make one."""
+
+    def __init__(self, core, daemon=None):
+        self._core = core
+        self.daemon = daemon  # the embedded daemon this connect() started, if any
+
+    # -- context manager / lifetime -------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Closes the connection. Objects already gotten stay readable."""
+        self._core.close()
+
+    def __repr__(self):
+        return f"<trellis.Client socket={self.socket!r} instance={self.instance_id}>"
+
+    @property
+    def socket(self):
+        return self._core.socket
+
+    @property
+    def instance_id(self):
+        return self._core.instance_id
+
+    @property
+    def arena(self):
+        """The address range of this process's mapping of the shared arena:
+        ``address in client.arena`` tells whether bytes are shared memory."""
+        base = self._core.arena_base
+        return range(base, base + self._core.arena_size)
+
+    # -- values ----------------------------------------------------------
+    def put(self, value, name=None, persist=False, overwrite=True):
+        """Stores `value` (see docs/format.md for how each type is laid
+        out) and returns its ObjectID. With `name`, binds the name in the
+        same request (rebinding it unless overwrite=False); with `persist`,
+        publishes the object to the metadata store.
+
+        Raises UnsupportedType (a TypeError) if the value has no converter
+        and cannot be pickled, OutOfMemory if the arena cannot hold it."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidArgument(f"name must be a non-empty str, got {name!r}")
+        tree, packer = _codec.encode_root(value)
+        writer = self._core.create_blob(packer.size) if packer.referenced else None
+        try:
+            if writer is not None:
+                packer.write(writer)
+            return self._core.create_object(tree, _codec.BLOB, writer, name or "",
+                                            bool(persist), bool(overwrite))
+        finally:
+            if writer is not None and writer.open:
+                writer.abort()  # failed before the object took the blob
+
+    def get(self, oid=None, *, name=None, wait=False, timeout=None, fetch=False):
+        """The value of object `oid`, or of the object bound to `name`.
+
+        With `wait`, blocks until the name is bound (up to `timeout`
+        seconds, then Timeout). Arrays, and numeric columns of DataFrames,
+        are read-only views of shared memory. `fetch=True` asks to bring a
+        remote object to this node first; objects of a single daemon are
+        always local, so it changes nothing yet. Raises ObjectNotFound
+        naming the id or name."""
+        if (oid is None) == (name is None):
+            raise InvalidArgument("get needs either an object id or name=..., not both")
+        if name is not None:
+            oid = self.get_name(name, wait=wait, timeout=timeout)
+        tree, lease = self._core.get_tree(as_id(oid))
+        return _codec.decode_root(tree, lease)
+
+    # -- names -----------------------------------------------------------
+    def put_name(self, oid, name, overwrite=True):
+        self._core.put_name(as_id(oid), name, overwrite)
+
+    def get_name(self, name, wait=False, timeout=None):
+        """The ObjectID bound to `name`. With `wait`, blocks until bound
+        (timeout in seconds, None for no limit; then Timeout)."""
+        return self._core.get_name(name, bool(wait), _timeout_ms(timeout) if wait else 0)
+
+    def drop_name(self, name):
+        self._core.drop_name(name)
+
+    def list_names(self, pattern="*", limit=_DEFAULT_LIMIT):
+        """{name: ObjectID} of the names matching the glob `pattern`."""
+        return dict(self._core.list_names(pattern, limit))
+
+    # -- objects ---------------------------------------------------------
+    def persist(self, oid):
+        self._core.persist(as_id(oid))
+
+    def delete(self, oid, deep=True, force=False):
+        """Deletes an object (or a list of them); with `deep`, also members
+        nothing else uses. Without `force`, deleting a member of another
+        object is InvalidArgument. Returns the ids deleted."""
+        ids = [as_id(o) for o in oid] if isinstance(oid, (list, tuple, set)) else [as_id(oid)]
+        return self._core.delete(ids, bool(deep), bool(force))
+
+    def list_objects(self, pattern="*", limit=_DEFAULT_LIMIT):
+        """Shallow ObjectMetas of the objects whose type name matches."""
+        return [ObjectMeta(tree) for tree in self._core.list_objects(pattern, limit)]
+
+    def get_meta(self, oid):
+        """The complete metadata tree of an object (one round trip)."""
+        tree, lease = self._core.get_tree(as_id(oid))
+        return ObjectMeta(tree, _codec.DecodeContext(lease))
+
+    # -- blobs -----------------------------------------------------------
+    def create_blob(self, size):
+        """A writer for a new blob of `size` bytes: ``memoryview(w)`` writes
+        in place, ``w.seal()`` makes it immutable and returns a read-only
+        Blob, ``w.abort()`` (or dropping an unsealed writer) frees it."""
+        if not isinstance(size, int) or size < 0:
+            raise InvalidArgument(f"blob size must be an int >= 0, got {size!r}")
+        return self._core.create_blob(size)
+
+    def get_blob(self, blob_id):
+        """A read-only, zero-copy Blob of a sealed blob."""
+        return self._core.get_blob(as_id(blob_id))
+
+    # -- daemon ----------------------------------------------------------
+    def status(self):
+        """The daemon's status as a dict: arena_size, used, free, objects,
+        blobs, unsealed_blobs, deleted_pending, clients, instance_id, ..."""
+        return self._core.status()
+
+
+def connect(socket=None, *, start=True, size=None):
+    """Connects to the trellisd serving `socket` ($TRELLIS_SOCKET, else
+    /tmp/trellis-$UID/trellis.sock).
+
+    If none serves it and `start` is true, starts an embedded trellisd
+    child there (arena `size`, else $TRELLIS_SIZE, else the daemon's
+    default) that ends with this process. Raises DaemonNotReachable if
+    none serves it and none can be started."""
+    path = socket or _daemon.default_socket()
+    try:
+        return Client(_core.Client.connect(path))
+    except DaemonNotReachable:
+        if not start:
+            raise
+    daemon = _daemon.launch(path, size=size, exist_ok=True)  # None: another won
+    return Client(_core.Client.connect(path), daemon)
