@@ -25,7 +25,7 @@ from pandas.core.arrays.masked import BaseMaskedArray
 
 from trellis import _codec, _numpy
 from trellis._core import InvalidArgument, decode_strings, scan_strings
-from trellis._pickle import encode_pickle
+from trellis._pickle import PICKLE, encode_pickle
 
 DATAFRAME = "trellis::DataFrame"
 SERIES = "trellis::Series"
@@ -255,9 +255,10 @@ def decode_index(node, ctx):
     if node.get("typename") == RANGE_INDEX:
         f = node["fields"]
         return pd.RangeIndex(f["start"], f["stop"], f["step"], name=f.get("name"))
+    if node.get("typename") == PICKLE:  # e.g. a MultiIndex
+        index = _codec.decode(node, ctx)
+        return index if isinstance(index, pd.Index) else pd.Index(index)
     values = decode_column(node, ctx)
-    if isinstance(values, pd.Index):  # a pickled index
-        return values
     fields = node.get("fields", {})
     freq = fields.get("freq")
     if freq is not None:
