@@ -2,7 +2,8 @@
 //
 //   trellis_df_interop put <socket> <name> <rows>
 //       puts a DataFrame with columns i64 (<i8, 3*i-7), f64 (<f8, i/2),
-//       flag (|b1, i%3==0) and u8 (|u1, i%251) and binds it to <name>.
+//       flag (|b1, i%3==0), u8 (|u1, i%251) and i64b (<i8, i*i) and binds
+//       it to <name>.
 //   trellis_df_interop describe <socket> <name>
 //       reads the DataFrame bound to <name> with trellis::DataFrame and
 //       prints one JSON line: num_rows, the index node, and per column its
@@ -43,7 +44,7 @@ double Element(const trellis::Tensor& t, int64_t i) {
 }
 
 Status Put(trellis::Client& client, const std::string& name, int64_t rows) {
-  std::vector<int64_t> i64(rows);
+  std::vector<int64_t> i64(rows), i64b(rows);
   std::vector<double> f64(rows);
   std::vector<uint8_t> flag(rows), u8(rows);
   for (int64_t i = 0; i < rows; ++i) {
@@ -51,6 +52,7 @@ Status Put(trellis::Client& client, const std::string& name, int64_t rows) {
     f64[i] = static_cast<double>(i) / 2;
     flag[i] = i % 3 == 0;
     u8[i] = static_cast<uint8_t>(i % 251);
+    i64b[i] = i * i;
   }
   trellis::PutOptions options;
   options.name = name;
@@ -58,7 +60,8 @@ Status Put(trellis::Client& client, const std::string& name, int64_t rows) {
                                     {{"i64", "<i8", i64.data()},
                                      {"f64", "<f8", f64.data()},
                                      {"flag", "|b1", flag.data()},
-                                     {"u8", "|u1", u8.data()}},
+                                     {"u8", "|u1", u8.data()},
+                                     {"i64b", "<i8", i64b.data()}},
                                     rows, options);
   if (!id.ok()) return id.status();
   std::cout << json{{"id", id->ToString()}}.dump() << std::endl;

@@ -1,0 +1,144 @@
+"""The client surface: ids, names, metadata, blobs, lifecycle, module-level
+calls and round trips per call."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import trellis
+
+
+def test_object_id_text_round_trip(client):
+    oid = client.put(1)
+    text = str(oid)
+    assert len(text) == 17 and text[0] == "o" and int(text[1:], 16) == int(oid)
+    assert trellis.ObjectID(text) == oid and hash(trellis.ObjectID(text)) == hash(oid)
+    assert repr(oid) == f"ObjectID('{text}')"
+    assert pickle.loads(pickle.dumps(oid)) == oid
+    assert client.get(text) == 1  # ids may be given as text
+
+
+def test_names(client):
+    a, b = client.put("a"), client.put("b")
+    client.put_name(a, "x_train")
+    client.put_name(b, "x_test")
+    client.put_name(b, "y_test")
+    assert client.get_name("x_train") == a
+    assert client.list_names("x_*") == {"x_train": a, "x_test": b}
+    client.drop_name("x_test")
+    assert client.list_names() == {"x_train": a, "y_test": b}
+    assert client.get(name="y_test", wait=True, timeout=1) == "b"
+
+
+def test_get_meta_and_list_objects(client):
+    frame = pd.DataFrame({"a": np.arange(3), "s": ["x", "y", "z"]})
+    oid = client.put(frame)
+    meta = client.get_meta(oid)
+    assert meta.id == oid and meta["typename"] == "trellis::DataFrame"
+    assert meta.fields["columns"] == ["a", "s"] and meta["fields"]["num_rows"] == 3
+    assert meta.member("column_1").typename == "trellis::StringColumn"
+    tensor = meta["members"]["column_0"]
+    assert tensor["fields"]["dtype"] == "<i8"
+    blob = tensor.member("buffer").blob()
+    assert blob.address in client.arena and meta.nbytes >= 24
+    with pytest.raises(trellis.ObjectNotFound, match="nope"):
+        meta.member("nope")
+    listed = client.list_objects("trellis::Data*")
+    assert [m.id for m in listed] == [oid]
+    assert listed[0].typename == "trellis::DataFrame"
+
+
+def test_persist_and_delete(client):
+    oid = client.put(np.arange(1000), name="arr")
+    client.persist(oid)
+    used = client.status()["used"]
+    assert used > 0
+    deleted = client.delete(oid)
+    assert oid in deleted
+    with pytest.raises(trellis.ObjectNotFound):
+        client.get(oid)
+    with pytest.raises(trellis.ObjectNotFound):
+        client.get_name("arr")
+    assert client.status()["used"] < used
+
+
+def test_delete_while_read_is_deferred(client):
+    oid = client.put(np.arange(100000))
+    held = client.get(oid)
+    client.delete(oid)
+    assert client.status()["deleted_pending"] >= 1
+    assert held.sum() == sum(range(100000))  # still intact
+    del held
+    client.status()  # the release travels with the next request
+    assert client.status()["deleted_pending"] == 0
+
+
+def test_blob_writer_abort_and_reuse(client):
+    writer = client.create_blob(4096)
+    assert client.status()["unsealed_blobs"] == 1
+    writer.abort()
+    assert client.status()["unsealed_blobs"] == 0
+    with pytest.raises(trellis.InvalidArgument, match="no longer writable"):
+        writer.seal()
+
+
+def test_context_manager_and_status(daemon):
+    with trellis.connect(daemon.socket, start=False) as client:
+        status = client.status()
+        assert status["arena_size"] == 512 << 20 and status["clients"] >= 1
+        assert len(client.arena) == 512 << 20
+    with pytest.raises(trellis.DaemonNotReachable):
+        client.status()
+
+
+def test_module_level_calls(daemon, monkeypatch):
+    monkeypatch.setenv("TRELLIS_SOCKET", daemon.socket)
+    monkeypatch.setattr(trellis, "_default", None)
+    oid = trellis.put({"k": [1, 2]}, name="m", persist=True)
+    assert trellis.get(name="m", fetch=True) == {"k": [1, 2]}
+    assert trellis.get(oid) == {"k": [1, 2]}
+    assert trellis.get_name("m") == oid
+    assert trellis.list_names("m") == {"m": oid}
+    assert trellis.get_meta(oid).typename == "py::Dict"
+    assert trellis.status()["objects"] >= 1
+    trellis.drop_name("m")
+    assert trellis.delete(oid, deep=True)
+    assert trellis.default_client().socket == daemon.socket
+    trellis.default_client().close()
+    monkeypatch.setattr(trellis, "_default", None)
+
+
+class _CountingCore:
+    """Wraps the extension's client; every method call is one request."""
+
+    def __init__(self, core):
+        self._core, self.calls = core, []
+
+    def __getattr__(self, name):
+        attr = getattr(self._core, name)
+        if callable(attr):
+            def call(*args, **kwargs):
+                self.calls.append(name)
+                return attr(*args, **kwargs)
+            return call
+        return attr
+
+
+@pytest.mark.parametrize("value", [
+    np.arange(1 << 20),
+    pd.DataFrame({f"c{i}": np.arange(1000) for i in range(46)}),
+    pd.DataFrame({"a": np.arange(5), "s": list("abcde"), "c": pd.Categorical(list("xyzxy")),
+                  "n": pd.array([1, None, 3, 4, 5], dtype="Int64")}),
+    {"a": np.ones(3), "b": [1, "x", None]},
+])
+def test_round_trips(client, value):
+    """A put is CreateBlobs + CreateObject; a get by id is one GetMeta."""
+    counting = _CountingCore(client._core)
+    client._core = counting
+    oid = client.put(value, name="v", persist=True)
+    assert counting.calls == ["create_blob", "create_object"]
+    counting.calls.clear()
+    client.get(oid)
+    assert counting.calls == ["get_tree"]

@@ -1,0 +1,100 @@
+"""Errors: the right classes (trellis and builtin), and messages that say
+what was involved."""
+
+import os
+import socket as socketlib
+
+import numpy as np
+import pytest
+
+import trellis
+
+
+def test_exception_hierarchy():
+    for cls, builtin in [(trellis.ObjectNotFound, KeyError), (trellis.OutOfMemory, MemoryError),
+                         (trellis.InvalidArgument, ValueError),
+                         (trellis.DaemonNotReachable, ConnectionError),
+                         (trellis.Timeout, TimeoutError), (trellis.UnsupportedType, TypeError),
+                         (trellis.ObjectExists, ValueError)]:
+        assert issubclass(cls, trellis.TrellisError) and issubclass(cls, builtin)
+        assert cls.__module__ == "trellis"
+    assert str(trellis.ObjectNotFound("plain text")) == "plain text"  # not KeyError's repr
+
+
+def test_missing_name_and_id(client):
+    with pytest.raises(trellis.ObjectNotFound, match="'no_such_name'"):
+        client.get(name="no_such_name")
+    with pytest.raises(KeyError):
+        client.get_name("no_such_name")
+    missing = trellis.ObjectID(12345)
+    with pytest.raises(trellis.ObjectNotFound, match=str(missing)):
+        client.get(missing)
+    with pytest.raises(trellis.ObjectNotFound, match="'gone'"):
+        client.drop_name("gone")
+
+
+def test_full_memory(start_daemon):
+    daemon = start_daemon(size="4M")
+    with trellis.connect(daemon.socket, start=False) as client:
+        client.put(np.zeros(256 << 10, dtype=np.uint8))  # fits
+        with pytest.raises(trellis.OutOfMemory, match="cannot hold"):
+            client.put(np.zeros(8 << 20, dtype=np.uint8))
+        with pytest.raises(MemoryError):
+            client.create_blob(16 << 20)
+        # The failed puts left nothing allocated.
+        assert client.status()["used"] < (512 << 10)
+        assert client.status()["unsealed_blobs"] == 0
+
+
+def test_unsupported_values_say_why(client):
+    with pytest.raises(trellis.UnsupportedType, match=r"generator.*pickling it failed"):
+        client.put(x for x in range(3))
+    with pytest.raises(TypeError, match="lambda|local object"):
+        client.put({"f": lambda: 1})
+    with pytest.raises(trellis.UnsupportedType, match="socket"):
+        with socketlib.socket() as s:
+            client.put(s)
+
+
+def test_bad_arguments(client):
+    with pytest.raises(trellis.InvalidArgument, match="not both"):
+        client.get()
+    with pytest.raises(ValueError):
+        client.get(trellis.ObjectID(1), name="x")
+    with pytest.raises(trellis.InvalidArgument, match="o' \\+ 16|hex|ObjectID"):
+        trellis.ObjectID("not-an-id")
+    with pytest.raises(trellis.InvalidArgument):
+        client.put(1, name="")
+    with pytest.raises(trellis.InvalidArgument, match="timeout"):
+        client.get(name="x", wait=True, timeout=-1)
+    with pytest.raises(trellis.InvalidArgument):
+        client.create_blob(-1)
+
+
+def test_name_collision_without_overwrite(client):
+    client.put(1, name="taken")
+    with pytest.raises(trellis.ObjectExists, match="'taken'"):
+        client.put(2, name="taken", overwrite=False)
+    assert client.get(name="taken") == 1
+
+
+def test_daemon_not_reachable(tmp_socket_dir):
+    path = os.path.join(tmp_socket_dir, "nobody.sock")
+    with pytest.raises(trellis.DaemonNotReachable, match="nobody.sock"):
+        trellis.connect(path, start=False)
+    with pytest.raises(ConnectionError):
+        trellis.connect(path, start=False)
+
+
+def test_closed_client(daemon):
+    client = trellis.connect(daemon.socket, start=False)
+    kept = client.get(client.put(np.arange(10)))
+    client.close()
+    with pytest.raises(trellis.DaemonNotReachable, match="closed"):
+        client.put(1)
+    assert kept.sum() == 45  # gotten objects stay readable
+
+
+def test_daemon_start_failure_quotes_its_log(tmp_socket_dir):
+    with pytest.raises(trellis.DaemonNotReachable, match="size"):
+        trellis._daemon.launch(os.path.join(tmp_socket_dir, "bad.sock"), size="lots")
