@@ -341,7 +341,7 @@ def main():
 
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     skip = set(filter(None, args.skip.split(",")))
-    daemon_size = args.daemon_size or human(int(max(sizes) * 1.1) + (256 << 20))
+    daemon_size = args.daemon_size or f"{(int(max(sizes) * 1.1) >> 20) + 256}M"
     workdir = tempfile.mkdtemp(prefix="trellis-bench-", dir="/tmp")
     daemon = trellis.start_daemon(os.path.join(workdir, "bench.sock"), size=daemon_size,
                                   detach=False, reserve=True)
