@@ -126,3 +126,20 @@ time.sleep(600)
         if producer.poll() is None:
             producer.kill()
             producer.wait()
+
+
+def test_blocking_wait_releases_the_gil(daemon):
+    """A thread blocked in get(name, wait=True) lets other threads run
+    Python code (here: the put that unblocks it)."""
+    import threading
+
+    with trellis.connect(daemon.socket, start=False) as waiter, \
+            trellis.connect(daemon.socket, start=False) as producer:
+        result = {}
+        thread = threading.Thread(
+            target=lambda: result.update(value=waiter.get(name="t", wait=True, timeout=60)))
+        thread.start()
+        producer.put({"answer": np.arange(3)}, name="t")
+        thread.join(60)
+        assert not thread.is_alive()
+        assert result["value"]["answer"].tolist() == [0, 1, 2]
