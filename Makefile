@@ -34,7 +34,12 @@ test-cpp: build
 test-python: build
 	$(PY) -m pytest -q python/tests
 
-demo: demo-cpp
+demo: demo-cpp demo-housing
+
+# The main job: the seed's preprocess -> train -> test pipeline through trellis
+# (embedded daemon), pickle files on disk and pickle files in /dev/shm.
+demo-housing: build
+	$(PY) examples/housing/run_pipeline.py --rows $(ROWS)
 
 demo-cpp: build
 	@bash scripts/demo_cpp.sh $(BUILD)/bin

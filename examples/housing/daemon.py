@@ -2,11 +2,14 @@
 
 Three ways, chosen by the driver's --daemon option:
 
-- "embedded": the Python SDK's trellis.start_daemon(detach=True), sized by
-  TRELLIS_SIZE, on a private socket (what `make demo` uses);
-- "trellisd": an explicitly started trellisd binary with --size and,
-  by default, --reserve (the arena is pre-faulted at start);
+- "embedded": the Python SDK's trellis.start_daemon(detach=True) on a private
+  socket (what `make demo` uses);
+- "trellisd": an explicitly started trellisd binary;
 - "external": a daemon that already serves TRELLIS_SOCKET; never stopped.
+
+Both started kinds get --size and, by default, --reserve: the arena is
+pre-faulted at start, as a long-running daemon's arena would be warm (writes
+into never-touched shared pages run at a fraction of memcpy speed).
 
 Every mode returns a Daemon whose startup_s is the time from asking for the
 daemon until a client could talk to it (pre-faulting included). It is
@@ -57,9 +60,10 @@ class Daemon:
 
 
 def _wait_until_serving(socket, process=None):
-    """Blocks until a trellis client can connect to `socket`.
+    """Blocks until a trellis client can connect to `socket` and get status.
 
-    Raises RuntimeError if `process` exits first or SOCKET_WAIT_S passes.
+    Never starts a daemon itself. Raises RuntimeError if `process` exits
+    first or SOCKET_WAIT_S passes.
     """
     import trellis
     deadline = time.monotonic() + SOCKET_WAIT_S
@@ -68,14 +72,15 @@ def _wait_until_serving(socket, process=None):
             raise RuntimeError(f"trellisd exited with status {process.returncode}")
         if os.path.exists(socket):
             try:
-                trellis.connect(socket).status()
+                with trellis.connect(socket, start=False) as client:
+                    client.status()
                 return
-            except (ConnectionError, OSError):
+            except ConnectionError:
                 pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"no daemon answered on {socket} "
                                f"within {SOCKET_WAIT_S:.0f} s")
-        time.sleep(0.02)
+        time.sleep(0.01)
 
 
 def start_trellisd(binary, socket, size, reserve=True, log_level="warn"):
@@ -96,20 +101,19 @@ def start_trellisd(binary, socket, size, reserve=True, log_level="warn"):
                   reserve=reserve, process=process)
 
 
-def start_embedded(socket, size):
-    """Starts the SDK's embedded daemon on `socket` with `size` bytes.
+def start_embedded(socket, size, reserve=True):
+    """Starts the SDK's embedded daemon, detached, on `socket`.
 
-    Sets TRELLIS_SOCKET and TRELLIS_SIZE in this process' environment so the
-    SDK and the step processes (which inherit it) find the daemon.
+    trellis.start_daemon() returns once the daemon accepts connections (after
+    pre-faulting the arena when `reserve`).
     """
     import trellis
-    os.environ["TRELLIS_SOCKET"] = socket
-    os.environ["TRELLIS_SIZE"] = str(size)
     t0 = time.perf_counter()
-    trellis.start_daemon(detach=True)
+    handle = trellis.start_daemon(socket=socket, size=size, detach=True,
+                                  reserve=reserve)
     _wait_until_serving(socket)
     return Daemon("embedded", socket, time.perf_counter() - t0, size=size,
-                  stop_fn=trellis.stop_daemon)
+                  reserve=reserve, stop_fn=handle.stop)
 
 
 def use_external(socket):

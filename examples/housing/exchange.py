@@ -93,16 +93,15 @@ class TrellisExchange:
 
         Returns how many names existed. Missing names are skipped.
         """
-        trellis = self._trellis
-        client = trellis.connect()
         removed = 0
-        for name in names:
-            if not client.list_names(name):
-                continue
-            oid = client.get_name(name)
-            client.drop_name(name)
-            trellis.delete(oid, deep=True)
-            removed += 1
+        with self._trellis.connect(start=False) as client:
+            for name in names:
+                if name not in client.list_names(name):
+                    continue
+                oid = client.get_name(name)
+                client.drop_name(name)
+                client.delete(oid, deep=True)
+                removed += 1
         return removed
 
 

@@ -78,7 +78,7 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=None,
                    help="arena bytes (default: sized from --rows)")
     p.add_argument("--no-reserve", action="store_true",
-                   help="--daemon trellisd: do not pre-fault the arena")
+                   help="do not pre-fault the arena of a daemon the driver starts")
     p.add_argument("--drop-caches", action="store_true",
                    help="sync and drop the page cache before every step "
                         "(root only), so pickle-disk reads hit the disk")
@@ -175,7 +175,7 @@ def start_daemon(args, workdir):
     if args.daemon == "trellisd":
         return daemon.start_trellisd(args.trellisd, socket, size,
                                      reserve=not args.no_reserve)
-    return daemon.start_embedded(socket, size)
+    return daemon.start_embedded(socket, size, reserve=not args.no_reserve)
 
 
 # --- one pipeline run -----------------------------------------------------------
@@ -256,9 +256,10 @@ def cleanup(exchange, exchange_dir, keep):
               "cleanup_s": time.perf_counter() - t0}
     if exchange == "trellis":
         import trellis
-        client = trellis.connect()
-        result["names_left"] = sorted(n for name in ALL_NAMES
-                                      for n in client.list_names(name))
+        with trellis.connect(start=False) as client:
+            result["names_left"] = sorted(n for name in ALL_NAMES
+                                          for n in client.list_names(name))
+            result["store_status"] = client.status()
     return result
 
 
