@@ -71,6 +71,12 @@ def max_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def minor_faults():
+    """Minor page faults of this process so far. Zero-copy reads pay for
+    mapping shared pages here, during compute, instead of in the read."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def emit_report(step, exchange, timer, **extra):
     """Prints the step's report line (see module doc) and flushes stdout."""
     report = {
@@ -78,6 +84,7 @@ def emit_report(step, exchange, timer, **extra):
         "exchange": exchange,
         "total_s": timer.elapsed(),
         "max_rss_mib": max_rss_mib(),
+        "minor_faults": minor_faults(),
     }
     for phase in ("imports", "load", "read", "compute", "write"):
         report[f"{phase}_s"] = timer.phases.get(phase, 0.0)
