@@ -8,7 +8,8 @@
 # hand-written findings at its end are kept across runs). Extra arguments for
 # store_bench can be passed in STORE_BENCH_ARGS, e.g.
 #   STORE_BENCH_ARGS="--max-size=64M --benchmark_filter=Small" bash bench/run.sh
-# Then runs bench/python_bench.py if it exists.
+# Then runs bench/python_bench.py if it exists (SKIP_PYTHON_BENCH=1 skips it;
+# it needs the Python extension built in BUILD_DIR/python).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,7 +47,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench/run.sh: wrote $RESULTS/store_bench.json and store_bench.md"
 
 status=0
-if [ -f "$ROOT/bench/python_bench.py" ]; then
+if [ -f "$ROOT/bench/python_bench.py" ] && [ -z "${SKIP_PYTHON_BENCH:-}" ]; then
   echo "bench/run.sh: running bench/python_bench.py"
   PYTHONPATH="$BUILD/python${PYTHONPATH:+:$PYTHONPATH}" \
     TRELLISD="$BUILD/bin/trellisd" "$PY" "$ROOT/bench/python_bench.py" ||
