@@ -114,6 +114,14 @@ std::string MessageTypeName(uint16_t type) {
       return "ListObjects";
     case MessageType::kStatus:
       return "Status";
+    case MessageType::kPin:
+      return "Pin";
+    case MessageType::kUnpin:
+      return "Unpin";
+    case MessageType::kEvict:
+      return "Evict";
+    case MessageType::kMemoryTrim:
+      return "MemoryTrim";
     case MessageType::kReply:
       return "Reply";
     case MessageType::kError:
@@ -124,7 +132,7 @@ std::string MessageTypeName(uint16_t type) {
 
 bool IsRequestType(uint16_t type) {
   return type >= static_cast<uint16_t>(MessageType::kHello) &&
-         type <= static_cast<uint16_t>(MessageType::kStatus);
+         type <= static_cast<uint16_t>(MessageType::kMemoryTrim);
 }
 
 void AppendFrame(MessageType type, const json& body,

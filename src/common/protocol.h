@@ -47,6 +47,10 @@ enum class MessageType : uint16_t {
   kPersist = 15,
   kListObjects = 16,
   kStatus = 17,
+  kPin = 18,
+  kUnpin = 19,
+  kEvict = 20,
+  kMemoryTrim = 21,
   kReply = 256,  // success; body is the request's result map
   kError = 257,  // failure; body {code, message}
 };

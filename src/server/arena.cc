@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,6 +47,25 @@ Result<std::unique_ptr<Arena>> Arena::Create(uint64_t size, bool reserve) {
 Arena::~Arena() {
   munmap(base_, size_);
   close(fd_);
+}
+
+Status Arena::Discard(uint64_t offset, uint64_t length) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  uint64_t begin = (offset + page - 1) / page * page;
+  uint64_t end = (offset + length) / page * page;
+  if (end <= begin) return Status::OK();
+  if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                static_cast<off_t>(begin),
+                static_cast<off_t>(end - begin)) != 0) {
+    return Status::FromErrno("cannot discard arena pages", errno);
+  }
+  return Status::OK();
+}
+
+uint64_t Arena::ResidentBytes() const {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
 namespace {

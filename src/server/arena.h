@@ -23,6 +23,12 @@ class Arena {
   uint64_t size() const { return size_; }
   bool reserved() const { return reserved_; }
 
+  // Returns the pages wholly inside [offset, offset+length) to the OS; they
+  // read as zeros and fault in afresh when next written.
+  Status Discard(uint64_t offset, uint64_t length);
+  // Bytes of the arena currently backed by memory.
+  uint64_t ResidentBytes() const;
+
  private:
   Arena(int fd, uint8_t* base, uint64_t size, bool reserved)
       : fd_(fd), base_(base), size_(size), reserved_(reserved) {}

@@ -108,7 +108,10 @@ Status ObjectTable::Seal(ClientId client, const std::vector<ObjectID>& ids) {
     }
   }
   for (ObjectID id : ids) {
-    if (state.created.erase(id)) entries_.at(id).state = ObjectState::kSealed;
+    if (!state.created.erase(id)) continue;  // listed twice
+    ObjectEntry& e = entries_.at(id);
+    e.state = ObjectState::kSealed;
+    LruInsert(e);
   }
   return Status::OK();
 }
@@ -189,6 +192,7 @@ ObjectID ObjectTable::BuildTree(ClientId client, const json& node) {
     if (e.state == ObjectState::kCreated) {
       clients_.at(client).created.erase(ref);
       e.state = ObjectState::kSealed;
+      LruInsert(e);
     }
     return ref;
   }
@@ -252,7 +256,7 @@ json ObjectTable::ExpandTree(const ObjectEntry& entry, ClientId client,
                {"nbytes", entry.nbytes},
                {"instance_id", instance_id_}};
   if (entry.is_blob) {
-    node["offset"] = entry.offset;
+    if (entry.resident()) node["offset"] = entry.offset;
   } else {
     node["fields"] = entry.fields;
     json members = json::object();
@@ -262,7 +266,9 @@ json ObjectTable::ExpandTree(const ObjectEntry& entry, ClientId client,
     node["members"] = std::move(members);
   }
   if (held) {
-    Hold(clients_.at(client), entries_.at(entry.id));
+    ObjectEntry& e = entries_.at(entry.id);
+    Hold(clients_.at(client), e);
+    LruTouch(e);
     held->push_back(entry.id);
   }
   return node;
@@ -275,6 +281,15 @@ Result<json> ObjectTable::GetTree(ClientId client, ObjectID id,
     return Status::ObjectNotFound("object " + id.ToString() + " not found");
   if (e->state != ObjectState::kSealed) {
     return Status::NotSealed("object " + id.ToString() + " is not sealed");
+  }
+  if (held) {
+    ASSIGN_OR_RAISE(std::vector<ObjectID> blobs, BlobsOf({id}));
+    for (ObjectID blob : blobs) {
+      if (!entries_.at(blob).resident()) {
+        return Status::IOError("blob " + blob.ToString() + " of " +
+                               id.ToString() + " is not in memory");
+      }
+    }
   }
   return ExpandTree(*e, client, held);
 }
@@ -289,7 +304,11 @@ Result<BlobSlot> ObjectTable::GetBlob(ClientId client, ObjectID id) {
   if (e->state != ObjectState::kSealed) {
     return Status::NotSealed("blob " + id.ToString() + " is not sealed");
   }
+  if (!e->resident()) {
+    return Status::IOError("blob " + id.ToString() + " is not in memory");
+  }
   Hold(clients_.at(client), *e);
+  LruTouch(*e);
   return BlobSlot{e->id, e->offset, e->size};
 }
 
@@ -339,6 +358,7 @@ Result<std::vector<ObjectID>> ObjectTable::Delete(
 void ObjectTable::MarkDeleted(ObjectEntry& entry, bool deep, bool force,
                               std::vector<ObjectID>* deleted) {
   entry.state = ObjectState::kDeleted;
+  LruRemove(entry);
   deleted->push_back(entry.id);
   // A force-deleted object that live objects still contain keeps its members
   // until the last of those is gone, so their readers see a whole tree.
@@ -374,15 +394,24 @@ void ObjectTable::FreeIfUnused(ObjectID id) {
   if (e.state != ObjectState::kDeleted || e.readers > 0 || e.referrers > 0) {
     return;
   }
+  // A worker is copying these bytes; FinishSpill/FinishReload frees them.
+  if (e.residence == Residence::kSpilling ||
+      e.residence == Residence::kReloading) {
+    return;
+  }
   FreeBlobMemory(e);
   entries_.erase(it);
 }
 
 void ObjectTable::FreeBlobMemory(ObjectEntry& entry) {
-  if (entry.is_blob && entry.size > 0) {
+  if (!entry.is_blob) return;
+  LruRemove(entry);
+  if (entry.residence == Residence::kSpilled) {
+    if (drop_spill_file_) drop_spill_file_(entry.id);
+  } else if (entry.size > 0) {
     allocator_->Free(entry.offset, entry.size);
-    entry.size = 0;
   }
+  entry.size = 0;
 }
 
 Status ObjectTable::Persist(ObjectID id) {
@@ -417,6 +446,16 @@ std::vector<json> ObjectTable::List(const std::string& pattern,
 TableStats ObjectTable::Stats() const {
   TableStats s;
   for (const auto& [id, e] : entries_) {
+    if (e.is_blob) {
+      if (e.residence == Residence::kSpilled) {
+        s.spilled_blobs++;
+        s.spilled_bytes += e.size;
+      } else if (e.readers > 0) {
+        s.held_bytes += e.size;
+      } else if (e.pinned) {
+        s.pinned_bytes += e.size;
+      }
+    }
     switch (e.state) {
       case ObjectState::kCreated:
         s.unsealed_blobs++;
@@ -430,6 +469,166 @@ TableStats ObjectTable::Stats() const {
     }
   }
   return s;
+}
+
+}  // namespace trellis::server
+
+namespace trellis::server {
+
+// ------------------------------------------------------------ memory pressure
+
+bool ObjectTable::Spillable(const ObjectEntry& e) const {
+  return e.is_blob && e.state == ObjectState::kSealed &&
+         e.residence == Residence::kInMemory && e.readers == 0 && !e.pinned &&
+         e.transient_pins == 0 && e.size > 0;
+}
+
+void ObjectTable::LruInsert(ObjectEntry& e) {
+  if (!e.is_blob || e.in_lru || e.residence != Residence::kInMemory) return;
+  e.lru_position = lru_.insert(lru_.end(), e.id);
+  e.in_lru = true;
+}
+
+void ObjectTable::LruRemove(ObjectEntry& e) {
+  if (!e.in_lru) return;
+  lru_.erase(e.lru_position);
+  e.in_lru = false;
+}
+
+void ObjectTable::LruTouch(ObjectEntry& e) {
+  if (e.in_lru) lru_.splice(lru_.end(), lru_, e.lru_position);
+}
+
+std::vector<SpillJob> ObjectTable::StartSpills(uint64_t bytes) {
+  std::vector<SpillJob> jobs;
+  uint64_t chosen = 0;
+  for (auto it = lru_.begin(); it != lru_.end() && chosen < bytes;) {
+    ObjectEntry& e = entries_.at(*it);
+    ++it;  // LruRemove below invalidates e's position, not `it`
+    if (!Spillable(e)) continue;
+    LruRemove(e);
+    e.residence = Residence::kSpilling;
+    jobs.push_back({e.id, e.offset, e.size});
+    chosen += e.size;
+  }
+  return jobs;
+}
+
+Result<std::vector<SpillJob>> ObjectTable::StartEvictions(
+    const std::vector<ObjectID>& ids) {
+  ASSIGN_OR_RAISE(std::vector<ObjectID> blobs, BlobsOf(ids));
+  for (ObjectID id : blobs) {
+    const ObjectEntry& e = entries_.at(id);
+    if (e.residence != Residence::kInMemory) continue;
+    if (e.readers > 0) {
+      return Status::Invalid("cannot evict blob " + id.ToString() +
+                             ": it is held by " + std::to_string(e.readers) +
+                             " reader(s)");
+    }
+    if (e.pinned || e.transient_pins > 0) {
+      return Status::Invalid("cannot evict blob " + id.ToString() +
+                             ": it is pinned");
+    }
+  }
+  std::vector<SpillJob> jobs;
+  for (ObjectID id : blobs) {
+    ObjectEntry& e = entries_.at(id);
+    if (!Spillable(e)) continue;  // empty, or already spilled/on its way
+    LruRemove(e);
+    e.residence = Residence::kSpilling;
+    jobs.push_back({e.id, e.offset, e.size});
+  }
+  return jobs;
+}
+
+bool ObjectTable::FinishSpill(ObjectID id, bool written) {
+  ObjectEntry& e = entries_.at(id);
+  assert(e.residence == Residence::kSpilling);
+  bool keep_in_memory = !written || e.state == ObjectState::kDeleted ||
+                        e.readers > 0 || e.pinned || e.transient_pins > 0;
+  if (keep_in_memory) {
+    e.residence = Residence::kInMemory;
+    if (e.state == ObjectState::kSealed) {
+      LruInsert(e);
+    } else {
+      FreeIfUnused(id);
+    }
+    return false;
+  }
+  allocator_->Free(e.offset, e.size);
+  e.residence = Residence::kSpilled;
+  return true;
+}
+
+Result<SpillJob> ObjectTable::StartReload(ObjectID id) {
+  ObjectEntry& e = entries_.at(id);
+  assert(e.residence == Residence::kSpilled);
+  ASSIGN_OR_RAISE(uint64_t offset, allocator_->Allocate(e.size));
+  e.offset = offset;
+  e.residence = Residence::kReloading;
+  return SpillJob{e.id, e.offset, e.size};
+}
+
+void ObjectTable::FinishReload(ObjectID id, bool read) {
+  ObjectEntry& e = entries_.at(id);
+  assert(e.residence == Residence::kReloading);
+  if (!read) {
+    allocator_->Free(e.offset, e.size);
+    e.residence = Residence::kSpilled;
+    FreeIfUnused(id);
+    return;
+  }
+  e.residence = Residence::kInMemory;
+  if (e.state == ObjectState::kSealed) {
+    LruInsert(e);
+  } else {
+    FreeIfUnused(id);  // deleted while reloading
+  }
+}
+
+Result<std::vector<ObjectID>> ObjectTable::BlobsOf(
+    const std::vector<ObjectID>& ids) const {
+  std::vector<ObjectID> blobs;
+  std::unordered_set<ObjectID> seen;
+  std::vector<ObjectID> stack;
+  for (ObjectID id : ids) {
+    if (!Find(id)) {
+      return Status::ObjectNotFound("object " + id.ToString() + " not found");
+    }
+    stack.push_back(id);
+  }
+  while (!stack.empty()) {
+    ObjectID id = stack.back();
+    stack.pop_back();
+    if (!seen.insert(id).second) continue;
+    const ObjectEntry& e = entries_.at(id);
+    if (e.is_blob) blobs.push_back(id);
+    for (const auto& m : e.members) stack.push_back(m.second);
+  }
+  return blobs;
+}
+
+const ObjectEntry* ObjectTable::FindAny(ObjectID id) const {
+  auto it = entries_.find(id);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+void ObjectTable::AddTransientPin(ObjectID blob) {
+  auto it = entries_.find(blob);
+  if (it != entries_.end()) it->second.transient_pins++;
+}
+
+void ObjectTable::RemoveTransientPin(ObjectID blob) {
+  auto it = entries_.find(blob);
+  if (it == entries_.end()) return;
+  assert(it->second.transient_pins > 0);
+  it->second.transient_pins--;
+}
+
+Status ObjectTable::SetPinned(const std::vector<ObjectID>& ids, bool pinned) {
+  ASSIGN_OR_RAISE(std::vector<ObjectID> blobs, BlobsOf(ids));
+  for (ObjectID id : blobs) entries_.at(id).pinned = pinned;
+  return Status::OK();
 }
 
 }  // namespace trellis::server

@@ -22,6 +22,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <list>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
@@ -39,6 +41,7 @@ using ClientId = uint64_t;
 using nlohmann::json;
 
 enum class ObjectState { kCreated, kSealed, kDeleted };
+enum class Residence { kInMemory, kSpilling, kSpilled, kReloading };
 
 struct ObjectEntry {
   ObjectID id;
@@ -49,14 +52,32 @@ struct ObjectEntry {
   std::string type_name;
   json fields;  // composite objects: user fields (a map)
   std::vector<std::pair<std::string, ObjectID>> members;
-  uint64_t nbytes = 0;     // bytes of all blobs reachable from here
+  uint64_t nbytes = 0;     // bytes of the distinct blobs reachable from here
   ClientId creator = 0;    // who may write/seal/abort while CREATED
   uint32_t readers = 0;    // holds by clients, summed over clients
   uint32_t referrers = 0;  // live (not deleted) objects listing this as member
   bool persisted = false;
+  // Blobs only: where the bytes are, and what keeps them in memory.
+  Residence residence = Residence::kInMemory;
+  bool pinned = false;
+  uint32_t transient_pins = 0;  // requests waiting to read it (see Store)
+  bool in_lru = false;
+  std::list<ObjectID>::iterator lru_position;  // valid while in_lru
+
+  bool resident() const {
+    return residence == Residence::kInMemory ||
+           residence == Residence::kSpilling;
+  }
 };
 
 struct BlobSlot {
+  ObjectID id;
+  uint64_t offset;
+  uint64_t size;
+};
+
+// A copy to make between the arena and spill storage.
+struct SpillJob {
   ObjectID id;
   uint64_t offset;
   uint64_t size;
@@ -67,6 +88,10 @@ struct TableStats {
   uint64_t blobs = 0;    // sealed, visible blobs
   uint64_t unsealed_blobs = 0;
   uint64_t deleted_pending = 0;  // deleted but still read or referenced
+  uint64_t held_bytes = 0;       // blob bytes in memory held by readers
+  uint64_t pinned_bytes = 0;     // blob bytes pinned in memory
+  uint64_t spilled_blobs = 0;
+  uint64_t spilled_bytes = 0;
 };
 
 class ObjectTable {
@@ -78,6 +103,7 @@ class ObjectTable {
   // Aborts the client's unsealed blobs and drops all its holds.
   void RemoveClient(ClientId client);
   size_t client_count() const { return clients_.size(); }
+  bool HasClient(ClientId client) const { return clients_.count(client) > 0; }
 
   // Allocates one CREATED blob per size (all or nothing). Size 0 is allowed.
   Result<std::vector<BlobSlot>> CreateBlobs(ClientId client,
@@ -119,6 +145,41 @@ class ObjectTable {
   TableStats Stats() const;
   uint16_t instance_id() const { return instance_id_; }
 
+  // --- memory pressure --------------------------------------------------
+  // Called with the id of a spilled blob whose spill copy is no longer
+  // needed (the blob was freed). Set once by the owner.
+  void SetSpillFileDropper(std::function<void(ObjectID)> dropper) {
+    drop_spill_file_ = std::move(dropper);
+  }
+  // Picks least recently used spillable blobs (sealed, in memory, unheld,
+  // unpinned) until their sizes reach `bytes`, marks them SPILLING and
+  // returns the copies to make.
+  std::vector<SpillJob> StartSpills(uint64_t bytes);
+  // Marks the named blobs' resident bytes (whole subtrees for composite
+  // objects) for spilling now. Invalid naming the blob if one is held or
+  // pinned; blobs already spilled or on their way are skipped.
+  Result<std::vector<SpillJob>> StartEvictions(
+      const std::vector<ObjectID>& ids);
+  // Ends a spill. Returns true if the spill copy is now the only copy (the
+  // memory was freed); false if the caller should drop the copy (the write
+  // failed, or the blob was gotten, pinned or deleted meanwhile).
+  bool FinishSpill(ObjectID id, bool written);
+  // Allocates memory for a SPILLED blob and marks it RELOADING.
+  // OutOfMemory if the arena cannot hold it now.
+  Result<SpillJob> StartReload(ObjectID id);
+  // Ends a reload: with `read`, the blob is in memory again (the caller drops
+  // the spill copy); otherwise its memory is freed and it stays SPILLED.
+  void FinishReload(ObjectID id, bool read);
+  // The blobs reachable from the visible objects `ids` (each blob once).
+  Result<std::vector<ObjectID>> BlobsOf(const std::vector<ObjectID>& ids) const;
+  // A residence query for a blob that may have been freed meanwhile.
+  const ObjectEntry* FindAny(ObjectID id) const;
+  // Transient pins keep blobs in memory while a request gathers them.
+  void AddTransientPin(ObjectID blob);
+  void RemoveTransientPin(ObjectID blob);
+  // Pins or unpins every blob reachable from the visible objects `ids`.
+  Status SetPinned(const std::vector<ObjectID>& ids, bool pinned);
+
  private:
   struct ClientState {
     std::unordered_set<ObjectID> created;          // unsealed blobs
@@ -140,12 +201,19 @@ class ObjectTable {
                      std::vector<ObjectID>* deleted);
   void FreeIfUnused(ObjectID id);
   void FreeBlobMemory(ObjectEntry& entry);
+  bool Spillable(const ObjectEntry& e) const;
+  void LruInsert(ObjectEntry& e);
+  void LruRemove(ObjectEntry& e);
+  void LruTouch(ObjectEntry& e);
 
   Allocator* allocator_;
   uint16_t instance_id_;
   uint64_t next_sequence_ = 1;
   std::unordered_map<ObjectID, ObjectEntry> entries_;
   std::unordered_map<ClientId, ClientState> clients_;
+  // Sealed in-memory blobs, least recently used first.
+  std::list<ObjectID> lru_;
+  std::function<void(ObjectID)> drop_spill_file_;
 };
 
 }  // namespace trellis::server

@@ -1,5 +1,8 @@
 #include "server/store.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "common/protocol.h"
@@ -30,26 +33,43 @@ Result<std::string> GetPattern(const json& body) {
   return GetString(body, "pattern");
 }
 }  // namespace
-
-Result<std::unique_ptr<Store>> Store::Create(const StoreOptions& options,
-                                             std::unique_ptr<MetaStore> meta,
-                                             RunAfter run_after) {
+Result<std::unique_ptr<Store>> Store::Create(
+    const StoreOptions& options, std::unique_ptr<MetaStore> meta,
+    std::unique_ptr<SpillStorage> spill, std::string spill_error,
+    StoreHooks hooks) {
+  if (!(options.spill_low >= 0 && options.spill_low <= options.spill_high &&
+        options.spill_high <= 1)) {
+    return Status::Invalid(
+        "spill watermarks must satisfy 0 <= low <= high <= 1");
+  }
   ASSIGN_OR_RAISE(auto arena, Arena::Create(options.size, options.reserve));
-  return std::unique_ptr<Store>(new Store(
-      options, std::move(arena), std::move(meta), std::move(run_after)));
+  return std::unique_ptr<Store>(
+      new Store(options, std::move(arena), std::move(meta), std::move(spill),
+                std::move(spill_error), std::move(hooks)));
 }
 
 Store::Store(const StoreOptions& options, std::unique_ptr<Arena> arena,
-             std::unique_ptr<MetaStore> meta, RunAfter run_after)
+             std::unique_ptr<MetaStore> meta,
+             std::unique_ptr<SpillStorage> spill, std::string spill_error,
+             StoreHooks hooks)
     : options_(options),
       arena_(std::move(arena)),
       allocator_(arena_->size()),
       table_(&allocator_, options.instance_id),
       meta_(std::move(meta)),
-      run_after_(std::move(run_after)) {
+      spill_(std::move(spill)),
+      spill_error_(std::move(spill_error)),
+      hooks_(std::move(hooks)) {
   meta_->SetNameListener(
       [this](const std::string& name, ObjectID id) { OnNameBound(name, id); });
+  table_.SetSpillFileDropper([this](ObjectID id) {
+    if (spill_) spill_->Remove(id);
+  });
 }
+
+// Spill files die with the daemon (SpillStorage's destructor removes them).
+// The owner joins the spill workers before destroying the store.
+Store::~Store() = default;
 
 ClientId Store::Connect() {
   ClientId client = next_client_++;
@@ -78,11 +98,11 @@ void Store::Handle(ClientId client, uint16_t type, const json& body,
   Result<json> reply = json::object();
   switch (static_cast<MessageType>(type)) {
     case MessageType::kCreateBlobs:
-      reply = CreateBlobs(client, body);
-      break;
+      CreateBlobs(client, body, std::move(done));
+      return;
     case MessageType::kPutBlobs:
-      reply = PutBlobs(client, body);
-      break;
+      PutBlobs(client, body, std::move(done));
+      return;
     case MessageType::kSeal: {
       auto ids = GetIds(body, "ids");
       reply = ids.ok() ? Result<json>(json::object()) : ids.status();
@@ -105,11 +125,11 @@ void Store::Handle(ClientId client, uint16_t type, const json& body,
       reply = CreateObject(client, body);
       break;
     case MessageType::kGetMeta:
-      reply = GetMeta(client, body);
-      break;
+      GetMeta(client, body, std::move(done));
+      return;
     case MessageType::kGetBlobs:
-      reply = GetBlobs(client, body);
-      break;
+      GetBlobs(client, body, std::move(done));
+      return;
     case MessageType::kRelease: {
       // No reply: a bad release is the client's bug and affects only its own
       // holds, which are dropped anyway when it disconnects.
@@ -147,6 +167,24 @@ void Store::Handle(ClientId client, uint16_t type, const json& body,
     case MessageType::kStatus:
       reply = StatusReply();
       break;
+    case MessageType::kPin:
+      Pin(client, body, std::move(done));
+      return;
+    case MessageType::kUnpin: {
+      auto ids = GetIds(body, "ids");
+      reply = ids.ok() ? Result<json>(json::object()) : ids.status();
+      if (ids.ok()) {
+        Status st = table_.SetPinned(*ids, false);
+        if (!st.ok()) reply = st;
+      }
+      break;
+    }
+    case MessageType::kEvict:
+      Evict(body, std::move(done));
+      return;
+    case MessageType::kMemoryTrim:
+      reply = MemoryTrim();
+      break;
     default:
       reply = Status::Invalid("unexpected message type " +
                               protocol::MessageTypeName(type));
@@ -154,10 +192,8 @@ void Store::Handle(ClientId client, uint16_t type, const json& body,
   done(std::move(reply));
 }
 
-Result<json> Store::CreateBlobs(ClientId client, const json& body) {
-  ASSIGN_OR_RAISE(std::vector<uint64_t> sizes, GetUints(body, "sizes"));
-  ASSIGN_OR_RAISE(std::vector<BlobSlot> slots,
-                  table_.CreateBlobs(client, sizes));
+namespace {
+json SlotsReply(const std::vector<BlobSlot>& slots) {
   json ids = json::array(), offsets = json::array();
   for (const BlobSlot& s : slots) {
     ids.push_back(s.id.value());
@@ -166,38 +202,85 @@ Result<json> Store::CreateBlobs(ClientId client, const json& body) {
   return json{{"ids", std::move(ids)}, {"offsets", std::move(offsets)}};
 }
 
-Result<json> Store::PutBlobs(ClientId client, const json& body) {
+uint64_t TotalBytes(const std::vector<uint64_t>& sizes) {
+  uint64_t total = 0;
+  for (uint64_t size : sizes) total += Allocator::AlignedSize(size);
+  return total;
+}
+}  // namespace
+
+void Store::CreateBlobs(ClientId client, const json& body, Done done) {
+  auto sizes = GetUints(body, "sizes");
+  if (!sizes.ok()) return done(sizes.status());
+  uint64_t total = TotalBytes(*sizes);
+  if (total > allocator_.capacity()) {
+    return done(OutOfMemory(total, "the request is larger than the arena"));
+  }
+  auto shared_done = std::make_shared<Done>(std::move(done));
+  WithMemory(
+      total,
+      [this, client, sizes = std::move(*sizes), shared_done] {
+        if (!table_.HasClient(client)) return true;  // gone meanwhile
+        auto slots = table_.CreateBlobs(client, sizes);
+        if (!slots.ok() && slots.status().IsOutOfMemory()) return false;
+        (*shared_done)(slots.ok() ? Result<json>(SlotsReply(*slots))
+                                  : Result<json>(slots.status()));
+        return true;
+      },
+      [shared_done](Status st) { (*shared_done)(st); });
+}
+
+void Store::PutBlobs(ClientId client, const json& body, Done done) {
   auto data = body.find("data");
   if (data == body.end() || !data->is_array()) {
-    return Status::Invalid("field 'data' must be an array of binary values");
+    return done(
+        Status::Invalid("field 'data' must be an array of binary values"));
   }
   std::vector<uint64_t> sizes;
   for (const json& d : *data) {
     if (!d.is_binary()) {
-      return Status::Invalid("field 'data' must be an array of binary values");
+      return done(
+          Status::Invalid("field 'data' must be an array of binary values"));
     }
     if (d.get_binary().size() > options_.max_inline_blob) {
-      return Status::Invalid("inline blob of " +
-                             std::to_string(d.get_binary().size()) +
-                             " bytes exceeds the inline limit of " +
-                             std::to_string(options_.max_inline_blob));
+      return done(Status::Invalid("inline blob of " +
+                                  std::to_string(d.get_binary().size()) +
+                                  " bytes exceeds the inline limit of " +
+                                  std::to_string(options_.max_inline_blob)));
     }
     sizes.push_back(d.get_binary().size());
   }
-  ASSIGN_OR_RAISE(std::vector<BlobSlot> slots,
-                  table_.CreateBlobs(client, sizes));
-  std::vector<ObjectID> ids;
-  json offsets = json::array();
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const auto& bytes = (*data)[i].get_binary();
-    if (!bytes.empty()) {
-      std::memcpy(arena_->base() + slots[i].offset, bytes.data(), bytes.size());
-    }
-    ids.push_back(slots[i].id);
-    offsets.push_back(slots[i].offset);
+  uint64_t total = TotalBytes(sizes);
+  if (total > allocator_.capacity()) {
+    return done(OutOfMemory(total, "the request is larger than the arena"));
   }
-  RETURN_NOT_OK(table_.Seal(client, ids));
-  return json{{"ids", IdsToJson(ids)}, {"offsets", std::move(offsets)}};
+  auto shared_done = std::make_shared<Done>(std::move(done));
+  auto payload = std::make_shared<json>(*data);
+  WithMemory(
+      total,
+      [this, client, sizes = std::move(sizes), payload, shared_done] {
+        if (!table_.HasClient(client)) return true;
+        auto slots = table_.CreateBlobs(client, sizes);
+        if (!slots.ok()) {
+          if (slots.status().IsOutOfMemory()) return false;
+          (*shared_done)(slots.status());
+          return true;
+        }
+        std::vector<ObjectID> ids;
+        for (size_t i = 0; i < slots->size(); ++i) {
+          const auto& bytes = (*payload)[i].get_binary();
+          if (!bytes.empty()) {
+            std::memcpy(arena_->base() + (*slots)[i].offset, bytes.data(),
+                        bytes.size());
+          }
+          ids.push_back((*slots)[i].id);
+        }
+        Status sealed = table_.Seal(client, ids);
+        (*shared_done)(sealed.ok() ? Result<json>(SlotsReply(*slots))
+                                   : Result<json>(sealed));
+        return true;
+      },
+      [shared_done](Status st) { (*shared_done)(st); });
 }
 
 Result<json> Store::CreateObject(ClientId client, const json& body) {
@@ -222,36 +305,53 @@ Result<json> Store::CreateObject(ClientId client, const json& body) {
   return json{{"id", id.value()}};
 }
 
-Result<json> Store::GetMeta(ClientId client, const json& body) {
-  ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
-  json trees = json::array();
-  std::vector<ObjectID> held;
-  for (ObjectID id : ids) {
-    auto tree = table_.GetTree(client, id, &held);
-    if (!tree.ok()) {
-      (void)table_.Release(client, held);  // all or nothing
-      return tree.status();
+void Store::GetMeta(ClientId client, const json& body, Done done) {
+  auto ids = GetIds(body, "ids");
+  if (!ids.ok()) return done(ids.status());
+  EnsureResident(*ids, [this, client, ids = *ids, done](Status st) {
+    if (!table_.HasClient(client)) return;
+    if (!st.ok()) return done(st);
+    json trees = json::array();
+    std::vector<ObjectID> held;
+    for (ObjectID id : ids) {
+      auto tree = table_.GetTree(client, id, &held);
+      if (!tree.ok()) {
+        (void)table_.Release(client, held);  // all or nothing
+        return done(tree.status());
+      }
+      trees.push_back(std::move(tree).value());
     }
-    trees.push_back(std::move(tree).value());
-  }
-  return json{{"trees", std::move(trees)}, {"held", IdsToJson(held)}};
+    done(json{{"trees", std::move(trees)}, {"held", IdsToJson(held)}});
+  });
 }
 
-Result<json> Store::GetBlobs(ClientId client, const json& body) {
-  ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
-  json offsets = json::array(), sizes = json::array();
-  std::vector<ObjectID> held;
-  for (ObjectID id : ids) {
-    auto slot = table_.GetBlob(client, id);
-    if (!slot.ok()) {
-      (void)table_.Release(client, held);
-      return slot.status();
+void Store::GetBlobs(ClientId client, const json& body, Done done) {
+  auto ids = GetIds(body, "ids");
+  if (!ids.ok()) return done(ids.status());
+  for (ObjectID id : *ids) {  // a clear error before any reload starts
+    const ObjectEntry* e = table_.Find(id);
+    if (e && !e->is_blob) {
+      return done(Status::Invalid(id.ToString() + " is a " + e->type_name +
+                                  ", not a blob"));
     }
-    held.push_back(id);
-    offsets.push_back(slot->offset);
-    sizes.push_back(slot->size);
   }
-  return json{{"offsets", std::move(offsets)}, {"sizes", std::move(sizes)}};
+  EnsureResident(*ids, [this, client, ids = *ids, done](Status st) {
+    if (!table_.HasClient(client)) return;
+    if (!st.ok()) return done(st);
+    json offsets = json::array(), sizes = json::array();
+    std::vector<ObjectID> held;
+    for (ObjectID id : ids) {
+      auto slot = table_.GetBlob(client, id);
+      if (!slot.ok()) {
+        (void)table_.Release(client, held);
+        return done(slot.status());
+      }
+      held.push_back(id);
+      offsets.push_back(slot->offset);
+      sizes.push_back(slot->size);
+    }
+    done(json{{"offsets", std::move(offsets)}, {"sizes", std::move(sizes)}});
+  });
 }
 
 Status Store::BindName(const std::string& name, ObjectID id, bool overwrite) {
@@ -290,8 +390,8 @@ void Store::GetName(ClientId client, const json& body, Done done) {
   uint64_t waiter_id = next_waiter_++;
   waiters_.push_back(Waiter{waiter_id, client, *name, std::move(done)});
   if (timeout_ms > 0) {
-    run_after_(std::chrono::milliseconds(timeout_ms), [this, waiter_id,
-                                                       timeout_ms] {
+    hooks_.run_after(std::chrono::milliseconds(timeout_ms), [this, waiter_id,
+                                                             timeout_ms] {
       for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
         if (it->waiter_id != waiter_id) continue;
         Done expired = std::move(it->done);
@@ -365,11 +465,292 @@ json Store::StatusReply() const {
           {"reserved", arena_->reserved()},
           {"used", allocator_.used()},
           {"free", allocator_.free_bytes()},
+          {"held_bytes", stats.held_bytes},
+          {"pinned_bytes", stats.pinned_bytes},
           {"objects", stats.objects},
           {"blobs", stats.blobs},
           {"unsealed_blobs", stats.unsealed_blobs},
           {"deleted_pending", stats.deleted_pending},
-          {"clients", table_.client_count()}};
+          {"clients", table_.client_count()},
+          {"spill_enabled", spill_ != nullptr},
+          {"spill_dir", spill_ ? spill_->location() : ""},
+          {"spill_error", spill_error_},
+          {"spill_high", options_.spill_high},
+          {"spill_low", options_.spill_low},
+          {"spilled_blobs", stats.spilled_blobs},
+          {"spilled_bytes", stats.spilled_bytes},
+          {"spill_count", counters_.spills},
+          {"spill_bytes_total", counters_.spilled_bytes},
+          {"spill_failures", counters_.spill_failures},
+          {"reload_count", counters_.reloads},
+          {"reload_bytes_total", counters_.reloaded_bytes},
+          {"reload_failures", counters_.reload_failures},
+          {"out_of_memory_count", counters_.out_of_memory},
+          {"arena_resident_bytes", arena_->ResidentBytes()},
+          {"trimmed_bytes_total", counters_.trimmed_bytes}};
+}
+
+// ------------------------------------------------------------ memory pressure
+
+Status Store::OutOfMemory(uint64_t bytes, const std::string& reason) const {
+  TableStats stats = table_.Stats();
+  std::string spill;
+  if (spill_) {
+    spill = "spilling to " + spill_->location();
+  } else if (spill_error_.empty()) {
+    spill = "spilling is off (no --spill-dir)";
+  } else {
+    spill = "spilling is off (" + spill_error_ + ")";
+  }
+  return Status::OutOfMemory(
+      "cannot allocate " + std::to_string(bytes) + " bytes: " + reason +
+      "; arena " + std::to_string(arena_->size()) + " bytes, " +
+      std::to_string(allocator_.free_bytes()) + " free (largest free range " +
+      std::to_string(allocator_.largest_free()) + "), " +
+      std::to_string(stats.held_bytes) + " held by live readers, " +
+      std::to_string(stats.pinned_bytes) + " pinned, " +
+      std::to_string(stats.spilled_bytes) + " already spilled; " + spill);
+}
+
+void Store::WithMemory(uint64_t bytes, std::function<bool()> attempt,
+                       std::function<void(Status)> fail) {
+  if (attempt()) {
+    SpillAboveHighWatermark();
+    return;
+  }
+  if (!spill_) {
+    counters_.out_of_memory++;
+    return fail(OutOfMemory(bytes, "the arena is full"));
+  }
+  pending_.push_back({bytes, std::move(attempt), std::move(fail)});
+  PumpPending();
+}
+
+void Store::PumpPending() {
+  while (!pending_.empty()) {
+    PendingAlloc& head = pending_.front();
+    if (head.attempt()) {
+      pending_.pop_front();
+      continue;
+    }
+    if (spills_in_flight_ > 0) return;  // their completion pumps again
+    // Spill enough for the head, and down to the low watermark on the way.
+    uint64_t low = static_cast<uint64_t>(options_.spill_low *
+                                         static_cast<double>(arena_->size()));
+    uint64_t target = allocator_.used() + head.bytes;
+    uint64_t want = std::max(head.bytes, target > low ? target - low : 0);
+    std::vector<SpillJob> jobs = table_.StartSpills(want);
+    if (jobs.empty()) {
+      FailPending("nothing more can be spilled");
+      return;
+    }
+    for (const SpillJob& job : jobs) LaunchSpill(job, nullptr);
+    return;
+  }
+  SpillAboveHighWatermark();
+}
+
+void Store::FailPending(const std::string& reason) {
+  std::deque<PendingAlloc> failed;
+  failed.swap(pending_);
+  for (PendingAlloc& p : failed) {
+    counters_.out_of_memory++;
+    p.fail(OutOfMemory(p.bytes, reason));
+  }
+}
+
+void Store::SpillAboveHighWatermark() {
+  if (!spill_) return;
+  double size = static_cast<double>(arena_->size());
+  uint64_t used = allocator_.used() - spill_bytes_in_flight_;
+  uint64_t high = static_cast<uint64_t>(options_.spill_high * size);
+  uint64_t low = static_cast<uint64_t>(options_.spill_low * size);
+  if (used <= high) return;
+  for (const SpillJob& job : table_.StartSpills(used - low)) {
+    LaunchSpill(job, nullptr);
+  }
+}
+
+void Store::LaunchSpill(const SpillJob& job, std::function<void(Status)> then) {
+  spills_in_flight_++;
+  spill_bytes_in_flight_ += job.size;
+  auto result = std::make_shared<Status>();
+  const uint8_t* bytes = arena_->base() + job.offset;
+  SpillStorage* storage = spill_.get();
+  hooks_.run_in_background(
+      [storage, job, bytes, result] {
+        *result = storage->Write(job.id, bytes, job.size);
+      },
+      [this, job, result, then = std::move(then)] {
+        OnSpillDone(job, *result, then);
+      });
+}
+
+void Store::OnSpillDone(const SpillJob& job, Status written,
+                        std::function<void(Status)> then) {
+  spills_in_flight_--;
+  spill_bytes_in_flight_ -= job.size;
+  bool spilled = table_.FinishSpill(job.id, written.ok());
+  if (written.ok()) {
+    if (spilled) {
+      counters_.spills++;
+      counters_.spilled_bytes += job.size;
+    } else {
+      spill_->Remove(job.id);  // gotten, pinned or deleted meanwhile
+    }
+  } else {
+    counters_.spill_failures++;
+    spill_error_ = written.message();
+    spill_failed_in_round_ = true;
+    spdlog::error("spilling {} failed: {}", job.id.ToString(),
+                  written.message());
+  }
+  if (then) then(written);
+  if (spills_in_flight_ == 0 && spill_failed_in_round_) {
+    // Do not retry forever against a full or broken disk: what waits now
+    // fails with the reason, and later requests try spilling afresh.
+    spill_failed_in_round_ = false;
+    FailPending("spilling failed: " + spill_error_);
+    return;
+  }
+  PumpPending();
+}
+
+void Store::EnsureResident(const std::vector<ObjectID>& ids,
+                           std::function<void(Status)> then) {
+  auto blobs = table_.BlobsOf(ids);
+  if (!blobs.ok()) return then(blobs.status());
+  std::vector<ObjectID> missing;
+  for (ObjectID blob : *blobs) {
+    table_.AddTransientPin(blob);
+    if (!table_.FindAny(blob)->resident()) missing.push_back(blob);
+  }
+  auto finish = [this, blobs = *blobs, then = std::move(then)](Status st) {
+    then(st);
+    for (ObjectID blob : blobs) table_.RemoveTransientPin(blob);
+  };
+  if (missing.empty()) return finish(Status::OK());
+  struct Gather {
+    size_t remaining;
+    Status first_error;
+    std::function<void(Status)> finish;
+  };
+  auto gather = std::make_shared<Gather>(
+      Gather{missing.size(), Status::OK(), std::move(finish)});
+  for (ObjectID blob : missing) {
+    RequestReload(blob, [gather](Status st) {
+      if (!st.ok() && gather->first_error.ok()) gather->first_error = st;
+      if (--gather->remaining == 0) gather->finish(gather->first_error);
+    });
+  }
+}
+
+void Store::RequestReload(ObjectID blob, std::function<void(Status)> then) {
+  auto& waiters = reload_waiters_[blob];
+  waiters.push_back(std::move(then));
+  if (waiters.size() > 1) return;  // a reload is under way: wait for it
+  uint64_t size = Allocator::AlignedSize(table_.FindAny(blob)->size);
+  WithMemory(
+      size,
+      [this, blob] {
+        const ObjectEntry* entry = table_.FindAny(blob);
+        if (!entry || entry->residence != Residence::kSpilled) {
+          FinishReloadWaiters(blob, Status::OK());  // resident, or gone
+          return true;
+        }
+        auto job = table_.StartReload(blob);
+        if (!job.ok()) return false;  // out of memory: wait for spills
+        auto result = std::make_shared<Status>();
+        uint8_t* bytes = arena_->base() + job->offset;
+        SpillStorage* storage = spill_.get();
+        hooks_.run_in_background(
+            [storage, job = *job, bytes, result] {
+              *result = storage->Read(job.id, bytes, job.size);
+            },
+            [this, job = *job, result] {
+              table_.FinishReload(job.id, result->ok());
+              if (result->ok()) {
+                spill_->Remove(job.id);
+                counters_.reloads++;
+                counters_.reloaded_bytes += job.size;
+              } else {
+                counters_.reload_failures++;
+                spdlog::error("reloading {} failed: {}", job.id.ToString(),
+                              result->message());
+              }
+              FinishReloadWaiters(job.id, *result);
+              PumpPending();
+            });
+        return true;
+      },
+      [this, blob](Status st) { FinishReloadWaiters(blob, st); });
+}
+
+void Store::FinishReloadWaiters(ObjectID blob, const Status& status) {
+  auto it = reload_waiters_.find(blob);
+  if (it == reload_waiters_.end()) return;
+  auto waiters = std::move(it->second);
+  reload_waiters_.erase(it);
+  for (auto& w : waiters) w(status);
+}
+
+void Store::Pin(ClientId client, const json& body, Done done) {
+  auto ids = GetIds(body, "ids");
+  if (!ids.ok()) return done(ids.status());
+  // Pin first (nothing spills the blobs from now on), then bring back those
+  // already on disk.
+  Status st = table_.SetPinned(*ids, true);
+  if (!st.ok()) return done(st);
+  EnsureResident(*ids, [this, client, done](Status st) {
+    if (!table_.HasClient(client)) return;
+    done(st.ok() ? Result<json>(json::object()) : Result<json>(st));
+  });
+}
+
+void Store::Evict(const json& body, Done done) {
+  auto ids = GetIds(body, "ids");
+  if (!ids.ok()) return done(ids.status());
+  if (!spill_) {
+    return done(Status::Invalid(
+        spill_error_.empty()
+            ? "cannot evict: spilling is off (start trellisd with --spill-dir)"
+            : "cannot evict: spilling is off (" + spill_error_ + ")"));
+  }
+  auto jobs = table_.StartEvictions(*ids);
+  if (!jobs.ok()) return done(jobs.status());
+  if (jobs->empty()) return done(json{{"evicted_bytes", 0}});
+  struct Gather {
+    size_t remaining;
+    uint64_t bytes;
+    Status first_error;
+    Done done;
+  };
+  auto gather = std::make_shared<Gather>(
+      Gather{jobs->size(), 0, Status::OK(), std::move(done)});
+  for (const SpillJob& job : *jobs) {
+    LaunchSpill(job, [gather, size = job.size](Status st) {
+      if (st.ok()) {
+        gather->bytes += size;
+      } else if (gather->first_error.ok()) {
+        gather->first_error = st;
+      }
+      if (--gather->remaining > 0) return;
+      gather->done(gather->first_error.ok()
+                       ? Result<json>(json{{"evicted_bytes", gather->bytes}})
+                       : Result<json>(gather->first_error));
+    });
+  }
+}
+
+Result<json> Store::MemoryTrim() {
+  uint64_t before = arena_->ResidentBytes();
+  for (const auto& [offset, length] : allocator_.FreeRanges()) {
+    RETURN_NOT_OK(arena_->Discard(offset, length));
+  }
+  uint64_t after = arena_->ResidentBytes();
+  uint64_t trimmed = before > after ? before - after : 0;
+  counters_.trimmed_bytes += trimmed;
+  return json{{"trimmed_bytes", trimmed}, {"resident_bytes", after}};
 }
 
 }  // namespace trellis::server

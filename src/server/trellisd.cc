@@ -16,6 +16,7 @@
 #include "server/ipc_server.h"
 #include "server/meta_store.h"
 #include "server/size_parse.h"
+#include "server/spill_storage.h"
 #include "server/store.h"
 
 namespace {
@@ -39,6 +40,9 @@ int main(int argc, char** argv) {
   std::string socket_mode_text = "0600";
   std::string max_frame_text = "64M";
   int instance_id = 0;
+  std::string spill_dir;
+  double spill_high = 0.9;
+  double spill_low = 0.7;
   app.add_option("--socket", socket_path,
                  "UNIX socket to serve (default: $TRELLIS_SOCKET, else "
                  "/tmp/trellis-$UID/trellis.sock)");
@@ -56,7 +60,18 @@ int main(int argc, char** argv) {
   app.add_option("--instance-id", instance_id,
                  "16-bit id of this daemon, 1-65535 (default: random)")
       ->check(CLI::Range(0, 65535));
+  app.add_option("--spill-dir", spill_dir,
+                 "spill cold objects to files here when memory runs short");
+  app.add_option("--spill-high", spill_high,
+                 "spill above this fraction of --size (default 0.9)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--spill-low", spill_low,
+                 "spill down to this fraction of --size (default 0.7)")
+      ->check(CLI::Range(0.0, 1.0));
   CLI11_PARSE(app, argc, argv);
+  if (spill_low > spill_high) {
+    return Refuse("--spill-low must not exceed --spill-high");
+  }
 
   // Logs go to stderr: stdout stays free for whoever embeds the daemon.
   spdlog::set_default_logger(spdlog::stderr_color_mt("trellisd"));
@@ -90,19 +105,47 @@ int main(int argc, char** argv) {
     instance_id = static_cast<int>(rd() % 65535) + 1;
   }
 
+  // A spill directory that cannot be used is reported, and the daemon runs
+  // without spilling (puts that do not fit fail with OutOfMemory saying why).
+  std::unique_ptr<SpillStorage> spill;
+  std::string spill_error;
+  if (!spill_dir.empty()) {
+    auto storage = MakeDirectorySpillStorage(spill_dir);
+    if (storage.ok()) {
+      spill = std::move(*storage);
+    } else {
+      spill_error = storage.status().message();
+      spdlog::error("spilling disabled: {}", spill_error);
+    }
+  }
+
   asio::io_context io(1);
+  // Spill and reload copies run here, off the event loop.
+  asio::thread_pool workers(2);
   StoreOptions store_options;
   store_options.size = size;
   store_options.reserve = reserve;
   store_options.instance_id = static_cast<uint16_t>(instance_id);
-  auto run_after = [&io](std::chrono::milliseconds delay,
-                         std::function<void()> fn) {
+  store_options.spill_high = spill_high;
+  store_options.spill_low = spill_low;
+  StoreHooks hooks;
+  hooks.run_after = [&io](std::chrono::milliseconds delay,
+                          std::function<void()> fn) {
     auto timer = std::make_shared<asio::steady_timer>(io, delay);
     timer->async_wait([timer, fn = std::move(fn)](const asio::error_code& ec) {
       if (!ec) fn();
     });
   };
-  auto store = Store::Create(store_options, MakeLocalMetaStore(), run_after);
+  hooks.run_in_background = [&io, &workers](std::function<void()> work,
+                                            std::function<void()> done) {
+    asio::post(workers,
+               [&io, work = std::move(work), done = std::move(done)]() mutable {
+                 work();
+                 asio::post(io, std::move(done));
+               });
+  };
+  auto store = Store::Create(store_options, MakeLocalMetaStore(),
+                             std::move(spill), spill_error, hooks);
   if (!store.ok()) return Refuse(store.status().ToString());
 
   IpcOptions ipc_options;
@@ -127,5 +170,6 @@ int main(int argc, char** argv) {
                protocol::kProtocolVersion);
   io.run();
   server.Stop();
+  workers.join();  // no copy may run against the arena once it is unmapped
   return 0;
 }
