@@ -95,6 +95,8 @@ def parse_args(argv=None):
     for e in args.exchanges:
         if e not in EXCHANGES:
             p.error(f"unknown exchange {e!r}")
+    if args.keep and args.rounds > 1:
+        p.error("--keep keeps one run's objects; use it with --rounds 1")
     if args.drop_caches and os.geteuid() != 0:
         p.error("--drop-caches needs root")
     return args
@@ -243,7 +245,7 @@ def run_pipeline(exchange, raw_path, workdir, args, round_no):
                                       step_args[step], profile)
     steps = run["steps"]
     run["end_to_end_s"] = sum(steps[s]["wall_s"] for s in STEPS)
-    run["exchange_s"] = sum(steps[s]["write_s"] + steps[s]["read_s"] for s in STEPS)
+    run["exchange_s"] = _run_total(run, "write_s") + _run_total(run, "read_s")
     run["mse"] = steps["test"]["mse"]
     with open(output) as f:  # the test step's own output, last line
         run["mse_in_output"] = float(f.read().split()[-1])
@@ -289,12 +291,22 @@ def run_with_store(exchange, raw_path, workdir, args, round_no):
     finally:
         if not args.keep:
             d.stop()
+        elif d.mode != "external":
+            print(f"  kept: trellis daemon still serves {d.socket}; stop it with "
+                  f"trellis.stop_daemon({d.socket!r})", flush=True)
 
 
 # --- summary and tables ---------------------------------------------------------
 
+def _run_total(run, phase):
+    """Seconds `run` spent in `phase` over its three steps."""
+    return sum(run["steps"][s][phase] for s in STEPS)
+
+
 def summarize(runs, exchanges):
-    """Median of every step phase and run total per exchange."""
+    """Per exchange: the median of every step phase, and the median over
+    runs of each per-run total (so end-to-end, exchange, write, read, ...
+    are each one run's figure, not sums of medians from different runs)."""
     summary = {}
     for ex in exchanges:
         mine = [r for r in runs if r["exchange"] == ex]
@@ -308,13 +320,10 @@ def summarize(runs, exchanges):
             "steps": steps,
             "end_to_end_s": statistics.median(r["end_to_end_s"] for r in mine),
             "exchange_s": statistics.median(r["exchange_s"] for r in mine),
-            "write_s": sum(steps[s]["write_s"] for s in STEPS),
-            "read_s": sum(steps[s]["read_s"] for s in STEPS),
-            "compute_s": sum(steps[s]["compute_s"] for s in STEPS),
-            "load_s": sum(steps[s]["load_s"] for s in STEPS),
-            "imports_s": sum(steps[s]["imports_s"] for s in STEPS),
             "mse": mine[0]["mse"],
         }
+        for phase in ("write_s", "read_s", "compute_s", "load_s", "imports_s"):
+            summary[ex][phase] = statistics.median(_run_total(r, phase) for r in mine)
         if "daemon" in mine[0]:
             summary[ex]["daemon"] = dict(mine[0]["daemon"], startup_s=statistics.median(
                 r["daemon"]["startup_s"] for r in mine))
