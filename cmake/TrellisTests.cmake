@@ -17,3 +17,5 @@ add_trellis_test(client_test SOURCES src/client/client_test.cc
   LIBS trellis trellis_testing)
 add_trellis_test(daemon_test SOURCES src/server/daemon_test.cc
   LIBS trellis trellis_testing)
+add_trellis_test(spill_test SOURCES src/server/spill_test.cc
+  LIBS trellis trellis_testing)

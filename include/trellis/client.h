@@ -45,7 +45,16 @@ struct StoreStatus {
   uint64_t unsealed_blobs = 0;
   uint64_t deleted_pending = 0;  // deleted, kept while readers hold them
   uint64_t clients = 0;          // connected clients, this one included
-  nlohmann::json raw;            // the whole reply, for fields added later
+  uint64_t held_bytes = 0;       // blob bytes in memory that readers hold
+  uint64_t pinned_bytes = 0;     // blob bytes pinned in memory
+  bool spill_enabled = false;
+  uint64_t spilled_blobs = 0;  // blobs whose bytes are on disk now
+  uint64_t spilled_bytes = 0;
+  uint64_t spill_count = 0;  // spills and reloads since start
+  uint64_t spill_bytes_total = 0;
+  uint64_t reload_count = 0;
+  uint64_t reload_bytes_total = 0;
+  nlohmann::json raw;  // the whole reply, for fields added later
 };
 
 struct PutOptions {
@@ -128,6 +137,18 @@ class Client {
   Result<std::vector<ObjectID>> Delete(const std::vector<ObjectID>& ids,
                                        bool deep = true, bool force = false);
   trellis::Status Persist(ObjectID id);
+
+  // --- memory pressure (a daemon started with --spill-dir) ---------------
+  // Keeps the blobs of these objects in memory (reloading any on disk);
+  // pinned blobs are never spilled. Blocks until they are in memory.
+  trellis::Status Pin(const std::vector<ObjectID>& ids);
+  trellis::Status Unpin(const std::vector<ObjectID>& ids);
+  // Spills these objects' blobs to disk now and frees their memory. Invalid
+  // if one is held by a reader or pinned, or if spilling is off. Returns the
+  // bytes written. Gets reload them transparently.
+  Result<uint64_t> Evict(const std::vector<ObjectID>& ids);
+  // Returns the arena's free pages to the OS; returns the bytes released.
+  Result<uint64_t> MemoryTrim();
 
   // --- names ---------------------------------------------------------------
   trellis::Status PutName(ObjectID id, const std::string& name,

@@ -474,6 +474,31 @@ trellis::Status Client::Persist(ObjectID id) {
   return reply.ok() ? trellis::Status::OK() : reply.status();
 }
 
+trellis::Status Client::Pin(const std::vector<ObjectID>& ids) {
+  auto reply =
+      core_->Call(MessageType::kPin, json{{"ids", protocol::IdsToJson(ids)}});
+  return reply.ok() ? trellis::Status::OK() : reply.status();
+}
+
+trellis::Status Client::Unpin(const std::vector<ObjectID>& ids) {
+  auto reply =
+      core_->Call(MessageType::kUnpin, json{{"ids", protocol::IdsToJson(ids)}});
+  return reply.ok() ? trellis::Status::OK() : reply.status();
+}
+
+Result<uint64_t> Client::Evict(const std::vector<ObjectID>& ids) {
+  ASSIGN_OR_RAISE(json reply,
+                  core_->Call(MessageType::kEvict,
+                              json{{"ids", protocol::IdsToJson(ids)}}));
+  return protocol::GetUint(reply, "evicted_bytes");
+}
+
+Result<uint64_t> Client::MemoryTrim() {
+  ASSIGN_OR_RAISE(json reply,
+                  core_->Call(MessageType::kMemoryTrim, json::object()));
+  return protocol::GetUint(reply, "trimmed_bytes");
+}
+
 trellis::Status Client::PutName(ObjectID id, const std::string& name,
                                 bool overwrite) {
   auto reply = core_->Call(
@@ -534,6 +559,17 @@ Result<StoreStatus> Client::Status() {
   s.unsealed_blobs = u("unsealed_blobs");
   s.deleted_pending = u("deleted_pending");
   s.clients = u("clients");
+  s.held_bytes = u("held_bytes");
+  s.pinned_bytes = u("pinned_bytes");
+  auto spill = reply.find("spill_enabled");
+  s.spill_enabled =
+      spill != reply.end() && spill->is_boolean() && spill->get<bool>();
+  s.spilled_blobs = u("spilled_blobs");
+  s.spilled_bytes = u("spilled_bytes");
+  s.spill_count = u("spill_count");
+  s.spill_bytes_total = u("spill_bytes_total");
+  s.reload_count = u("reload_count");
+  s.reload_bytes_total = u("reload_bytes_total");
   s.raw = std::move(reply);
   return s;
 }
