@@ -179,6 +179,22 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
         WithoutGil([&] { return client_->Delete(ids, deep, force); }));
   }
 
+  void Pin(const std::vector<ObjectID>& ids) {
+    ThrowIfError(WithoutGil([&] { return client_->Pin(ids); }));
+  }
+
+  void Unpin(const std::vector<ObjectID>& ids) {
+    ThrowIfError(WithoutGil([&] { return client_->Unpin(ids); }));
+  }
+
+  uint64_t Evict(const std::vector<ObjectID>& ids) {
+    return Unwrap(WithoutGil([&] { return client_->Evict(ids); }));
+  }
+
+  uint64_t MemoryTrim() {
+    return Unwrap(WithoutGil([&] { return client_->MemoryTrim(); }));
+  }
+
   void Persist(ObjectID id) {
     ThrowIfError(WithoutGil([&] { return client_->Persist(id); }));
   }
@@ -393,6 +409,10 @@ object, or any view made from it, lives.)doc")
       .def("delete", &PyClient::Delete, py::arg("ids"), py::arg("deep"),
            py::arg("force"))
       .def("persist", &PyClient::Persist, py::arg("id"))
+      .def("pin", &PyClient::Pin, py::arg("ids"))
+      .def("unpin", &PyClient::Unpin, py::arg("ids"))
+      .def("evict", &PyClient::Evict, py::arg("ids"))
+      .def("memory_trim", &PyClient::MemoryTrim)
       .def("put_name", &PyClient::PutName, py::arg("id"), py::arg("name"),
            py::arg("overwrite"))
       .def("get_name", &PyClient::GetName, py::arg("name"), py::arg("wait"),

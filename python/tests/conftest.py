@@ -26,12 +26,13 @@ def tmp_socket_dir():
 
 @pytest.fixture
 def start_daemon(tmp_socket_dir):
-    """start_daemon(size="512M", name="d") -> Daemon; all stopped at the end."""
+    """start_daemon(size="512M", name="d", **launch_options) -> Daemon; all
+    stopped at the end."""
     started = []
 
-    def start(size="512M", name="d"):
+    def start(size="512M", name="d", **options):
         daemon = _daemon.launch(os.path.join(tmp_socket_dir, name + ".sock"),
-                                size=size, detach=False)
+                                size=size, detach=False, **options)
         started.append(daemon)
         return daemon
 

@@ -45,6 +45,7 @@ __all__ = [
     "connect", "Client", "ObjectID", "ObjectMeta", "Blob", "BlobWriter", "Daemon",
     "put", "get", "put_name", "get_name", "drop_name", "list_names", "persist",
     "delete", "list_objects", "get_meta", "create_blob", "get_blob", "status",
+    "pin", "unpin", "evict", "memory_trim",
     "start_daemon", "stop_daemon", "default_client", "default_socket",
     "TrellisError", "ObjectNotFound", "ObjectExists", "NotSealed", "OutOfMemory",
     "InvalidArgument", "TrellisIOError", "DaemonNotReachable", "Timeout",
@@ -65,12 +66,14 @@ def default_client():
         return _default[1]
 
 
-def start_daemon(socket=None, size=None, detach=True, reserve=False):
+def start_daemon(socket=None, size=None, detach=True, reserve=False, spill_dir=None):
     """Starts trellisd on `socket` (default: the default socket) and returns
     its Daemon handle. With `detach` (the default) it outlives this process
     until ``stop_daemon``; otherwise it ends with this process. Raises
-    ObjectExists if a daemon already serves the socket."""
-    return _daemon.launch(socket, size=size, reserve=reserve, detach=detach)
+    ObjectExists if a daemon already serves the socket. With `spill_dir`,
+    objects nobody reads are spilled there when memory runs short."""
+    return _daemon.launch(socket, size=size, reserve=reserve, detach=detach,
+                          spill_dir=spill_dir)
 
 
 def stop_daemon(socket=None, timeout=10.0):
@@ -138,7 +141,24 @@ def status():
     return default_client().status()
 
 
+def pin(oid):
+    return default_client().pin(oid)
+
+
+def unpin(oid):
+    return default_client().unpin(oid)
+
+
+def evict(oid):
+    return default_client().evict(oid)
+
+
+def memory_trim():
+    return default_client().memory_trim()
+
+
 for _f in (put, get, put_name, get_name, drop_name, list_names, persist, delete,
-           list_objects, get_meta, create_blob, get_blob, status):
+           list_objects, get_meta, create_blob, get_blob, status, pin, unpin,
+           evict, memory_trim):
     _f.__doc__ = getattr(Client, _f.__name__).__doc__ or _f.__doc__
 del _f

@@ -149,12 +149,14 @@ def _die_with_parent():
 
 
 def launch(socket=None, size=None, reserve=False, detach=False,
-           log_level="warn", timeout=30.0, exist_ok=False):
+           log_level="warn", timeout=30.0, exist_ok=False, spill_dir=None):
     """Starts trellisd on `socket` and returns once it accepts connections.
 
     `size`: arena size such as "512M" or an int of bytes (default
     $TRELLIS_SIZE, else the daemon's default, a quarter of memory).
-    `reserve`: pre-fault the arena. If a daemon already serves `socket`,
+    `reserve`: pre-fault the arena. `spill_dir` (default
+    $TRELLIS_SPILL_DIR, else none): where cold objects go when memory runs
+    short. If a daemon already serves `socket`,
     returns None with `exist_ok`, else raises ObjectExists. Raises
     DaemonNotReachable (quoting the daemon's log) if it exits or does not
     serve within `timeout` seconds.
@@ -168,10 +170,11 @@ def launch(socket=None, size=None, reserve=False, detach=False,
             if exist_ok:
                 return None
             raise ObjectExists(f"a trellis daemon already serves {socket}")
-        return _start(socket, size, reserve, detach, log_level, timeout)
+        return _start(socket, size, reserve, detach, log_level, timeout,
+                      spill_dir)
 
 
-def _start(socket, size, reserve, detach, log_level, timeout):
+def _start(socket, size, reserve, detach, log_level, timeout, spill_dir):
     if size is None:
         size = os.environ.get("TRELLIS_SIZE")
     log = socket + ".log"
@@ -184,6 +187,9 @@ def _start(socket, size, reserve, detach, log_level, timeout):
         cmd += ["--size", size]
     if reserve:
         cmd.append("--reserve")
+    spill_dir = spill_dir or os.environ.get("TRELLIS_SPILL_DIR")
+    if spill_dir:
+        cmd += ["--spill-dir", os.fspath(spill_dir)]
     with open(log, "ab") as log_file:
         process = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,

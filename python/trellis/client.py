@@ -39,6 +39,13 @@ def as_id(value):
     raise InvalidArgument(f"expected an ObjectID (or its str), got {type(value).__name__}")
 
 
+def _ids(oid):
+    """One id or a collection of them, as a list of ObjectIDs."""
+    if isinstance(oid, (list, tuple, set)):
+        return [as_id(o) for o in oid]
+    return [as_id(oid)]
+
+
 def _timeout_ms(timeout):
     """Milliseconds for the daemon; 0 means no limit (timeout=None)."""
     if timeout is None:
@@ -216,8 +223,28 @@ class Client:
         """Deletes an object (or a list of them); with `deep`, also members
         nothing else uses. Without `force`, deleting a member of another
         object is InvalidArgument. Returns the ids deleted."""
-        ids = [as_id(o) for o in oid] if isinstance(oid, (list, tuple, set)) else [as_id(oid)]
-        return self._core.delete(ids, bool(deep), bool(force))
+        return self._core.delete(_ids(oid), bool(deep), bool(force))
+
+    # -- memory pressure (a daemon with a spill directory) -----------------
+    def pin(self, oid):
+        """Keeps an object's (or a list of objects') bytes in memory: they
+        are reloaded now if on disk and never spilled until unpinned."""
+        self._core.pin(_ids(oid))
+
+    def unpin(self, oid):
+        self._core.unpin(_ids(oid))
+
+    def evict(self, oid):
+        """Writes an object's (or a list of objects') bytes to the spill
+        directory now and frees their memory; a later get reloads them.
+        InvalidArgument if one is held by a reader or pinned, or if the
+        daemon has no spill directory. Returns the bytes written."""
+        return self._core.evict(_ids(oid))
+
+    def memory_trim(self):
+        """Returns the arena's free pages to the OS; returns the bytes
+        released."""
+        return self._core.memory_trim()
 
     def list_objects(self, pattern="*", limit=_DEFAULT_LIMIT):
         """Shallow ObjectMetas of the objects whose type name matches."""
@@ -243,8 +270,11 @@ class Client:
 
     # -- daemon ----------------------------------------------------------
     def status(self):
-        """The daemon's status as a dict: arena_size, used, free, objects,
-        blobs, unsealed_blobs, deleted_pending, clients, instance_id, ..."""
+        """The daemon's status as a dict: arena_size, used, free,
+        held_bytes (by live readers), pinned_bytes, objects, blobs,
+        unsealed_blobs, deleted_pending, clients, instance_id; spilling:
+        spill_enabled, spill_dir, spill_error, spilled_blobs, spilled_bytes,
+        spill_count, spill_bytes_total, reload_count, reload_bytes_total."""
         return self._core.status()
 
 
