@@ -27,6 +27,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,7 +45,7 @@ from common import ALL_NAMES, EXCHANGES, parse_report  # noqa: E402
 from exchange import default_exchange_dir, make_exchange  # noqa: E402
 
 STEPS = ("preprocess", "train", "test")
-STEP_PHASES = ("wall_s", "total_s", "write_s", "read_s", "load_s",
+STEP_PHASES = ("wall_s", "cpu_s", "total_s", "write_s", "read_s", "load_s",
                "compute_s", "imports_s", "max_rss_mib", "minor_faults")
 #: Rows dropped by GrLivArea > 4800 (uniform on [600, 5000]): 200/4401.
 KEPT_FRACTION = 1.0 - 200.0 / 4401.0
@@ -208,14 +209,21 @@ def run_step(step, exchange, exchange_dir, extra_args, profile_path):
         cmd += ["--exchange-dir", exchange_dir]
     if profile_path:
         cmd += ["--profile", profile_path]
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.stdout.write(proc.stdout)
         raise RuntimeError(f"{step} ({exchange}) exited with {proc.returncode}")
     report = parse_report(proc.stdout)
     report["wall_s"] = wall
+    # CPU seconds of the step process (children are run one at a time, so
+    # the difference is this one's). Less disturbed than wall time by other
+    # work on a shared machine.
+    report["cpu_s"] = (usage1.ru_utime - usage0.ru_utime +
+                       usage1.ru_stime - usage0.ru_stime)
     return report
 
 
@@ -245,6 +253,7 @@ def run_pipeline(exchange, raw_path, workdir, args, round_no):
                                       step_args[step], profile)
     steps = run["steps"]
     run["end_to_end_s"] = sum(steps[s]["wall_s"] for s in STEPS)
+    run["end_to_end_cpu_s"] = _run_total(run, "cpu_s")
     run["exchange_s"] = _run_total(run, "write_s") + _run_total(run, "read_s")
     run["mse"] = steps["test"]["mse"]
     with open(output) as f:  # the test step's own output, last line
@@ -319,6 +328,7 @@ def summarize(runs, exchanges):
             "rounds": len(mine),
             "steps": steps,
             "end_to_end_s": statistics.median(r["end_to_end_s"] for r in mine),
+            "end_to_end_cpu_s": statistics.median(r["end_to_end_cpu_s"] for r in mine),
             "exchange_s": statistics.median(r["exchange_s"] for r in mine),
             "mse": mine[0]["mse"],
         }
@@ -358,28 +368,29 @@ def format_tables(results):
              + (", page cache dropped before every step" if cfg["drop_caches"]
                 else ", page cache warm (not dropped)"),
              "",
-             "| exchange | step | wall | step total | write | read | load raw | compute | imports | peak RSS MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| exchange | step | wall | CPU | step total | write | read | load raw | compute | imports | peak RSS MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for ex, s in summary.items():
         for step in STEPS:
             p = s["steps"][step]
-            lines.append(f"| {ex} | {step} | {p['wall_s']:.2f} | {p['total_s']:.2f} | "
+            lines.append(f"| {ex} | {step} | {p['wall_s']:.2f} | {p['cpu_s']:.2f} | {p['total_s']:.2f} | "
                          f"{p['write_s']:.3f} | {p['read_s']:.3f} | {p['load_s']:.2f} | "
                          f"{p['compute_s']:.2f} | {p['imports_s']:.2f} | {p['max_rss_mib']:.0f} |")
     lines += ["",
-              "| exchange | end-to-end | exchange (write+read) | write | read | "
-              "compute | end-to-end saved vs pickle-disk | exchange time / pickle-disk's | MSE |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| exchange | end-to-end | end-to-end CPU | exchange (write+read) | write | read | "
+              "compute | end-to-end saved vs pickle-disk | CPU saved | exchange time / pickle-disk's | MSE |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     base = summary.get("pickle-disk")
     for ex, s in summary.items():
-        rel_e2e = rel_ex = "—"
+        rel_e2e = rel_cpu = rel_ex = "—"
         if base:
             rel_e2e = f"{(1 - s['end_to_end_s'] / base['end_to_end_s']) * 100:+.0f}%"
+            rel_cpu = f"{(1 - s['end_to_end_cpu_s'] / base['end_to_end_cpu_s']) * 100:+.0f}%"
             if base["exchange_s"] > 0:
                 rel_ex = f"{s['exchange_s'] / base['exchange_s']:.3f}"
-        lines.append(f"| {ex} | {s['end_to_end_s']:.2f} | {s['exchange_s']:.3f} | "
-                     f"{s['write_s']:.3f} | {s['read_s']:.3f} | {s['compute_s']:.2f} | "
-                     f"{rel_e2e} | {rel_ex} | {s['mse']:.6f} |")
+        lines.append(f"| {ex} | {s['end_to_end_s']:.2f} | {s['end_to_end_cpu_s']:.2f} | "
+                     f"{s['exchange_s']:.3f} | {s['write_s']:.3f} | {s['read_s']:.3f} | "
+                     f"{s['compute_s']:.2f} | {rel_e2e} | {rel_cpu} | {rel_ex} | {s['mse']:.6f} |")
     c, d = results["checks"], summary.get("trellis", {}).get("daemon")
     lines.append("")
     if d:
