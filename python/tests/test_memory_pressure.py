@@ -2,6 +2,7 @@
 memory_trim, and OutOfMemory that explains itself."""
 
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,10 @@ def test_evict_pin_unpin(spill_client):
     del held
     client.evict(a)
     client.delete(a)
+    # The daemon deletes the file on a worker thread, just after replying.
+    deadline = time.monotonic() + 10
+    while os.listdir(spill_dir) and time.monotonic() < deadline:
+        time.sleep(0.005)
     assert os.listdir(spill_dir) == []
 
 

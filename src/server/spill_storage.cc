@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <mutex>
-#include <unordered_set>
+#include <unordered_map>
 
 namespace trellis::server {
 namespace {
@@ -23,37 +23,57 @@ class DirectorySpillStorage final : public SpillStorage {
   std::string location() const override { return dir_; }
 
   Status Write(ObjectID id, const uint8_t* data, uint64_t size) override {
-    std::string path = PathOf(id);
+    uint64_t generation;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      generation = next_generation_++;
+    }
+    std::string path = PathOf(id, generation);
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
       return Status::FromErrno("cannot create spill file " + path, errno);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      files_.insert(id);
-    }
     uint64_t done = 0;
+    int err = 0;
     while (done < size) {
       ssize_t n = pwrite(fd, data + done, std::min(kChunk, size - done),
                          static_cast<off_t>(done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        int err = n < 0 ? errno : ENOSPC;
-        close(fd);
-        Remove(id);
-        return Status::FromErrno("cannot write spill file " + path, err);
+        err = n < 0 ? errno : ENOSPC;
+        break;
       }
       done += static_cast<uint64_t>(n);
     }
-    if (close(fd) != 0) {
-      int err = errno;
-      Remove(id);
+    if (close(fd) != 0 && err == 0) err = errno;
+    if (err != 0) {
+      unlink(path.c_str());
       return Status::FromErrno("cannot write spill file " + path, err);
     }
+    // The new copy replaces any earlier one.
+    std::function<void()> drop_earlier;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto [it, fresh] = files_.try_emplace(id, generation);
+      if (!fresh) {
+        drop_earlier = Deleter(id, it->second);
+        it->second = generation;
+      }
+    }
+    if (drop_earlier) drop_earlier();
     return Status::OK();
   }
 
   Status Read(ObjectID id, uint8_t* data, uint64_t size) override {
-    std::string path = PathOf(id);
+    std::string path;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = files_.find(id);
+      if (it == files_.end()) {
+        return Status::IOError("no spill file for " + id.ToString() + " in " +
+                               dir_);
+      }
+      path = PathOf(id, it->second);
+    }
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
       return Status::FromErrno("cannot open spill file " + path, errno);
@@ -75,26 +95,38 @@ class DirectorySpillStorage final : public SpillStorage {
     return Status::OK();
   }
 
-  void Remove(ObjectID id) override {
-    unlink(PathOf(id).c_str());
+  std::function<void()> Detach(ObjectID id) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    files_.erase(id);
+    auto it = files_.find(id);
+    if (it == files_.end()) return [] {};
+    std::function<void()> deleter = Deleter(id, it->second);
+    files_.erase(it);
+    return deleter;
   }
 
   void RemoveAll() override {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (ObjectID id : files_) unlink(PathOf(id).c_str());
+    for (const auto& [id, generation] : files_) {
+      unlink(PathOf(id, generation).c_str());
+    }
     files_.clear();
   }
 
  private:
-  std::string PathOf(ObjectID id) const {
-    return dir_ + "/" + id.ToString() + ".spill";
+  // Every write gets its own file name, so deleting a detached copy on a
+  // worker thread can never remove a newer copy of the same blob.
+  std::string PathOf(ObjectID id, uint64_t generation) const {
+    return dir_ + "/" + id.ToString() + "-" + std::to_string(generation) +
+           ".spill";
+  }
+  std::function<void()> Deleter(ObjectID id, uint64_t generation) const {
+    return [path = PathOf(id, generation)] { unlink(path.c_str()); };
   }
 
   const std::string dir_;
   std::mutex mutex_;
-  std::unordered_set<ObjectID> files_;  // guarded by mutex_
+  uint64_t next_generation_ = 1;                  // guarded by mutex_
+  std::unordered_map<ObjectID, uint64_t> files_;  // id -> generation; mutex_
 };
 
 }  // namespace

@@ -5,10 +5,12 @@
 // failures and the directory backend stays small.
 //
 // Thread-safety: Write and Read are called from spill worker threads, for
-// distinct ids at a time; Remove/RemoveAll from the event loop thread.
+// distinct ids at a time; Detach/Remove/RemoveAll from the event loop thread;
+// the deleters Detach returns from any thread.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -28,7 +30,13 @@ class SpillStorage {
   virtual Status Write(ObjectID id, const uint8_t* data, uint64_t size) = 0;
   // Reads back exactly `size` bytes written for `id`.
   virtual Status Read(ObjectID id, uint8_t* data, uint64_t size) = 0;
-  virtual void Remove(ObjectID id) = 0;
+  // Forgets the copy of `id` at once (a later Write of `id` makes a new copy
+  // that this never touches) and returns the work of deleting it, to run on
+  // any thread: deleting a large file can take milliseconds (ext4 frees its
+  // blocks, with -o discard also trims them), too long for the event loop.
+  virtual std::function<void()> Detach(ObjectID id) = 0;
+  // Detach(id)(), here and now.
+  void Remove(ObjectID id) { Detach(id)(); }
   // Removes everything this storage wrote (daemon exit).
   virtual void RemoveAll() = 0;
 };

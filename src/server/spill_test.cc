@@ -50,6 +50,18 @@ size_t FilesIn(const std::string& dir) {
   return n;
 }
 
+// The daemon deletes spill files it no longer needs on a worker thread, just
+// after replying: waits (bounded) until `dir` holds `want` files.
+size_t FilesInSoon(const std::string& dir, size_t want) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  size_t n = FilesIn(dir);
+  while (n != want && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    n = FilesIn(dir);
+  }
+  return n;
+}
+
 class SpillTest : public ::testing::Test {
  protected:
   void StartDaemon(const std::string& size,
@@ -171,7 +183,7 @@ TEST_F(SpillTest, DeletingASpilledObjectRemovesItsFile) {
   EXPECT_EQ(FilesIn(spill_dir_), 1u);
   EXPECT_EQ(Stats().used, 0u);
   ASSERT_TRUE(client_->Delete({id}).ok());
-  EXPECT_EQ(FilesIn(spill_dir_), 0u);
+  EXPECT_EQ(FilesInSoon(spill_dir_, 0), 0u);
   StoreStatus s = Stats();
   EXPECT_EQ(s.spilled_blobs, 0u);
   EXPECT_EQ(s.blobs, 0u);

@@ -62,9 +62,7 @@ Store::Store(const StoreOptions& options, std::unique_ptr<Arena> arena,
       hooks_(std::move(hooks)) {
   meta_->SetNameListener(
       [this](const std::string& name, ObjectID id) { OnNameBound(name, id); });
-  table_.SetSpillFileDropper([this](ObjectID id) {
-    if (spill_) spill_->Remove(id);
-  });
+  table_.SetSpillFileDropper([this](ObjectID id) { DropSpillFile(id); });
 }
 
 // Spill files die with the daemon (SpillStorage's destructor removes them).
@@ -596,7 +594,7 @@ void Store::OnSpillDone(const SpillJob& job, Status written,
       counters_.spills++;
       counters_.spilled_bytes += job.size;
     } else {
-      spill_->Remove(job.id);  // gotten, pinned or deleted meanwhile
+      DropSpillFile(job.id);  // gotten, pinned or deleted meanwhile
     }
   } else {
     counters_.spill_failures++;
@@ -614,6 +612,13 @@ void Store::OnSpillDone(const SpillJob& job, Status written,
     return;
   }
   PumpPending();
+}
+
+void Store::DropSpillFile(ObjectID blob) {
+  if (!spill_) return;
+  // Forgotten now, deleted on a worker: unlinking a large file can take
+  // milliseconds, and the reply (or the next request) need not wait for it.
+  hooks_.run_in_background(spill_->Detach(blob), [] {});
 }
 
 void Store::EnsureResident(const std::vector<ObjectID>& ids,
@@ -670,7 +675,7 @@ void Store::RequestReload(ObjectID blob, std::function<void(Status)> then) {
             [this, job = *job, result] {
               table_.FinishReload(job.id, result->ok());
               if (result->ok()) {
-                spill_->Remove(job.id);
+                DropSpillFile(job.id);
                 counters_.reloads++;
                 counters_.reloaded_bytes += job.size;
               } else {

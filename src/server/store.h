@@ -131,6 +131,8 @@ class Store {
   void LaunchSpill(const SpillJob& job, std::function<void(Status)> then);
   void OnSpillDone(const SpillJob& job, Status written,
                    std::function<void(Status)> then);
+  // Drops the spill copy of `blob` (deleting the file off the loop).
+  void DropSpillFile(ObjectID blob);
   // Calls `then` once every blob reachable from `ids` is in memory (or with
   // the first error). The blobs stay in memory until `then` returns.
   void EnsureResident(const std::vector<ObjectID>& ids,
