@@ -56,4 +56,25 @@ if [ -f "$ROOT/bench/python_bench.py" ] && [ -z "${SKIP_PYTHON_BENCH:-}" ]; then
     echo "bench/run.sh: bench/python_bench.py failed with status $status" >&2
   fi
 fi
+
+# Spilling (issue 4): spill/reload throughput vs dd on the same disk, put
+# latency with a full arena. SPILL_BENCH_DIR picks the disk directory (default
+# a fresh one under /var/tmp); SPILL_BENCH_ARGS adds flags (--count=, --reps=);
+# SKIP_SPILL_BENCH=1 skips it. Cold-cache figures need root (drop_caches).
+if [ -z "${SKIP_SPILL_BENCH:-}" ]; then
+  SPILL_BIN="$BUILD/bin/spill_bench"
+  if [ -x "$SPILL_BIN" ]; then
+    # shellcheck disable=SC2206
+    SPILL_CMD=("$SPILL_BIN" --trellisd="$BUILD/bin/trellisd"
+               --json="$RESULTS/spill_bench.json" --md="$RESULTS/spill_bench.md"
+               ${SPILL_BENCH_DIR:+--dir="$SPILL_BENCH_DIR"} ${SPILL_BENCH_ARGS:-})
+    echo "bench/run.sh: ${SPILL_CMD[*]}"
+    "${SPILL_CMD[@]}" || {
+      echo "bench/run.sh: spill_bench failed" >&2
+      status=1
+    }
+  else
+    echo "bench/run.sh: $SPILL_BIN not found; spill_bench skipped" >&2
+  fi
+fi
 exit "$status"
