@@ -1,6 +1,7 @@
 """The client surface: ids, names, metadata, blobs, lifecycle, module-level
 calls and round trips per call."""
 
+import os
 import pickle
 
 import numpy as np
@@ -142,3 +143,20 @@ def test_round_trips(client, value):
     counting.calls.clear()
     client.get(oid)
     assert counting.calls == ["get_tree"]
+
+
+def test_private_embedded_daemon_explains_missing_names(tmp_socket_dir):
+    """The seed's pattern with no daemon running: each step would start its
+    own embedded daemon, which ends with it. Say so instead of a bare
+    'not found'."""
+    import warnings
+    socket = os.path.join(tmp_socket_dir, "embedded.sock")
+    with trellis.connect(socket, size="64M") as client:
+        assert client.daemon is not None and not client.daemon.detached
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client.put(1, name="x", persist=True)
+        assert any("ends with this process" in str(w.message) for w in caught)
+        with pytest.raises(trellis.ObjectNotFound, match="start_daemon\\(detach=True\\)"):
+            client.get(name="missing")
+        client.daemon.stop()

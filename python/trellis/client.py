@@ -18,6 +18,7 @@ themselves).
 
 import math
 import collections.abc
+import warnings
 
 from trellis import _codec, _core, _daemon
 from trellis._core import DaemonNotReachable, InvalidArgument, ObjectID
@@ -125,6 +126,26 @@ class ObjectMeta(collections.abc.Mapping):
         return f"ObjectMeta({self.typename} {ident}, fields={self.fields!r}, members={sorted(self._tree.get('members', {}))})"
 
 
+# Said when a name is missing from, or a persisted object is put into, an
+# embedded daemon that dies with this process: the usual cause of "my next
+# pipeline step cannot find its input".
+_PRIVATE_DAEMON_HINT = (
+    "(this process started its own embedded trellis daemon, which ends with "
+    "it: objects put by other processes went to their own daemons. For a "
+    "pipeline of several processes, start one shared daemon first with "
+    "trellis.start_daemon(detach=True) or run trellisd.)")
+_warned_private_persist = False
+
+
+def _warn_private_persist():
+    global _warned_private_persist
+    if not _warned_private_persist:
+        _warned_private_persist = True
+        warnings.warn("put(persist=True) into an embedded daemon that ends with "
+                      "this process " + _PRIVATE_DAEMON_HINT, RuntimeWarning,
+                      stacklevel=3)
+
+
 class Client:
     """A connection to one trellisd. Use ``trellis.connect`` to make one."""
 
@@ -162,6 +183,10 @@ class Client:
         return range(base, base + self._core.arena_size)
 
     # -- values ----------------------------------------------------------
+    def _private_daemon(self):
+        """True if this process started the daemon and it ends with it."""
+        return self.daemon is not None and not self.daemon.detached
+
     def put(self, value, name=None, persist=False, overwrite=True):
         """Stores `value` (see docs/format.md for how each type is laid
         out) and returns its ObjectID. With `name`, binds the name in the
@@ -172,6 +197,8 @@ class Client:
         and cannot be pickled, OutOfMemory if the arena cannot hold it."""
         if name is not None and (not isinstance(name, str) or not name):
             raise InvalidArgument(f"name must be a non-empty str, got {name!r}")
+        if persist and self._private_daemon():
+            _warn_private_persist()
         tree, packer = _codec.encode_root(value)
         writer = self._core.create_blob(packer.size) if packer.referenced else None
         try:
@@ -206,7 +233,12 @@ class Client:
     def get_name(self, name, wait=False, timeout=None):
         """The ObjectID bound to `name`. With `wait`, blocks until bound
         (timeout in seconds, None for no limit; then Timeout)."""
-        return self._core.get_name(name, bool(wait), _timeout_ms(timeout) if wait else 0)
+        try:
+            return self._core.get_name(name, bool(wait), _timeout_ms(timeout) if wait else 0)
+        except _core.ObjectNotFound as e:
+            if self._private_daemon():
+                raise _core.ObjectNotFound(f"{e} {_PRIVATE_DAEMON_HINT}") from None
+            raise
 
     def drop_name(self, name):
         self._core.drop_name(name)
