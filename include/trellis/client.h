@@ -176,6 +176,7 @@ class Client {
   void Close();
 
  private:
+  friend class ClientInternals;  // src/client/client_core.h
   explicit Client(std::shared_ptr<ClientCore> core);
   std::shared_ptr<ClientCore> core_;
 };

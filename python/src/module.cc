@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "client/client_core.h"
+#include "common/protocol.h"
 #include "errors.h"
 #include "json_convert.h"
 #include "strings.h"
@@ -22,6 +24,7 @@
 #include "trellis/object.h"
 
 namespace py = pybind11;
+using nlohmann::json;
 
 namespace trellis::python {
 namespace {
@@ -154,11 +157,55 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   }
 
   // The complete tree of `id` as nested dicts, and the lease that keeps its
-  // blobs readable. One round trip.
+  // blobs readable. One round trip. The reply's MessagePack becomes Python
+  // objects directly (Client::GetMeta would build a JSON DOM first, which
+  // costs more than the round trip for trees of many nodes).
   py::tuple GetTree(ObjectID id) {
-    auto meta = Unwrap(WithoutGil([&] { return client_->GetMeta(id); }));
-    PyLease lease{meta.lease(), client_->arena_base(), client_->arena_size()};
-    return py::make_tuple(FromJson(meta.tree()), std::move(lease));
+    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+    std::vector<uint8_t> reply = Unwrap(WithoutGil([&] {
+      return core->CallRaw(protocol::MessageType::kGetMeta,
+                           json{{"ids", json::array({id.value()})}});
+    }));
+    py::object body, trees;
+    std::vector<ObjectID> held;
+    try {
+      body = FromMsgpack(reply.data(), reply.size());
+      if (!PyDict_Check(body.ptr())) ThrowInvalid("malformed GetMeta reply");
+      PyObject* held_list = PyDict_GetItemString(body.ptr(), "held");
+      if (!held_list || !PyList_Check(held_list)) {
+        ThrowInvalid("malformed GetMeta reply");
+      }
+      Py_ssize_t n = PyList_GET_SIZE(held_list);
+      held.reserve(static_cast<size_t>(n));
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* item = PyList_GET_ITEM(held_list, i);
+        if (!PyLong_Check(item)) ThrowInvalid("malformed GetMeta reply");
+        unsigned long long v = PyLong_AsUnsignedLongLong(item);
+        if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+          PyErr_Clear();
+          ThrowInvalid("malformed GetMeta reply");
+        }
+        held.emplace_back(v);
+      }
+    } catch (...) {
+      // Not what the daemon sends: the stream cannot be trusted any more
+      // (as ClientCore::Call does with a reply it cannot decode).
+      WithoutGil([&] {
+        core->Close();
+        return 0;
+      });
+      throw;
+    }
+    // The holds are owned (and released on any error) from here on.
+    PyLease lease{std::make_shared<ClientLease>(core, std::move(held)),
+                  core->base(), core->size()};
+    PyObject* list = PyDict_GetItemString(body.ptr(), "trees");
+    if (!list || !PyList_Check(list) || PyList_GET_SIZE(list) != 1) {
+      ThrowInvalid("malformed GetMeta reply");
+    }
+    py::handle tree = PyList_GET_ITEM(list, 0);
+    ValidateTree(tree);
+    return py::make_tuple(tree, std::move(lease));
   }
 
   Blob GetBlob(ObjectID id) {

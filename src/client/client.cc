@@ -122,13 +122,23 @@ Status ClientCore::WriteAll(const std::vector<uint8_t>& bytes) {
 }
 
 Result<protocol::Frame> ClientCore::ReadFrame() {
+  ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame raw, ReadRawFrame());
+  auto body = protocol::DecodeBody(raw.body, raw.size);
+  if (!body.ok()) {
+    CloseLocked();
+    return body.status();
+  }
+  return protocol::Frame{raw.type, std::move(body).value()};
+}
+
+Result<protocol::FrameDecoder::RawFrame> ClientCore::ReadRawFrame() {
   while (true) {
-    auto frame = decoder_.Next();
+    auto frame = decoder_.NextRaw();
     if (!frame.ok()) {
       CloseLocked();
       return frame.status();
     }
-    if (frame->has_value()) return std::move(**frame);
+    if (frame->has_value()) return **frame;
     uint8_t buffer[64 * 1024];
     ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
     if (n < 0 && errno == EINTR) continue;
@@ -159,6 +169,33 @@ Result<json> ClientCore::Call(MessageType type, const json& body) {
                            protocol::MessageTypeName(reply.type));
   }
   return std::move(reply.body);
+}
+
+Result<std::vector<uint8_t>> ClientCore::CallRaw(MessageType type,
+                                                 const json& body) {
+  std::lock_guard<std::mutex> lock(io_mutex_);
+  if (fd_ < 0) return Status::Disconnected("client is closed");
+  out_.clear();
+  AppendQueuedReleases(&out_);
+  protocol::AppendFrame(type, body, &out_);
+  RETURN_NOT_OK(WriteAll(out_));
+  ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame reply, ReadRawFrame());
+  std::vector<uint8_t> bytes(reply.body, reply.body + reply.size);
+  FlushQueuedReleases();
+  if (reply.type == static_cast<uint16_t>(MessageType::kError)) {
+    auto error = protocol::DecodeBody(bytes.data(), bytes.size());
+    if (!error.ok()) {
+      CloseLocked();
+      return error.status();
+    }
+    return protocol::StatusFromErrorBody(*error);
+  }
+  if (reply.type != static_cast<uint16_t>(MessageType::kReply)) {
+    CloseLocked();
+    return Status::Invalid("unexpected reply type " +
+                           protocol::MessageTypeName(reply.type));
+  }
+  return bytes;
 }
 
 void ClientCore::AppendQueuedReleases(std::vector<uint8_t>* out) {

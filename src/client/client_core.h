@@ -10,6 +10,7 @@
 
 #include "common/lease.h"
 #include "common/protocol.h"
+#include "trellis/client.h"
 #include "trellis/object_id.h"
 #include "trellis/status.h"
 
@@ -24,6 +25,12 @@ class ClientCore {
 
   // Sends one request and waits for its reply. Thread-safe (serialised).
   Result<json> Call(protocol::MessageType type, const json& body);
+  // As Call, but returns a Reply's body undecoded: the MessagePack bytes of
+  // what should be a map, not yet checked. A caller that finds them
+  // malformed must Close() the connection (as Call does). Error replies
+  // come back as their Status.
+  Result<std::vector<uint8_t>> CallRaw(protocol::MessageType type,
+                                       const json& body);
   // Tells the daemon these holds are dropped. Never blocks on another
   // thread's request: if the connection is busy the release is queued and
   // sent with (right after) the request under way, or with the next one.
@@ -54,6 +61,8 @@ class ClientCore {
   ClientCore() = default;
   Status WriteAll(const std::vector<uint8_t>& bytes);  // io_mutex_ held
   Result<protocol::Frame> ReadFrame();                 // io_mutex_ held
+  // The next frame, body undecoded (valid until the next read).
+  Result<protocol::FrameDecoder::RawFrame> ReadRawFrame();  // io_mutex_ held
   void AppendQueuedReleases(std::vector<uint8_t>* out);
   void FlushQueuedReleases();  // io_mutex_ held
   void CloseLocked();          // io_mutex_ held
@@ -79,6 +88,15 @@ class ClientCore {
   // One bit per 64 KiB granule of the arena: mapped for writing already.
   std::vector<uint64_t> populated_;  // guarded by populate_mutex_
   bool populate_works_ = true;       // guarded by populate_mutex_
+};
+
+// Access to a Client's core for code of this project built on libtrellis
+// (the Python binding's fast get path).
+class ClientInternals {
+ public:
+  static const std::shared_ptr<ClientCore>& core(const Client& client) {
+    return client.core_;
+  }
 };
 
 // Holds a set of objects for as long as it lives.

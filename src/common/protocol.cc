@@ -135,11 +135,91 @@ bool IsRequestType(uint16_t type) {
          type <= static_cast<uint16_t>(MessageType::kMemoryTrim);
 }
 
+namespace {
+// Subtype marking a binary json value as a pre-encoded body (EncodedBody).
+constexpr std::uint64_t kEncodedBodySubtype = 0x7472;  // "tr"
+
+bool IsEncodedBody(const json& body) {
+  return body.is_binary() && body.get_binary().has_subtype() &&
+         body.get_binary().subtype() == kEncodedBodySubtype;
+}
+
+void PutBe(uint64_t v, int bytes, std::vector<uint8_t>* out) {
+  for (int i = bytes - 1; i >= 0; --i) {
+    out->push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+}
+
+void AppendHeader(size_t n, uint8_t fix, uint8_t fix_limit, uint8_t tag16,
+                  std::vector<uint8_t>* out) {
+  if (n < fix_limit) {
+    out->push_back(static_cast<uint8_t>(fix | n));
+  } else if (n <= 0xffff) {
+    out->push_back(tag16);
+    PutBe(n, 2, out);
+  } else {
+    out->push_back(static_cast<uint8_t>(tag16 + 1));  // 32-bit length
+    PutBe(n, 4, out);
+  }
+}
+}  // namespace
+
+json EncodedBody(std::vector<uint8_t> msgpack) {
+  return json::binary(std::move(msgpack), kEncodedBodySubtype);
+}
+
+void AppendMsgpackMapHeader(size_t entries, std::vector<uint8_t>* out) {
+  AppendHeader(entries, 0x80, 16, 0xde, out);
+}
+
+void AppendMsgpackArrayHeader(size_t size, std::vector<uint8_t>* out) {
+  AppendHeader(size, 0x90, 16, 0xdc, out);
+}
+
+void AppendMsgpackString(std::string_view s, std::vector<uint8_t>* out) {
+  if (s.size() < 32) {
+    out->push_back(static_cast<uint8_t>(0xa0 | s.size()));
+  } else if (s.size() <= 0xff) {
+    out->push_back(0xd9);
+    PutBe(s.size(), 1, out);
+  } else if (s.size() <= 0xffff) {
+    out->push_back(0xda);
+    PutBe(s.size(), 2, out);
+  } else {
+    out->push_back(0xdb);
+    PutBe(s.size(), 4, out);
+  }
+  out->insert(out->end(), s.begin(), s.end());
+}
+
+void AppendMsgpackUint(uint64_t v, std::vector<uint8_t>* out) {
+  if (v < 0x80) {
+    out->push_back(static_cast<uint8_t>(v));
+  } else if (v <= 0xff) {
+    out->push_back(0xcc);
+    PutBe(v, 1, out);
+  } else if (v <= 0xffff) {
+    out->push_back(0xcd);
+    PutBe(v, 2, out);
+  } else if (v <= 0xffffffff) {
+    out->push_back(0xce);
+    PutBe(v, 4, out);
+  } else {
+    out->push_back(0xcf);
+    PutBe(v, 8, out);
+  }
+}
+
 void AppendFrame(MessageType type, const json& body,
                  std::vector<uint8_t>* out) {
   size_t start = out->size();
   out->resize(start + kHeaderSize);
-  json::to_msgpack(body, *out);
+  if (IsEncodedBody(body)) {
+    const auto& bytes = body.get_binary();
+    out->insert(out->end(), bytes.begin(), bytes.end());
+  } else {
+    json::to_msgpack(body, *out);
+  }
   uint32_t length = static_cast<uint32_t>(out->size() - start - kHeaderSize);
   PutLe32(out->data() + start, length);
   PutLe16(out->data() + start + 4, static_cast<uint16_t>(type));
@@ -180,8 +260,19 @@ void FrameDecoder::Feed(const uint8_t* data, size_t size) {
 }
 
 Result<std::optional<Frame>> FrameDecoder::Next() {
+  ASSIGN_OR_RAISE(std::optional<RawFrame> raw, NextRaw());
+  if (!raw) return std::optional<Frame>();
+  auto body = DecodeBody(raw->body, raw->size);
+  if (!body.ok()) {
+    read_pos_ -= kHeaderSize + raw->size;  // the stream stays failed
+    return body.status();
+  }
+  return std::optional<Frame>(Frame{raw->type, std::move(body).value()});
+}
+
+Result<std::optional<FrameDecoder::RawFrame>> FrameDecoder::NextRaw() {
   size_t available = buffer_.size() - read_pos_;
-  if (available < kHeaderSize) return std::optional<Frame>();
+  if (available < kHeaderSize) return std::optional<RawFrame>();
   const uint8_t* header = buffer_.data() + read_pos_;
   uint32_t length = GetLe32(header);
   uint16_t type = GetLe16(header + 4);
@@ -195,10 +286,9 @@ Result<std::optional<Frame>> FrameDecoder::Next() {
     return Status::Invalid("frame flags must be 0, got " +
                            std::to_string(flags));
   }
-  if (available < kHeaderSize + length) return std::optional<Frame>();
-  ASSIGN_OR_RAISE(json body, DecodeBody(header + kHeaderSize, length));
+  if (available < kHeaderSize + length) return std::optional<RawFrame>();
   read_pos_ += kHeaderSize + length;
-  return std::optional<Frame>(Frame{type, std::move(body)});
+  return std::optional<RawFrame>(RawFrame{type, header + kHeaderSize, length});
 }
 
 Result<json> DecodeBody(const uint8_t* data, size_t size) {

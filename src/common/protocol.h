@@ -64,8 +64,21 @@ struct Frame {
   json body;
 };
 
-// Appends one encoded frame to `out`.
+// Appends one encoded frame to `out`. A body made by EncodedBody is copied
+// verbatim.
 void AppendFrame(MessageType type, const json& body, std::vector<uint8_t>* out);
+
+// A body already encoded as one MessagePack map (the caller guarantees it),
+// held in a json value that AppendFrame recognises: a binary value with a
+// private subtype, which a decoded body never is (bodies are maps). Lets the
+// daemon send cached encodings (GetMeta's trees) without building a DOM.
+json EncodedBody(std::vector<uint8_t> msgpack);
+// Building blocks for such bodies: MessagePack headers and scalars, in their
+// shortest encodings (as nlohmann::json::to_msgpack writes them).
+void AppendMsgpackMapHeader(size_t entries, std::vector<uint8_t>* out);
+void AppendMsgpackArrayHeader(size_t size, std::vector<uint8_t>* out);
+void AppendMsgpackString(std::string_view s, std::vector<uint8_t>* out);
+void AppendMsgpackUint(uint64_t v, std::vector<uint8_t>* out);
 std::vector<uint8_t> EncodeFrame(MessageType type, const json& body);
 json ErrorBody(const Status& status);
 // Turns an Error body back into a Status (Invalid if the body is malformed).
@@ -83,6 +96,15 @@ class FrameDecoder {
   // Invalid if the stream is malformed (oversized length, non-zero flags,
   // undecodable or non-map body). After an error the stream is unusable.
   Result<std::optional<Frame>> Next();
+  // As Next, but leaves the body undecoded: `body` points into the decoder's
+  // buffer and stays valid until the next Feed. The header is checked as by
+  // Next; checking the body is the caller's job.
+  struct RawFrame {
+    uint16_t type = 0;
+    const uint8_t* body = nullptr;
+    size_t size = 0;
+  };
+  Result<std::optional<RawFrame>> NextRaw();
   size_t buffered() const { return buffer_.size() - read_pos_; }
 
  private:

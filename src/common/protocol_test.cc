@@ -34,6 +34,48 @@ TEST(ProtocolTest, FramesRoundTripAcrossArbitrarySplits) {
   }
 }
 
+TEST(ProtocolTest, EncodedBodiesMatchTheLibraryEncoding) {
+  // Lengths and values at every boundary of the MessagePack size classes.
+  std::vector<uint64_t> values = {
+      0,       0x7f,       0x80,        0xff,       0x100,       0xffff,
+      0x10000, 0xffffffff, 0x100000000, UINT64_MAX, 0x2a00000013};
+  for (size_t n :
+       {size_t{0}, size_t{15}, size_t{16}, size_t{65535}, size_t{65536}}) {
+    std::string key(n % 300, 'k');  // fixstr, str8 and str16 keys
+    std::vector<uint8_t> bytes;
+    json expected = json::object();
+    json array = json::array();
+    AppendMsgpackMapHeader(2, &bytes);
+    AppendMsgpackString("a" + key, &bytes);
+    AppendMsgpackArrayHeader(n, &bytes);
+    for (size_t i = 0; i < n; ++i) {
+      uint64_t v = values[i % values.size()];
+      AppendMsgpackUint(v, &bytes);
+      array.push_back(v);
+    }
+    AppendMsgpackString("b", &bytes);
+    AppendMsgpackMapHeader(0, &bytes);
+    expected["a" + key] = array;
+    expected["b"] = json::object();
+
+    std::vector<uint8_t> frame;
+    AppendFrame(MessageType::kReply, EncodedBody(bytes), &frame);
+    EXPECT_EQ(std::vector<uint8_t>(frame.begin() + kHeaderSize, frame.end()),
+              bytes);
+    std::vector<uint8_t> library;
+    AppendFrame(MessageType::kReply, expected, &library);
+    EXPECT_EQ(frame, library) << "n " << n;
+    FrameDecoder d;
+    d.Feed(frame.data(), frame.size());
+    auto f = d.Next();
+    ASSERT_TRUE(f.ok() && f->has_value());
+    EXPECT_EQ((*f)->body, expected);
+  }
+  std::vector<uint8_t> bytes;
+  AppendMsgpackString(std::string(70000, 'x'), &bytes);  // str32
+  EXPECT_EQ(bytes, json::to_msgpack(json(std::string(70000, 'x'))));
+}
+
 TEST(ProtocolTest, OversizedLengthIsRejectedBeforeBuffering) {
   FrameDecoder d(1024);
   uint8_t header[8] = {0xff, 0xff, 0xff, 0x7f, 1, 0, 0, 0};

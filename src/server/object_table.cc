@@ -241,7 +241,20 @@ Result<ObjectID> ObjectTable::CreateObject(ClientId client, const json& tree) {
     return Status::Invalid("the root of a new object must be a new node");
   }
   RETURN_NOT_OK(ValidateTree(client, tree, 0));
-  return BuildTree(client, tree);
+  ObjectID id = BuildTree(client, tree);
+  // Encode the tree for GetMeta now, while it is hot in cache: the first get
+  // of a new object (the usual case in a pipeline) then costs a copy.
+  const ObjectEntry& entry = entries_.at(id);
+  TreeCache& cache = CacheOf(entry);
+  uint64_t relocations = 0;
+  for (ObjectID blob : cache.blobs) {
+    const ObjectEntry& b = entries_.at(blob);
+    if (!b.resident()) return id;  // encoded by the get that reloads it
+    relocations += b.relocations;
+  }
+  EncodeTree(entry, &cache.encoded);
+  cache.relocations = relocations;
+  return id;
 }
 
 void ObjectTable::Hold(ClientState& state, ObjectEntry& entry) {
@@ -249,49 +262,125 @@ void ObjectTable::Hold(ClientState& state, ObjectEntry& entry) {
   entry.readers++;
 }
 
-json ObjectTable::ExpandTree(const ObjectEntry& entry, ClientId client,
-                             std::vector<ObjectID>* held) {
-  json node = {{"typename", entry.type_name},
-               {"id", entry.id.value()},
-               {"nbytes", entry.nbytes},
-               {"instance_id", instance_id_}};
+json ObjectTable::ExpandTree(const ObjectEntry& entry) const {
+  json node = json::object();
+  node["typename"] = entry.type_name;
+  node["id"] = entry.id.value();
+  node["nbytes"] = entry.nbytes;
+  node["instance_id"] = instance_id_;
   if (entry.is_blob) {
     if (entry.resident()) node["offset"] = entry.offset;
   } else {
     node["fields"] = entry.fields;
-    json members = json::object();
+    json& members = node["members"] = json::object();
     for (const auto& [name, child] : entry.members) {
-      members[name] = ExpandTree(entries_.at(child), client, held);
+      members[name] = ExpandTree(entries_.at(child));
     }
-    node["members"] = std::move(members);
-  }
-  if (held) {
-    ObjectEntry& e = entries_.at(entry.id);
-    Hold(clients_.at(client), e);
-    LruTouch(e);
-    held->push_back(entry.id);
   }
   return node;
 }
 
-Result<json> ObjectTable::GetTree(ClientId client, ObjectID id,
-                                  std::vector<ObjectID>* held) {
+void ObjectTable::EncodeTree(const ObjectEntry& entry,
+                             std::vector<uint8_t>* out) const {
+  bool offset = entry.is_blob && entry.resident();
+  protocol::AppendMsgpackMapHeader(entry.is_blob ? 4 + offset : 6, out);
+  protocol::AppendMsgpackString("typename", out);
+  protocol::AppendMsgpackString(entry.type_name, out);
+  protocol::AppendMsgpackString("id", out);
+  protocol::AppendMsgpackUint(entry.id.value(), out);
+  protocol::AppendMsgpackString("nbytes", out);
+  protocol::AppendMsgpackUint(entry.nbytes, out);
+  protocol::AppendMsgpackString("instance_id", out);
+  protocol::AppendMsgpackUint(instance_id_, out);
+  if (entry.is_blob) {
+    if (offset) {
+      protocol::AppendMsgpackString("offset", out);
+      protocol::AppendMsgpackUint(entry.offset, out);
+    }
+    return;
+  }
+  protocol::AppendMsgpackString("fields", out);
+  json::to_msgpack(entry.fields, *out);
+  protocol::AppendMsgpackString("members", out);
+  protocol::AppendMsgpackMapHeader(entry.members.size(), out);
+  for (const auto& [name, child] : entry.members) {
+    protocol::AppendMsgpackString(name, out);
+    EncodeTree(entries_.at(child), out);
+  }
+}
+
+Result<ObjectEntry*> ObjectTable::FindSealed(ObjectID id) {
   ObjectEntry* e = FindVisible(id);
-  if (!e)
+  if (!e) {
     return Status::ObjectNotFound("object " + id.ToString() + " not found");
+  }
   if (e->state != ObjectState::kSealed) {
     return Status::NotSealed("object " + id.ToString() + " is not sealed");
   }
-  if (held) {
-    ASSIGN_OR_RAISE(std::vector<ObjectID> blobs, BlobsOf({id}));
-    for (ObjectID blob : blobs) {
-      if (!entries_.at(blob).resident()) {
-        return Status::IOError("blob " + blob.ToString() + " of " +
-                               id.ToString() + " is not in memory");
+  return e;
+}
+
+TreeCache& ObjectTable::CacheOf(const ObjectEntry& entry) const {
+  if (!entry.tree_cache) {
+    auto cache = std::make_unique<TreeCache>();
+    std::unordered_set<ObjectID> seen;
+    std::vector<const ObjectEntry*> stack = {&entry};
+    while (!stack.empty()) {
+      const ObjectEntry* e = stack.back();
+      stack.pop_back();
+      if (!seen.insert(e->id).second) continue;
+      if (e->is_blob) cache->blobs.push_back(e->id);
+      for (auto m = e->members.rbegin(); m != e->members.rend(); ++m) {
+        stack.push_back(&entries_.at(m->second));
       }
     }
+    entry.tree_cache = std::move(cache);
   }
-  return ExpandTree(*e, client, held);
+  return *entry.tree_cache;
+}
+
+Result<uint64_t> ObjectTable::HoldBlobs(ClientId client, ObjectID id,
+                                        const TreeCache& cache,
+                                        std::vector<ObjectID>* held) {
+  uint64_t relocations = 0;
+  for (ObjectID blob : cache.blobs) {  // all or nothing: check first
+    const ObjectEntry& b = entries_.at(blob);
+    if (!b.resident()) {
+      return Status::IOError("blob " + blob.ToString() + " of " +
+                             id.ToString() + " is not in memory");
+    }
+    relocations += b.relocations;
+  }
+  ClientState& state = clients_.at(client);
+  for (ObjectID blob : cache.blobs) {
+    ObjectEntry& b = entries_.at(blob);
+    Hold(state, b);
+    LruTouch(b);
+    held->push_back(blob);
+  }
+  return relocations;
+}
+
+Result<json> ObjectTable::GetTree(ClientId client, ObjectID id,
+                                  std::vector<ObjectID>* held) {
+  ASSIGN_OR_RAISE(ObjectEntry * e, FindSealed(id));
+  if (held) RETURN_NOT_OK(HoldBlobs(client, id, CacheOf(*e), held).status());
+  return ExpandTree(*e);
+}
+
+Status ObjectTable::GetTreeEncoded(ClientId client, ObjectID id,
+                                   std::vector<uint8_t>* out,
+                                   std::vector<ObjectID>* held) {
+  ASSIGN_OR_RAISE(ObjectEntry * e, FindSealed(id));
+  TreeCache& cache = CacheOf(*e);
+  ASSIGN_OR_RAISE(uint64_t relocations, HoldBlobs(client, id, cache, held));
+  if (cache.encoded.empty() || cache.relocations != relocations) {
+    cache.encoded.clear();
+    EncodeTree(*e, &cache.encoded);
+    cache.relocations = relocations;
+  }
+  out->insert(out->end(), cache.encoded.begin(), cache.encoded.end());
+  return Status::OK();
 }
 
 Result<BlobSlot> ObjectTable::GetBlob(ClientId client, ObjectID id) {
@@ -358,6 +447,7 @@ Result<std::vector<ObjectID>> ObjectTable::Delete(
 void ObjectTable::MarkDeleted(ObjectEntry& entry, bool deep, bool force,
                               std::vector<ObjectID>* deleted) {
   entry.state = ObjectState::kDeleted;
+  entry.tree_cache.reset();  // only visible objects use it
   LruRemove(entry);
   deleted->push_back(entry.id);
   // A force-deleted object that live objects still contain keeps its members
@@ -565,6 +655,7 @@ Result<SpillJob> ObjectTable::StartReload(ObjectID id) {
   assert(e.residence == Residence::kSpilled);
   ASSIGN_OR_RAISE(uint64_t offset, allocator_->Allocate(e.size));
   e.offset = offset;
+  e.relocations++;  // trees cached with the old offset are stale
   e.residence = Residence::kReloading;
   return SpillJob{e.id, e.offset, e.size};
 }
@@ -588,22 +679,22 @@ void ObjectTable::FinishReload(ObjectID id, bool read) {
 
 Result<std::vector<ObjectID>> ObjectTable::BlobsOf(
     const std::vector<ObjectID>& ids) const {
-  std::vector<ObjectID> blobs;
-  std::unordered_set<ObjectID> seen;
-  std::vector<ObjectID> stack;
+  std::vector<const ObjectEntry*> entries;
+  entries.reserve(ids.size());
   for (ObjectID id : ids) {
-    if (!Find(id)) {
+    const ObjectEntry* e = Find(id);
+    if (!e) {
       return Status::ObjectNotFound("object " + id.ToString() + " not found");
     }
-    stack.push_back(id);
+    entries.push_back(e);
   }
-  while (!stack.empty()) {
-    ObjectID id = stack.back();
-    stack.pop_back();
-    if (!seen.insert(id).second) continue;
-    const ObjectEntry& e = entries_.at(id);
-    if (e.is_blob) blobs.push_back(id);
-    for (const auto& m : e.members) stack.push_back(m.second);
+  if (entries.size() == 1) return CacheOf(*entries[0]).blobs;
+  std::vector<ObjectID> blobs;
+  std::unordered_set<ObjectID> seen;
+  for (const ObjectEntry* e : entries) {
+    for (ObjectID blob : CacheOf(*e).blobs) {
+      if (seen.insert(blob).second) blobs.push_back(blob);
+    }
   }
   return blobs;
 }

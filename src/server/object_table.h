@@ -10,8 +10,10 @@
 // * A composite object is created sealed by CreateObject from a tree whose
 //   members are new nodes or existing objects; the creator's CREATED blobs
 //   referenced by the tree are sealed in the same step.
-// * Readers hold objects (Hold/Release, counted per client). A held object
-//   that is deleted disappears from lookups at once, but its bytes stay intact
+// * Readers hold blobs (Hold/Release, counted per client); getting a
+//   composite object holds the distinct blobs of its tree, since only blobs
+//   own memory. A held blob that is deleted (itself, or with a container by
+//   a deep delete) disappears from lookups at once, but its bytes stay intact
 //   until the last reader releases it or disconnects: never a use-after-free.
 // * A member is referenced by the live objects that contain it. Deleting a
 //   referenced object needs force; it then also stays in memory (invisible)
@@ -24,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
@@ -42,6 +45,20 @@ using nlohmann::json;
 
 enum class ObjectState { kCreated, kSealed, kDeleted };
 enum class Residence { kInMemory, kSpilling, kSpilled, kReloading };
+
+// What GetMeta sends for one sealed object, kept with it: an object never
+// changes once sealed, except that its blobs' offsets change when they are
+// reloaded from the spill directory (`relocations` below).
+struct TreeCache {
+  // The distinct blobs reachable from the object, in first-visit order. Fixed
+  // for the object's life: members of a visible object never change.
+  std::vector<ObjectID> blobs;
+  // The expanded tree encoded as MessagePack (empty: not built yet), and the
+  // sum of `relocations` over `blobs` when it was built. A different sum
+  // means some blob moved, so the bytes are rebuilt.
+  std::vector<uint8_t> encoded;
+  uint64_t relocations = 0;
+};
 
 struct ObjectEntry {
   ObjectID id;
@@ -63,6 +80,10 @@ struct ObjectEntry {
   uint32_t transient_pins = 0;  // requests waiting to read it (see Store)
   bool in_lru = false;
   std::list<ObjectID>::iterator lru_position;  // valid while in_lru
+  uint64_t relocations = 0;  // blobs: times reloaded (to a new offset)
+  // Built by the first BlobsOf/GetTree/GetTreeEncoded of a visible object
+  // (a cache, hence mutable); dropped when the object is deleted.
+  mutable std::unique_ptr<TreeCache> tree_cache;
 
   bool resident() const {
     return residence == Residence::kInMemory ||
@@ -119,10 +140,19 @@ class ObjectTable {
   Result<ObjectID> CreateObject(ClientId client, const json& tree);
 
   // The expanded tree of a visible, sealed object (blob nodes carry their
-  // arena offset). With `held`, every node of the tree is held once for the
-  // client and its id appended to *held.
+  // arena offset). With `held`, every distinct blob reachable from it is held
+  // once for the client and its id appended to *held; composite nodes own no
+  // memory and are not held (a reader's bytes are safe while it holds the
+  // blobs). With `held`, all those blobs must be in memory (IOError if not;
+  // nothing is held then).
   Result<json> GetTree(ClientId client, ObjectID id,
                        std::vector<ObjectID>* held);
+  // As GetTree with `held`, but appends the tree to *out already encoded as
+  // MessagePack. The encoding is built once per object and reused (objects
+  // are immutable once sealed; it is rebuilt if a blob was reloaded to a new
+  // offset), so a repeated get costs a copy plus one hold per blob.
+  Status GetTreeEncoded(ClientId client, ObjectID id, std::vector<uint8_t>* out,
+                        std::vector<ObjectID>* held);
   // A visible, sealed blob, held once for the client.
   Result<BlobSlot> GetBlob(ClientId client, ObjectID id);
   // Drops one hold per id (ids the client does not hold are Invalid; those
@@ -192,8 +222,18 @@ class ObjectTable {
   ObjectID BuildTree(ClientId client, const json& node);
   uint64_t DistinctBlobBytes(
       const std::vector<std::pair<std::string, ObjectID>>& members) const;
-  json ExpandTree(const ObjectEntry& entry, ClientId client,
-                  std::vector<ObjectID>* held);
+  json ExpandTree(const ObjectEntry& entry) const;
+  // ExpandTree's result written straight as MessagePack (no DOM).
+  void EncodeTree(const ObjectEntry& entry, std::vector<uint8_t>* out) const;
+  // A visible, sealed object, or ObjectNotFound/NotSealed.
+  Result<ObjectEntry*> FindSealed(ObjectID id);
+  // The cache of a visible object, with `blobs` filled in.
+  TreeCache& CacheOf(const ObjectEntry& entry) const;
+  // Holds every blob of `cache` for the client, after checking that all are
+  // in memory; returns the sum of their relocations.
+  Result<uint64_t> HoldBlobs(ClientId client, ObjectID id,
+                             const TreeCache& cache,
+                             std::vector<ObjectID>* held);
   void Hold(ClientState& state, ObjectEntry& entry);
   void MarkDeleted(ObjectEntry& entry, bool deep, bool force,
                    std::vector<ObjectID>* deleted);

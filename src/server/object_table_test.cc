@@ -69,8 +69,58 @@ TEST_F(ObjectTableTest, CreateObjectSealsReferencedBlobsAndSumsBytes) {
   ASSERT_TRUE(tree.ok());
   EXPECT_EQ((*tree)["nbytes"], 400u);
   EXPECT_EQ((*tree)["members"]["m1"]["typename"], kBlobTypeName);
-  EXPECT_EQ(held.size(), 3u);
+  EXPECT_EQ(held.size(), 2u);  // the blobs; composite nodes are not held
   EXPECT_TRUE(table_.GetBlob(kReader, (*slots)[0].id).ok());
+}
+
+TEST_F(ObjectTableTest, GetHoldsEachDistinctBlobOnceAndCachesTheEncoding) {
+  ObjectID shared = SealedBlob(128);
+  ObjectID inner = Composite({shared, shared});
+  ObjectID root = Composite({inner, shared});
+  std::vector<uint8_t> first, second;
+  std::vector<ObjectID> held;
+  ASSERT_TRUE(table_.GetTreeEncoded(kReader, root, &first, &held).ok());
+  ASSERT_TRUE(table_.GetTreeEncoded(kReader, root, &second, &held).ok());
+  EXPECT_EQ(held, (std::vector<ObjectID>{shared, shared}));  // once per get
+  EXPECT_EQ(first, second);
+  auto tree = table_.GetTree(kReader, root, nullptr);
+  ASSERT_TRUE(tree.ok());
+  EXPECT_EQ(json::from_msgpack(first), *tree);
+  EXPECT_EQ(table_.Stats().held_bytes, 128u);
+  // Deleting the whole tree leaves the held blob's bytes in place.
+  ASSERT_TRUE(table_.Delete({root}, true, false).ok());
+  EXPECT_EQ(allocator_.used(), 128u);
+  EXPECT_TRUE(
+      table_.GetTreeEncoded(kReader, root, &first, &held).IsObjectNotFound());
+  ASSERT_TRUE(table_.Release(kReader, held).ok());
+  EXPECT_EQ(allocator_.used(), 0u);
+  EXPECT_EQ(table_.Stats().deleted_pending, 0u);
+}
+
+TEST_F(ObjectTableTest, CachedTreesFollowReloadedBlobs) {
+  ObjectID blob = SealedBlob(256);
+  ObjectID root = Composite({blob});
+  std::vector<uint8_t> before, after;
+  std::vector<ObjectID> held;
+  ASSERT_TRUE(table_.GetTreeEncoded(kReader, root, &before, &held).ok());
+  ASSERT_TRUE(table_.Release(kReader, held).ok());
+  held.clear();
+  // Spill it, occupy its old range, reload it elsewhere.
+  ASSERT_EQ(table_.StartSpills(256).size(), 1u);
+  ASSERT_TRUE(table_.FinishSpill(blob, true));
+  ObjectID filler = SealedBlob(256);
+  EXPECT_TRUE(table_.GetTreeEncoded(kReader, root, &after, &held).IsIOError());
+  EXPECT_TRUE(held.empty());  // nothing held when a blob is not in memory
+  auto job = table_.StartReload(blob);
+  ASSERT_TRUE(job.ok());
+  table_.FinishReload(blob, true);
+  ASSERT_TRUE(table_.GetTreeEncoded(kReader, root, &after, &held).ok());
+  json tree = json::from_msgpack(after);
+  EXPECT_EQ(tree["members"]["m0"]["offset"], job->offset);
+  EXPECT_EQ(json::from_msgpack(before)["members"]["m0"]["offset"],
+            table_.GetTree(kReader, filler, nullptr)->at("offset"));
+  EXPECT_NE(before, after);
+  ASSERT_TRUE(table_.Release(kReader, held).ok());
 }
 
 TEST_F(ObjectTableTest, CreateObjectValidatesBeforeChangingAnything) {

@@ -309,17 +309,24 @@ void Store::GetMeta(ClientId client, const json& body, Done done) {
   EnsureResident(*ids, [this, client, ids = *ids, done](Status st) {
     if (!table_.HasClient(client)) return;
     if (!st.ok()) return done(st);
-    json trees = json::array();
+    // {trees: [...], held: [...]} written straight as MessagePack: each
+    // object's tree comes encoded from the table's cache.
+    std::vector<uint8_t> body;
     std::vector<ObjectID> held;
+    protocol::AppendMsgpackMapHeader(2, &body);
+    protocol::AppendMsgpackString("trees", &body);
+    protocol::AppendMsgpackArrayHeader(ids.size(), &body);
     for (ObjectID id : ids) {
-      auto tree = table_.GetTree(client, id, &held);
-      if (!tree.ok()) {
+      Status got = table_.GetTreeEncoded(client, id, &body, &held);
+      if (!got.ok()) {
         (void)table_.Release(client, held);  // all or nothing
-        return done(tree.status());
+        return done(got);
       }
-      trees.push_back(std::move(tree).value());
     }
-    done(json{{"trees", std::move(trees)}, {"held", IdsToJson(held)}});
+    protocol::AppendMsgpackString("held", &body);
+    protocol::AppendMsgpackArrayHeader(held.size(), &body);
+    for (ObjectID h : held) protocol::AppendMsgpackUint(h.value(), &body);
+    done(protocol::EncodedBody(std::move(body)));
   });
 }
 
@@ -336,8 +343,9 @@ void Store::GetBlobs(ClientId client, const json& body, Done done) {
   EnsureResident(*ids, [this, client, ids = *ids, done](Status st) {
     if (!table_.HasClient(client)) return;
     if (!st.ok()) return done(st);
-    json offsets = json::array(), sizes = json::array();
     std::vector<ObjectID> held;
+    std::vector<BlobSlot> slots;
+    slots.reserve(ids.size());
     for (ObjectID id : ids) {
       auto slot = table_.GetBlob(client, id);
       if (!slot.ok()) {
@@ -345,10 +353,20 @@ void Store::GetBlobs(ClientId client, const json& body, Done done) {
         return done(slot.status());
       }
       held.push_back(id);
-      offsets.push_back(slot->offset);
-      sizes.push_back(slot->size);
+      slots.push_back(*slot);
     }
-    done(json{{"offsets", std::move(offsets)}, {"sizes", std::move(sizes)}});
+    // {offsets: [...], sizes: [...]} written straight as MessagePack.
+    std::vector<uint8_t> reply;
+    reply.reserve(32 + 18 * slots.size());
+    protocol::AppendMsgpackMapHeader(2, &reply);
+    protocol::AppendMsgpackString("offsets", &reply);
+    protocol::AppendMsgpackArrayHeader(slots.size(), &reply);
+    for (const BlobSlot& s : slots)
+      protocol::AppendMsgpackUint(s.offset, &reply);
+    protocol::AppendMsgpackString("sizes", &reply);
+    protocol::AppendMsgpackArrayHeader(slots.size(), &reply);
+    for (const BlobSlot& s : slots) protocol::AppendMsgpackUint(s.size, &reply);
+    done(protocol::EncodedBody(std::move(reply)));
   });
 }
 
