@@ -542,7 +542,7 @@ void Store::WithMemory(uint64_t bytes, std::function<bool()> attempt,
   PumpPending();
 }
 
-void Store::PumpPending() {
+void Store::PumpPending(bool may_spill, const std::string& reason) {
   while (!pending_.empty()) {
     PendingAlloc& head = pending_.front();
     if (head.attempt()) {
@@ -550,6 +550,10 @@ void Store::PumpPending() {
       continue;
     }
     if (spills_in_flight_ > 0) return;  // their completion pumps again
+    if (!may_spill) {
+      FailPending(reason);
+      return;
+    }
     // Spill enough for the head, and down to the low watermark on the way.
     uint64_t low = static_cast<uint64_t>(options_.spill_low *
                                          static_cast<double>(arena_->size()));
@@ -623,10 +627,17 @@ void Store::OnSpillDone(const SpillJob& job, Status written,
   }
   if (then) then(written);
   if (spills_in_flight_ == 0 && spill_failed_in_round_) {
-    // Do not retry forever against a full or broken disk: what waits now
-    // fails with the reason, and later requests try spilling afresh.
     spill_failed_in_round_ = false;
-    FailPending("spilling failed: " + spill_error_);
+    if (file_deletes_in_flight_ > 0) {
+      // Perhaps only short of the space those deletes are freeing: try
+      // again once they are done (DropSpillFile pumps).
+      retry_after_deletes_ = true;
+      return;
+    }
+    // Do not retry forever against a full or broken disk: what fits in the
+    // memory the successful spills freed goes ahead, the rest fails with
+    // the reason, and later requests try spilling afresh.
+    PumpPending(/*may_spill=*/false, "spilling failed: " + spill_error_);
     return;
   }
   PumpPending();
@@ -636,7 +647,12 @@ void Store::DropSpillFile(ObjectID blob) {
   if (!spill_) return;
   // Forgotten now, deleted on a worker: unlinking a large file can take
   // milliseconds, and the reply (or the next request) need not wait for it.
-  hooks_.run_in_background(spill_->Detach(blob), [] {});
+  file_deletes_in_flight_++;
+  hooks_.run_in_background(spill_->Detach(blob), [this] {
+    if (--file_deletes_in_flight_ > 0 || !retry_after_deletes_) return;
+    retry_after_deletes_ = false;
+    PumpPending();
+  });
 }
 
 void Store::EnsureResident(const std::vector<ObjectID>& ids,

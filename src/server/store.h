@@ -124,7 +124,10 @@ class Store {
   // --- memory pressure ---
   void WithMemory(uint64_t bytes, std::function<bool()> attempt,
                   std::function<void(Status)> fail);
-  void PumpPending();
+  // Retries waiting requests in order. When the head still does not fit:
+  // with `may_spill`, starts spilling for it; otherwise fails everything
+  // still waiting with OutOfMemory(`reason`).
+  void PumpPending(bool may_spill = true, const std::string& reason = "");
   void FailPending(const std::string& reason);
   void SpillAboveHighWatermark();
   // Starts copying `job` to spill storage; `then` (optional) gets the result.
@@ -157,6 +160,10 @@ class Store {
   uint64_t spills_in_flight_ = 0;
   uint64_t spill_bytes_in_flight_ = 0;
   bool spill_failed_in_round_ = false;
+  // Spill files being deleted by workers. Until they are gone their disk
+  // space is not free, so a spill that failed meanwhile is retried after.
+  uint64_t file_deletes_in_flight_ = 0;
+  bool retry_after_deletes_ = false;
   std::unordered_map<ObjectID, std::vector<std::function<void(Status)>>>
       reload_waiters_;
   struct Counters {
