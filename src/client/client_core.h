@@ -60,7 +60,9 @@ class ClientCore {
  private:
   ClientCore() = default;
   Status WriteAll(const std::vector<uint8_t>& bytes);  // io_mutex_ held
-  Result<protocol::Frame> ReadFrame();                 // io_mutex_ held
+  Result<protocol::Frame> ReadFrame();
+  // recv(2) of what has arrived, polling briefly before blocking.
+  ssize_t ReceiveSoon(uint8_t* buffer, size_t size);  // io_mutex_ held
   // The next frame, body undecoded (valid until the next read).
   Result<protocol::FrameDecoder::RawFrame> ReadRawFrame();  // io_mutex_ held
   void AppendQueuedReleases(std::vector<uint8_t>* out);
