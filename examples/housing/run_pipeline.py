@@ -453,7 +453,11 @@ def run(args):
         raw_path, results["input"] = prepare_input(args, workdir)
         runs = []
         for round_no in range(args.rounds):
-            for ex in args.exchanges:
+            # Rotate which exchange runs first: the first run of a round
+            # meets a machine in a different state (a daemon just started and
+            # pre-faulted its arena, the raw table's page cache) than the rest.
+            shift = round_no % len(args.exchanges)
+            for ex in args.exchanges[shift:] + args.exchanges[:shift]:
                 print(f"[round {round_no + 1}/{args.rounds}] {ex} ...", flush=True)
                 runs.append(run_with_store(ex, raw_path, workdir, args, round_no))
                 print(f"  end-to-end {runs[-1]['end_to_end_s']:.2f} s, "
