@@ -166,13 +166,17 @@ Result<protocol::FrameDecoder::RawFrame> ClientCore::ReadRawFrame() {
   }
 }
 
-Result<json> ClientCore::Call(MessageType type, const json& body) {
-  std::lock_guard<std::mutex> lock(io_mutex_);
+Status ClientCore::SendRequest(MessageType type, const json& body) {
   if (fd_ < 0) return Status::Disconnected("client is closed");
   out_.clear();
-  AppendQueuedReleases(&out_);
+  AppendQueuedReleases(&out_);  // queued releases travel with the request
   protocol::AppendFrame(type, body, &out_);
-  RETURN_NOT_OK(WriteAll(out_));
+  return WriteAll(out_);
+}
+
+Result<json> ClientCore::Call(MessageType type, const json& body) {
+  std::lock_guard<std::mutex> lock(io_mutex_);
+  RETURN_NOT_OK(SendRequest(type, body));
   ASSIGN_OR_RAISE(protocol::Frame reply, ReadFrame());
   FlushQueuedReleases();
   if (reply.type == static_cast<uint16_t>(MessageType::kError)) {
@@ -189,11 +193,7 @@ Result<json> ClientCore::Call(MessageType type, const json& body) {
 Result<std::vector<uint8_t>> ClientCore::CallRaw(MessageType type,
                                                  const json& body) {
   std::lock_guard<std::mutex> lock(io_mutex_);
-  if (fd_ < 0) return Status::Disconnected("client is closed");
-  out_.clear();
-  AppendQueuedReleases(&out_);
-  protocol::AppendFrame(type, body, &out_);
-  RETURN_NOT_OK(WriteAll(out_));
+  RETURN_NOT_OK(SendRequest(type, body));
   ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame reply, ReadRawFrame());
   std::vector<uint8_t> bytes(reply.body, reply.body + reply.size);
   FlushQueuedReleases();

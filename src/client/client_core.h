@@ -60,6 +60,9 @@ class ClientCore {
  private:
   ClientCore() = default;
   Status WriteAll(const std::vector<uint8_t>& bytes);  // io_mutex_ held
+  // Writes queued releases and one request frame.
+  Status SendRequest(protocol::MessageType type,
+                     const json& body);  // io_mutex_ held
   Result<protocol::Frame> ReadFrame();
   // recv(2) of what has arrived, polling briefly before blocking.
   ssize_t ReceiveSoon(uint8_t* buffer, size_t size);  // io_mutex_ held
