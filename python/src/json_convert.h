@@ -27,18 +27,4 @@ nlohmann::json ToJson(pybind11::handle value,
 // Builds Python values from JSON (binary becomes bytes). GIL held.
 pybind11::object FromJson(const nlohmann::json& value);
 
-// Builds Python values straight from one MessagePack value spanning exactly
-// `size` bytes, as FromJson(DecodeBody(...)) would but without the JSON DOM:
-// maps (str keys only) become dicts, arrays lists, bin and ext bytes.
-// Raises InvalidArgument if the bytes are not one well-formed value, have
-// trailing bytes or nest deeper than 64 maps/arrays (the wire limit);
-// declared lengths are checked against the bytes present before anything is
-// allocated. GIL held.
-pybind11::object FromMsgpack(const uint8_t* data, size_t size);
-
-// Checks a tree got from the daemon as ObjectMeta::FromJson does (every node
-// a dict with a str 'typename' or an int 'id', 'fields' and 'members' dicts),
-// raising InvalidArgument otherwise. GIL held.
-void ValidateTree(pybind11::handle tree);
-
 }  // namespace trellis::python

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "client/client_core.h"
@@ -20,6 +21,7 @@
 #include "errors.h"
 #include "json_convert.h"
 #include "strings.h"
+#include "tree_decode.h"
 #include "trellis/client.h"
 #include "trellis/object.h"
 
@@ -160,7 +162,8 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   // blobs readable. One round trip. The reply's MessagePack becomes Python
   // objects directly (Client::GetMeta would build a JSON DOM first, which
   // costs more than the round trip for trees of many nodes).
-  py::tuple GetTree(ObjectID id) {
+  // (tree, lease) of object `id`; see FromMsgpack for `frame_blocks`.
+  py::tuple GetTree(ObjectID id, bool frame_blocks) {
     const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
     std::vector<uint8_t> reply = Unwrap(WithoutGil([&] {
       return core->CallRaw(protocol::MessageType::kGetMeta,
@@ -169,7 +172,8 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     py::object body, trees;
     std::vector<ObjectID> held;
     try {
-      body = FromMsgpack(reply.data(), reply.size());
+      body = FromMsgpack(reply.data(), reply.size(),
+                         TreeDecodeOptions{.frame_blocks = frame_blocks});
       if (!PyDict_Check(body.ptr())) ThrowInvalid("malformed GetMeta reply");
       PyObject* held_list = PyDict_GetItemString(body.ptr(), "held");
       if (!held_list || !PyList_Check(held_list)) {
@@ -409,6 +413,18 @@ object, or any view made from it, lives.)doc")
           py::arg("validity_at"));
 
   m.def(
+      "decode_tree",
+      [](py::bytes encoded) {
+        std::string_view bytes = encoded;
+        py::object tree = FromMsgpack(
+            reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+        ValidateTree(tree);
+        return tree;
+      },
+      py::arg("encoded"),
+      "The full tree of a node read with frame blocks, from its \"_raw\" "
+      "bytes.");
+  m.def(
       "scan_strings",
       [](py::array values, py::handle na) -> py::object {
         auto enc = StringColumnEncoder::Scan(std::move(values), na);
@@ -449,7 +465,8 @@ object, or any view made from it, lives.)doc")
            py::arg("placeholder"), py::arg("writer").none(true),
            py::arg("name") = "", py::arg("persist") = false,
            py::arg("overwrite") = true)
-      .def("get_tree", &PyClient::GetTree, py::arg("id"))
+      .def("get_tree", &PyClient::GetTree, py::arg("id"),
+           py::arg("frame_blocks") = false)
       .def("get_blob", &PyClient::GetBlob, py::arg("id"))
       .def("list_objects", &PyClient::ListObjects, py::arg("pattern"),
            py::arg("limit"))

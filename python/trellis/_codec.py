@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from trellis._core import InvalidArgument
+from trellis._core import InvalidArgument, decode_tree
 
 ALIGN = 64
 
@@ -184,8 +184,22 @@ def decode(node, ctx):
     if decoder is None:
         from trellis.client import ObjectMeta
 
-        return ObjectMeta(node, ctx)
+        return ObjectMeta(full_tree(node), ctx)
     return decoder(node, ctx)
+
+
+def full_tree(node):
+    """`node` with every DataFrame node that was read with frame blocks
+    (trellis._core.get_tree) back in its full form, for metadata views."""
+    if "_raw" in node:
+        return decode_tree(node["_raw"])
+    members = node.get("members")
+    if not members:
+        return node
+    full = {name: full_tree(child) for name, child in members.items()}
+    if all(full[name] is child for name, child in members.items()):
+        return node
+    return dict(node, members=full)
 
 
 def decode_root(tree, lease):

@@ -4,8 +4,9 @@ A DataFrame is a trellis::DataFrame that C++ reads as well: one node per
 column (``column_<i>``) and an ``index``. Columns of one numpy dtype (a
 pandas block) are stored back to back in one region, each a 1-d
 trellis::Tensor at its own offset; a get finds such evenly spaced runs again
-and rebuilds each as one 2-d block over shared memory, so numeric columns
-are neither copied nor consolidated.
+(trellis._core does, while decoding the tree: python/src/tree_decode.h) and
+rebuilds each as one 2-d block over shared memory, so numeric columns are
+neither copied nor consolidated.
 
 Other column kinds:
   datetime64 (tz-aware: field ``tz``), timedelta64   trellis::Tensor
@@ -75,15 +76,48 @@ def _object_index(values, name):
     return pd.Index(values, dtype=object, name=name, copy=False)
 
 
-def _frame_from_blocks(blocks, columns, index):
-    from pandas.core.internals import BlockManager
+try:  # pandas' constructors without their checks: decode checks instead
+    from pandas._libs.internals import BlockPlacement
+    from pandas.core.internals.blocks import new_block as _new_block
+except ImportError:  # a pandas without them: the pseudo-public make_block
+    _new_block = None
+
+
+def _make_block(values, placement):
+    """A 2-d block of `values` (ndarray of shape (len(placement), rows) or a
+    1-d ExtensionArray) at column positions `placement` (slice or list)."""
     from pandas.core.internals.api import make_block
 
-    made = [make_block(values, placement=placement, ndim=2) for values, placement in blocks]
-    manager = BlockManager(made, [columns, index])
+    if _new_block is not None and type(values) is np.ndarray:
+        return _new_block(values, BlockPlacement(placement), ndim=2)
+    return make_block(values, placement=placement, ndim=2)
+
+
+def _frame_from_blocks(blocks, columns, index):
+    """The DataFrame over `blocks` ((values, placement) pairs). The caller
+    guarantees what pandas would verify: each column placed exactly once,
+    every block `len(index)` rows long."""
+    from pandas.core.internals import BlockManager
+
+    made = [_make_block(values, placement) for values, placement in blocks]
+    manager = BlockManager(made, [columns, index], verify_integrity=False)
     if hasattr(pd.DataFrame, "_from_mgr"):  # pandas >= 2.1
         return pd.DataFrame._from_mgr(manager, axes=manager.axes)
     return pd.DataFrame(manager)
+
+
+def _range_index(start, stop, step, name):
+    """pd.RangeIndex(start, stop, step, name=name) for int arguments,
+    without its argument coercion (a third of a narrow frame's get)."""
+    if not (type(start) is int and type(stop) is int and type(step) is int) or step == 0:
+        raise InvalidArgument(f"RangeIndex({start!r}, {stop!r}, {step!r}) is not valid")
+    simple_new = getattr(pd.RangeIndex, "_simple_new", None)
+    if simple_new is not None:
+        try:
+            return simple_new(range(start, stop, step), name=name)
+        except TypeError:
+            pass
+    return pd.RangeIndex(start, stop, step, name=name)
 
 
 # -------------------------------------------------------------------- encoding
@@ -268,7 +302,7 @@ def decode_nullable(node, ctx):
 def decode_index(node, ctx):
     if node.get("typename") == RANGE_INDEX:
         f = node["fields"]
-        return pd.RangeIndex(f["start"], f["stop"], f["step"], name=f.get("name"))
+        return _range_index(f.get("start"), f.get("stop"), f.get("step"), f.get("name"))
     if node.get("typename") == PICKLE:  # e.g. a MultiIndex
         index = _codec.decode(node, ctx)
         return index if isinstance(index, pd.Index) else pd.Index(index)
@@ -302,14 +336,6 @@ def _dtype(text):
     return np.dtype(text)
 
 
-@functools.lru_cache(maxsize=256)
-def _plain_dtype(text):
-    """(dtype, [itemsize]) if a 1-d tensor of dtype `text` can join a 2-d
-    block, else None."""
-    dtype = np.dtype(text)
-    return (dtype, [dtype.itemsize]) if dtype.kind in "biufcmM" else None
-
-
 _column_keys = []
 
 
@@ -320,84 +346,59 @@ def _column_key(i):
     return _column_keys[i]
 
 
-def _plan_columns(members, count, num_rows, node_id):
-    """Sorts the columns of a frame into runs of plain 1-d tensors
-    ({(buffer id, dtype str): [(offset, position, node), ...]}, each in column
-    order) and the positions and nodes of all other columns. Plain: a
-    trellis::Tensor of shape [num_rows], unit stride, no tz, and a numeric
-    or datetime dtype. One pass, no per-column function calls: this loop is
-    most of a wide frame's get."""
-    runs, others = {}, []
-    shape = [num_rows]
-    tensor = _numpy.TENSOR
-    for i in range(count):
-        child = members.get(_column_key(i))
-        if child is None:
-            raise InvalidArgument(f"DataFrame {node_id} lacks member column_{i}")
-        f = child.get("fields") if child.get("typename") == tensor else None
-        if f is not None and f.get("shape") == shape and "tz" not in f:
-            plain = _plain_dtype(f["dtype"])
-            if plain is not None and f.get("strides") == plain[1]:
-                key = (child["members"]["buffer"]["id"], f["dtype"])
-                run = runs.get(key)
-                if run is None:
-                    runs[key] = run = []
-                run.append((f.get("offset", 0), i, child))
-                continue
-        others.append((i, child))
-    return runs, others
-
-
-def _numeric_blocks(runs, num_rows, ctx):
-    """2-d blocks over runs of same-dtype columns stored at evenly spaced
-    offsets of one blob; (values, positions) pairs."""
+def _numeric_blocks(planned, num_rows, ctx, node_id):
+    """The 2-d blocks over shared memory that trellis._core planned for the
+    frame's plain columns ("_blocks", see tree_decode.h); (values,
+    placement) pairs."""
     blocks = []
-    for (_, dtype_str), items in runs.items():
+    for buffer, dtype_str, offset, step, count, placement in planned:
         dtype = _dtype(dtype_str)
-        if any(items[k][0] > items[k + 1][0] for k in range(len(items) - 1)):
-            items.sort(key=lambda item: item[0])
-        run = [items[0]]
-        for item in items[1:]:
-            step = run[1][0] - run[0][0] if len(run) > 1 else item[0] - run[0][0]
-            if num_rows > 0 and step >= num_rows * dtype.itemsize and item[0] - run[-1][0] == step:
-                run.append(item)
-            else:
-                blocks.append(_block(run, dtype, num_rows, ctx))
-                run = [item]
-        blocks.append(_block(run, dtype, num_rows, ctx))
+        try:
+            values = np.ndarray((count, num_rows), dtype, buffer=ctx.blob(buffer),
+                                offset=offset, strides=(step, dtype.itemsize))
+        except (ValueError, TypeError) as e:
+            raise InvalidArgument(
+                f"DataFrame {node_id}: columns do not fit their buffer: {e}") from None
+        blocks.append((values, placement))
     return blocks
-
-
-def _block(run, dtype, num_rows, ctx):
-    positions = [position for _, position, _ in run]
-    first = run[0][2]
-    if len(run) == 1:
-        return _numpy.decode_tensor(first, ctx).reshape(1, num_rows), positions
-    step = run[1][0] - run[0][0]
-    buffer = ctx.blob(first["members"]["buffer"])
-    try:
-        values = np.ndarray((len(run), num_rows), dtype, buffer=buffer, offset=run[0][0],
-                            strides=(step, dtype.itemsize))
-    except (ValueError, TypeError) as e:
-        raise InvalidArgument(f"DataFrame columns do not fit their buffer: {e}") from None
-    return values, positions
 
 
 def decode_dataframe(node, ctx):
     fields, members = node["fields"], node["members"]
-    num_rows = fields["num_rows"]
+    node_id = node.get("id")
+    num_rows = fields.get("num_rows")
+    if type(num_rows) is not int or num_rows < 0:
+        raise InvalidArgument(f"DataFrame {node_id} has no valid num_rows")
     columns = _columns_index(fields)
+    count = len(columns)
     index = decode_index(members["index"], ctx) if "index" in members \
         else pd.RangeIndex(num_rows)
-    runs, others = _plan_columns(members, len(columns), num_rows, node.get("id"))
-    blocks = []
-    for i, child in others:
-        values = decode_column(child, ctx)
-        if isinstance(values, np.ndarray):  # object blocks are 2-d
-            values = values.reshape(1, len(values))
-        blocks.append((values, [i]))
-    if runs:
-        blocks.extend(_numeric_blocks(runs, num_rows, ctx))
+    if len(index) != num_rows:
+        raise InvalidArgument(
+            f"DataFrame {node_id} has {num_rows} rows but an index of {len(index)}")
+    planned, max_position = node.get("_blocks", ((), -1))
+    if max_position >= count:
+        raise InvalidArgument(
+            f"DataFrame {node_id} has member column_{max_position} but {count} columns")
+    blocks = _numeric_blocks(planned, num_rows, ctx, node_id)
+    placed = sum(len(values) for values, _ in blocks)
+    if placed < count:  # columns that are not plain numbers, one by one
+        taken = set()
+        for _, placement in blocks:
+            taken.update(range(count)[placement] if type(placement) is slice else placement)
+        for i in range(count):
+            if i in taken:
+                continue
+            child = members.get(_column_key(i))
+            if child is None:
+                raise InvalidArgument(f"DataFrame {node_id} lacks member column_{i}")
+            values = decode_column(child, ctx)
+            if len(values) != num_rows:
+                raise InvalidArgument(
+                    f"DataFrame {node_id}: column_{i} has {len(values)} rows, not {num_rows}")
+            if isinstance(values, np.ndarray):  # object blocks are 2-d
+                values = values.reshape(1, num_rows)
+            blocks.append((values, slice(i, i + 1)))
     return _frame_from_blocks(blocks, columns, index)
 
 

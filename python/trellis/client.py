@@ -223,7 +223,7 @@ class Client:
             raise InvalidArgument("get needs either an object id or name=..., not both")
         if name is not None:
             oid = self.get_name(name, wait=wait, timeout=timeout)
-        tree, lease = self._core.get_tree(as_id(oid))
+        tree, lease = self._core.get_tree(as_id(oid), frame_blocks=True)
         return _codec.decode_root(tree, lease)
 
     # -- names -----------------------------------------------------------

@@ -1,0 +1,118 @@
+"""DataFrame trees written by hand (as a C++ producer or a damaged store
+could write them): a get reads the plain columns as blocks (tree_decode.h)
+and says what is wrong with a tree it cannot read, naming the member."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import trellis
+from trellis import _codec
+
+I8 = np.dtype("<i8")
+
+
+def _column(offset, rows, dtype="<i8", stride=8):
+    return {"typename": "trellis::Tensor",
+            "fields": {"dtype": dtype, "shape": [rows], "strides": [stride], "offset": offset},
+            "members": {"buffer": _codec.BLOB}}
+
+
+def _frame_tree(labels, rows, columns):
+    members = {f"column_{i}": node for i, node in columns.items()}
+    members["index"] = {"typename": "trellis::RangeIndex",
+                        "fields": {"start": 0, "stop": rows, "step": 1, "name": None}}
+    return {"typename": "trellis::DataFrame",
+            "fields": {"columns": labels, "num_rows": rows, "columns_name": None,
+                       "columns_dtype": "object"},
+            "members": members}
+
+
+def _put_tree(client, tree, data):
+    """Puts `tree` whose BLOB placeholders stand for a blob holding `data`."""
+    writer = client._core.create_blob(data.nbytes)
+    memoryview(writer)[:] = data.view(np.uint8).ravel()
+    return client._core.create_object(tree, _codec.BLOB, writer, "", False, True)
+
+
+def test_padded_columns_are_one_block_in_any_member_order(client):
+    rows, step = 5, 64  # 40-byte columns 64 bytes apart, as C++ pads them
+    data = np.zeros(4 * step // 8, dtype=I8)
+    for c in range(4):
+        data[c * 8:c * 8 + rows] = np.arange(rows) + 100 * c
+    # column_2 is stored first: positions follow the offsets' order.
+    order = [2, 0, 1, 3]
+    tree = _frame_tree(list("abcd"), rows,
+                       {position: _column(slot * step, rows) for slot, position in enumerate(order)})
+    got = client.get(_put_tree(client, tree, data))
+    assert len(got._mgr.blocks) == 1
+    assert got._mgr.blocks[0].values.ctypes.data in client.arena
+    for slot, position in enumerate(order):
+        np.testing.assert_array_equal(got.iloc[:, position], np.arange(rows) + 100 * slot)
+
+
+def test_uneven_offsets_split_into_blocks(client):
+    rows = 4
+    data = np.arange(16, dtype=I8)
+    # Offsets 0, 32, 96: the third column breaks the 32-byte step.
+    tree = _frame_tree(["x", "y", "z"], rows, {0: _column(0, rows), 1: _column(32, rows),
+                                               2: _column(96, rows)})
+    got = client.get(_put_tree(client, tree, data))
+    assert len(got._mgr.blocks) == 2
+    np.testing.assert_array_equal(got["x"], [0, 1, 2, 3])
+    np.testing.assert_array_equal(got["y"], [4, 5, 6, 7])
+    np.testing.assert_array_equal(got["z"], [12, 13, 14, 15])
+
+
+def test_overlapping_columns_are_separate_blocks(client):
+    """Columns 8 bytes apart overlap; each is its own block, values intact."""
+    data = np.arange(6, dtype=I8)
+    tree = _frame_tree(["p", "q"], 3, {0: _column(0, 3), 1: _column(8, 3)})
+    got = client.get(_put_tree(client, tree, data))
+    np.testing.assert_array_equal(got["p"], [0, 1, 2])
+    np.testing.assert_array_equal(got["q"], [1, 2, 3])
+
+
+def test_get_meta_and_unknown_parents_see_every_column(client):
+    frame = pd.DataFrame({"a": [1, 2], "b": [3, 4]})
+    meta = client.get_meta(client.put(frame))
+    assert {"column_0", "column_1", "index"} <= set(meta.members)
+    # An object of a type Python does not know comes back as its metadata,
+    # frames inside it in full.
+    oid = _put_tree(client, {"typename": "example::Holder",
+                             "members": {"frame": dict(meta.to_dict())}},
+                    np.zeros(1, dtype=I8))
+    holder = client.get(oid)
+    assert isinstance(holder, trellis.ObjectMeta)
+    inner = holder.member("frame")
+    assert {"column_0", "column_1", "index"} <= set(inner.members)
+    assert inner.member("column_1").fields["shape"] == [2]
+
+
+@pytest.mark.parametrize("case, columns, message", [
+    ("column past the labels", {0: _column(0, 2), 1: _column(16, 2), 2: _column(32, 2)},
+     "column_2 but 2 columns"),
+    ("missing column", {0: _column(0, 2)}, "lacks member column_1"),
+    ("column of other length", {0: _column(0, 2), 1: _column(16, 3)}, "column_1 has 3 rows"),
+    ("column outside its blob", {0: _column(0, 2), 1: _column(4096, 2)}, "do not fit"),
+    ("unknown dtype", {0: _column(0, 2), 1: _column(16, 2, dtype="<i7", stride=7)}, "data type '<i7'"),
+])
+def test_malformed_frames_are_invalid_argument(client, case, columns, message):
+    data = np.arange(8, dtype=I8)
+    oid = _put_tree(client, _frame_tree(["a", "b"], 2, columns), data)
+    with pytest.raises(trellis.InvalidArgument, match=message):
+        client.get(oid)
+    # Nothing else is harmed: the client and the daemon go on serving.
+    assert client.get(client.put(np.arange(3))).tolist() == [0, 1, 2]
+
+
+def test_bad_num_rows_and_range_index(client):
+    data = np.arange(4, dtype=I8)
+    tree = _frame_tree(["a"], 2, {0: _column(0, 2)})
+    tree["fields"]["num_rows"] = "two"
+    with pytest.raises(trellis.InvalidArgument, match="num_rows"):
+        client.get(_put_tree(client, tree, data))
+    tree = _frame_tree(["a"], 2, {0: _column(0, 2)})
+    tree["members"]["index"]["fields"]["step"] = 0
+    with pytest.raises(trellis.InvalidArgument, match="RangeIndex"):
+        client.get(_put_tree(client, tree, data))
