@@ -1,5 +1,7 @@
 #include "tree_decode.h"
 
+#include <pybind11/numpy.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -312,6 +314,7 @@ class MsgpackDecoder {
         SetItem(dict, raw_key,
                 Steal(PyBytes_FromStringAndSize(
                     reinterpret_cast<const char*>(start), end - start)));
+        SetLabels(dict);
       }
     }
     return dict;
@@ -407,6 +410,23 @@ class MsgpackDecoder {
       return std::nullopt;
     }
     return value;
+  }
+
+  // Adds "_labels" to a DataFrame node whose fields hold a "columns" list.
+  static void SetLabels(py::handle node) {
+    PyObject* fields = PyDict_GetItemString(node.ptr(), "fields");
+    PyObject* labels = PyDict_GetItemString(fields, "columns");
+    if (!labels || !PyList_Check(labels)) return;
+    Py_ssize_t n = PyList_GET_SIZE(labels);
+    py::array values(py::dtype("O"), std::vector<py::ssize_t>{n});
+    auto** slots = static_cast<PyObject**>(values.mutable_data());
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* label = PyList_GET_ITEM(labels, i);
+      Py_INCREF(label);
+      Py_XSETREF(slots[i], label);  // numpy may have filled in None
+    }
+    static PyObject* const labels_key = InternedKey("_labels");
+    SetItem(node, labels_key, values);
   }
 
   // The members map of a DataFrame node with `rows` rows: plain columns go

@@ -41,7 +41,9 @@ struct TreeDecodeOptions {
 //     (count, num_rows) array without overlap); placement is a slice of
 //     column positions if they are consecutive, else a list of them;
 //     max_position is the largest position placed (-1 if none);
-//   "_raw": the node's own MessagePack bytes, to rebuild its full form.
+//   "_raw": the node's own MessagePack bytes, to rebuild its full form;
+//   "_labels": if fields' "columns" is a list, its items as a 1-d object
+//     ndarray (what a pandas Index of them holds).
 // A "column_<i>" that appears twice raises InvalidArgument.
 pybind11::object FromMsgpack(const uint8_t* data, size_t size,
                              TreeDecodeOptions options = {});

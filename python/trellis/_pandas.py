@@ -25,10 +25,18 @@ import functools
 import numpy as np
 import pandas as pd
 from pandas.core.arrays.masked import BaseMaskedArray
+from pandas.core.internals import BlockManager
+from pandas.core.internals.api import make_block
 
 from trellis import _codec, _numpy
 from trellis._core import InvalidArgument, decode_strings, scan_strings
 from trellis._pickle import PICKLE, encode_pickle
+
+try:  # pandas' block constructor without its checks: decode checks instead
+    from pandas._libs.internals import BlockPlacement
+    from pandas.core.internals.blocks import new_block as _new_block
+except ImportError:  # a pandas without it: the pseudo-public make_block
+    _new_block = None
 
 DATAFRAME = "trellis::DataFrame"
 SERIES = "trellis::Series"
@@ -76,18 +84,9 @@ def _object_index(values, name):
     return pd.Index(values, dtype=object, name=name, copy=False)
 
 
-try:  # pandas' constructors without their checks: decode checks instead
-    from pandas._libs.internals import BlockPlacement
-    from pandas.core.internals.blocks import new_block as _new_block
-except ImportError:  # a pandas without them: the pseudo-public make_block
-    _new_block = None
-
-
 def _make_block(values, placement):
     """A 2-d block of `values` (ndarray of shape (len(placement), rows) or a
     1-d ExtensionArray) at column positions `placement` (slice or list)."""
-    from pandas.core.internals.api import make_block
-
     if _new_block is not None and type(values) is np.ndarray:
         return _new_block(values, BlockPlacement(placement), ndim=2)
     return make_block(values, placement=placement, ndim=2)
@@ -97,8 +96,6 @@ def _frame_from_blocks(blocks, columns, index):
     """The DataFrame over `blocks` ((values, placement) pairs). The caller
     guarantees what pandas would verify: each column placed exactly once,
     every block `len(index)` rows long."""
-    from pandas.core.internals import BlockManager
-
     made = [_make_block(values, placement) for values, placement in blocks]
     manager = BlockManager(made, [columns, index], verify_integrity=False)
     if hasattr(pd.DataFrame, "_from_mgr"):  # pandas >= 2.1
@@ -315,7 +312,9 @@ def decode_index(node, ctx):
     return pd.Index(values, name=fields.get("name"), copy=False)
 
 
-def _columns_index(fields):
+def _columns_index(fields, label_values=None):
+    """The column labels' Index; `label_values` is fields["columns"] as an
+    object array if the caller has one."""
     name = fields.get("columns_name")
     if "columns_range" in fields:
         start, stop, step = fields["columns_range"]
@@ -324,10 +323,12 @@ def _columns_index(fields):
     labels = fields["columns"]
     if dtype != "object":
         return pd.Index(labels, dtype=dtype, name=name)
-    # Filling an object array first is 3x faster than Index(list) (which
-    # would also turn a list of tuples into a MultiIndex).
-    values = np.empty(len(labels), dtype=object)
-    values[:] = labels
+    # An object array is 3x faster than Index(list) (which would also turn
+    # a list of tuples into a MultiIndex).
+    values = label_values
+    if values is None or len(values) != len(labels):
+        values = np.empty(len(labels), dtype=object)
+        values[:] = labels
     return _object_index(values, name)
 
 
@@ -369,7 +370,7 @@ def decode_dataframe(node, ctx):
     num_rows = fields.get("num_rows")
     if type(num_rows) is not int or num_rows < 0:
         raise InvalidArgument(f"DataFrame {node_id} has no valid num_rows")
-    columns = _columns_index(fields)
+    columns = _columns_index(fields, node.get("_labels"))
     count = len(columns)
     index = decode_index(members["index"], ctx) if "index" in members \
         else pd.RangeIndex(num_rows)
