@@ -167,7 +167,7 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
     std::vector<uint8_t> reply = Unwrap(WithoutGil([&] {
       return core->CallRaw(protocol::MessageType::kGetMeta,
-                           json{{"ids", json::array({id.value()})}});
+                           protocol::IdsBody({id}));
     }));
     py::object body, trees;
     std::vector<ObjectID> held;

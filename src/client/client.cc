@@ -220,8 +220,7 @@ void ClientCore::AppendQueuedReleases(std::vector<uint8_t>* out) {
     ids.swap(queued_releases_);
   }
   if (!ids.empty()) {
-    protocol::AppendFrame(MessageType::kRelease,
-                          json{{"ids", protocol::IdsToJson(ids)}}, out);
+    protocol::AppendFrame(MessageType::kRelease, protocol::IdsBody(ids), out);
   }
 }
 
@@ -317,16 +316,14 @@ Result<ObjectID> BlobWriter::Seal() {
     return Status::Invalid("blob " + id_.ToString() +
                            " is no longer open (already sealed or aborted)");
   }
-  auto reply = core_->Call(MessageType::kSeal,
-                           json{{"ids", protocol::IdsToJson({id_})}});
+  auto reply = core_->Call(MessageType::kSeal, protocol::IdsBody({id_}));
   if (!reply.ok()) return reply.status();
   return id_;
 }
 
 Status BlobWriter::Abort() {
   if (!core_->TakeOpenBlob(id_)) return Status::OK();
-  auto reply = core_->Call(MessageType::kAbort,
-                           json{{"ids", protocol::IdsToJson({id_})}});
+  auto reply = core_->Call(MessageType::kAbort, protocol::IdsBody({id_}));
   return reply.ok() ? Status::OK() : reply.status();
 }
 
@@ -414,8 +411,7 @@ Result<Blob> Client::GetBlob(ObjectID id) {
 
 Result<std::vector<Blob>> Client::GetBlobs(const std::vector<ObjectID>& ids) {
   ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kGetBlobs,
-                              json{{"ids", protocol::IdsToJson(ids)}}));
+                  core_->Call(MessageType::kGetBlobs, protocol::IdsBody(ids)));
   auto offsets = protocol::GetUints(reply, "offsets");
   auto sizes = protocol::GetUints(reply, "sizes");
   auto lease = std::make_shared<ClientLease>(core_, ids);
@@ -474,8 +470,7 @@ Result<ObjectMeta> Client::GetMeta(ObjectID id) {
 Result<std::vector<ObjectMeta>> Client::GetMetas(
     const std::vector<ObjectID>& ids) {
   ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kGetMeta,
-                              json{{"ids", protocol::IdsToJson(ids)}}));
+                  core_->Call(MessageType::kGetMeta, protocol::IdsBody(ids)));
   auto held = protocol::GetIds(reply, "held");
   // Take ownership of the holds first, so they are released on any error.
   auto lease = std::make_shared<ClientLease>(
@@ -527,21 +522,18 @@ trellis::Status Client::Persist(ObjectID id) {
 }
 
 trellis::Status Client::Pin(const std::vector<ObjectID>& ids) {
-  auto reply =
-      core_->Call(MessageType::kPin, json{{"ids", protocol::IdsToJson(ids)}});
+  auto reply = core_->Call(MessageType::kPin, protocol::IdsBody(ids));
   return reply.ok() ? trellis::Status::OK() : reply.status();
 }
 
 trellis::Status Client::Unpin(const std::vector<ObjectID>& ids) {
-  auto reply =
-      core_->Call(MessageType::kUnpin, json{{"ids", protocol::IdsToJson(ids)}});
+  auto reply = core_->Call(MessageType::kUnpin, protocol::IdsBody(ids));
   return reply.ok() ? trellis::Status::OK() : reply.status();
 }
 
 Result<uint64_t> Client::Evict(const std::vector<ObjectID>& ids) {
   ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kEvict,
-                              json{{"ids", protocol::IdsToJson(ids)}}));
+                  core_->Call(MessageType::kEvict, protocol::IdsBody(ids)));
   return protocol::GetUint(reply, "evicted_bytes");
 }
 

@@ -411,4 +411,14 @@ json IdsToJson(const std::vector<ObjectID>& ids) {
   return out;
 }
 
+json IdsBody(const std::vector<ObjectID>& ids) {
+  std::vector<uint8_t> body;
+  body.reserve(16 + 9 * ids.size());
+  AppendMsgpackMapHeader(1, &body);
+  AppendMsgpackString("ids", &body);
+  AppendMsgpackArrayHeader(ids.size(), &body);
+  for (ObjectID id : ids) AppendMsgpackUint(id.value(), &body);
+  return EncodedBody(std::move(body));
+}
+
 }  // namespace trellis::protocol

@@ -132,5 +132,9 @@ Result<std::vector<ObjectID>> GetIds(const json& body, const char* key);
 Result<std::vector<uint64_t>> GetUints(const json& body, const char* key);
 Result<const json*> GetMap(const json& body, const char* key);
 json IdsToJson(const std::vector<ObjectID>& ids);
+// The body {"ids": [...]} as an EncodedBody: the requests that name only
+// objects (GetMeta, Release, Pin, ...) skip building and encoding a DOM,
+// which costs tens of microseconds when the code is not in cache.
+json IdsBody(const std::vector<ObjectID>& ids);
 
 }  // namespace trellis::protocol

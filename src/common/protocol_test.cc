@@ -76,6 +76,19 @@ TEST(ProtocolTest, EncodedBodiesMatchTheLibraryEncoding) {
   EXPECT_EQ(bytes, json::to_msgpack(json(std::string(70000, 'x'))));
 }
 
+TEST(ProtocolTest, IdsBodyMatchesTheLibraryEncoding) {
+  for (size_t n : {0, 1, 15, 16, 70000}) {
+    std::vector<ObjectID> ids;
+    for (size_t i = 0; i < n; ++i) {
+      ids.emplace_back(i % 3 == 0 ? i : (uint64_t{1} << 63) + i * 977);
+    }
+    std::vector<uint8_t> fast, library;
+    AppendFrame(MessageType::kGetMeta, IdsBody(ids), &fast);
+    AppendFrame(MessageType::kGetMeta, json{{"ids", IdsToJson(ids)}}, &library);
+    EXPECT_EQ(fast, library) << "n " << n;
+  }
+}
+
 TEST(ProtocolTest, OversizedLengthIsRejectedBeforeBuffering) {
   FrameDecoder d(1024);
   uint8_t header[8] = {0xff, 0xff, 0xff, 0x7f, 1, 0, 0, 0};
