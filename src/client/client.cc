@@ -1,5 +1,6 @@
 #include "trellis/client.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -133,15 +134,19 @@ Result<protocol::Frame> ClientCore::ReadFrame() {
 }
 
 ssize_t ClientCore::ReceiveSoon(uint8_t* buffer, size_t size) {
-  // Most replies arrive within a few microseconds. Polling for them briefly
-  // saves this thread from being put to sleep and woken again, which on a
-  // virtual machine with idle CPUs costs more than the request itself
-  // (bench/results/store_bench.md). After the spin it blocks as usual.
-  constexpr auto kSpin = std::chrono::microseconds(50);
+  // Most replies arrive within a few microseconds, and a get whose daemon
+  // and client code are out of cache (the first after a large copy) within
+  // a few hundred. Polling for that long saves this thread from being put
+  // to sleep and woken again, which on a virtual machine with idle CPUs
+  // costs more than the request itself (bench/results/store_bench.md).
+  // Each failed poll yields, so a polling client never keeps the daemon (or
+  // anything else runnable) off a CPU. After the spin it blocks as usual.
+  constexpr auto kSpin = std::chrono::microseconds(300);
   auto deadline = std::chrono::steady_clock::now() + kSpin;
   do {
     ssize_t n = recv(fd_, buffer, size, MSG_DONTWAIT);
     if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return n;
+    sched_yield();
   } while (std::chrono::steady_clock::now() < deadline);
   return recv(fd_, buffer, size, 0);
 }
