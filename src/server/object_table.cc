@@ -2,6 +2,7 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
 #include <cassert>
 
 #include "common/protocol.h"
@@ -600,6 +601,84 @@ std::vector<SpillJob> ObjectTable::StartSpills(uint64_t bytes) {
     e.residence = Residence::kSpilling;
     jobs.push_back({e.id, e.offset, e.size});
     chosen += e.size;
+  }
+  return jobs;
+}
+
+std::vector<size_t> CheapestRange(const std::vector<ArenaStretch>& stretches,
+                                  uint64_t bytes) {
+  // Two pointers over each run of adjacent stretches: for every end, the
+  // window keeps the latest start that is still long enough, which is the
+  // cheapest window ending there (dropping a stretch never adds cost).
+  bool found = false;
+  uint64_t best_cost = 0;
+  size_t best_begin = 0, best_end = 0;
+  size_t begin = 0;
+  uint64_t length = 0, cost = 0;
+  for (size_t end = 0; end < stretches.size(); ++end) {
+    const ArenaStretch& s = stretches[end];
+    if (end > begin &&
+        stretches[end - 1].offset + stretches[end - 1].length != s.offset) {
+      begin = end;  // a gap: something that stays in memory
+      length = cost = 0;
+    }
+    length += s.length;
+    if (s.spillable) cost += s.length;
+    while (length - stretches[begin].length >= bytes) {
+      length -= stretches[begin].length;
+      if (stretches[begin].spillable) cost -= stretches[begin].length;
+      ++begin;
+    }
+    if (length >= bytes && (!found || cost < best_cost)) {
+      found = true;
+      best_cost = cost;
+      best_begin = begin;
+      best_end = end + 1;
+    }
+  }
+  std::vector<size_t> picked;
+  if (!found) return picked;
+  for (size_t i = best_begin; i < best_end; ++i) {
+    if (stretches[i].spillable) picked.push_back(i);
+  }
+  return picked;
+}
+
+std::vector<SpillJob> ObjectTable::StartSpillsFor(uint64_t contiguous,
+                                                  uint64_t bytes) {
+  std::vector<SpillJob> jobs;
+  if (allocator_->largest_free() < contiguous) {
+    // Free ranges and spillable blobs (with their ids), in address order.
+    std::vector<std::pair<ArenaStretch, ObjectID>> candidates;
+    for (auto [offset, length] : allocator_->FreeRanges()) {
+      candidates.push_back({{offset, length, false}, ObjectID()});
+    }
+    for (ObjectID id : lru_) {
+      const ObjectEntry& e = entries_.at(id);
+      if (Spillable(e)) {
+        candidates.push_back(
+            {{e.offset, Allocator::AlignedSize(e.size), true}, id});
+      }
+    }
+    std::sort(candidates.begin(), candidates.end(),
+              [](const auto& a, const auto& b) {
+                return a.first.offset < b.first.offset;
+              });
+    std::vector<ArenaStretch> stretches;
+    stretches.reserve(candidates.size());
+    for (const auto& c : candidates) stretches.push_back(c.first);
+    for (size_t i : CheapestRange(stretches, contiguous)) {
+      ObjectEntry& e = entries_.at(candidates[i].second);
+      LruRemove(e);
+      e.residence = Residence::kSpilling;
+      jobs.push_back({e.id, e.offset, e.size});
+    }
+  }
+  uint64_t chosen = 0;
+  for (const SpillJob& job : jobs) chosen += job.size;
+  if (chosen < bytes) {
+    std::vector<SpillJob> more = StartSpills(bytes - chosen);
+    jobs.insert(jobs.end(), more.begin(), more.end());
   }
   return jobs;
 }

@@ -104,6 +104,22 @@ struct SpillJob {
   uint64_t size;
 };
 
+// A stretch of the arena in address order: free, or a blob that may be
+// spilled (both can be made part of one free range).
+struct ArenaStretch {
+  uint64_t offset;
+  uint64_t length;  // as allocated (aligned)
+  bool spillable;
+};
+
+// The indices of the spillable stretches in the cheapest run of adjacent
+// stretches (each beginning where the one before ends) at least `bytes`
+// long: cheapest means fewest spillable bytes, then lowest offset. Empty if
+// no run is long enough, or if free stretches alone are. `stretches` must be
+// sorted by offset and must not overlap. O(n).
+std::vector<size_t> CheapestRange(const std::vector<ArenaStretch>& stretches,
+                                  uint64_t bytes);
+
 struct TableStats {
   uint64_t objects = 0;  // sealed, visible composite objects
   uint64_t blobs = 0;    // sealed, visible blobs
@@ -185,6 +201,12 @@ class ObjectTable {
   // unpinned) until their sizes reach `bytes`, marks them SPILLING and
   // returns the copies to make.
   std::vector<SpillJob> StartSpills(uint64_t bytes);
+  // Makes room for one allocation of `contiguous` bytes, then for `bytes` in
+  // all: if no free range is that long, spills the spillable blobs that
+  // together with free ranges around them form one, choosing the fewest
+  // bytes (CheapestRange); then tops up with StartSpills. A large put into
+  // a fragmented arena thus spills what it needs, not whatever is oldest.
+  std::vector<SpillJob> StartSpillsFor(uint64_t contiguous, uint64_t bytes);
   // Marks the named blobs' resident bytes (whole subtrees for composite
   // objects) for spilling now. Invalid naming the blob if one is held or
   // pinned; blobs already spilled or on their way are skipped.

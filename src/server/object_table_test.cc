@@ -243,5 +243,60 @@ TEST_F(ObjectTableTest, ListFiltersByTypeGlob) {
   EXPECT_EQ(table_.List("*", 1).size(), 1u);
 }
 
+TEST(CheapestRangeTest, PicksTheFewestSpilledBytesThenTheLowestOffset) {
+  // free | blob | blob | free: two windows of 150 cost 100 each.
+  std::vector<ArenaStretch> tie = {
+      {0, 100, false}, {100, 100, true}, {200, 100, true}, {300, 50, false}};
+  EXPECT_EQ(CheapestRange(tie, 150), std::vector<size_t>({1}));
+  // A later window that reuses a free range beats two old blobs.
+  std::vector<ArenaStretch> later = {
+      {0, 100, true}, {100, 100, true}, {300, 80, false}, {380, 70, true}};
+  EXPECT_EQ(CheapestRange(later, 150), std::vector<size_t>({3}));
+  EXPECT_EQ(CheapestRange(later, 200), std::vector<size_t>({0, 1}));
+}
+
+TEST(CheapestRangeTest, GapsBreakWindowsAndNothingFitsIsEmpty) {
+  // 100..150 is in use and stays: no 200-byte window exists.
+  std::vector<ArenaStretch> gap = {{0, 100, false}, {150, 100, true}};
+  EXPECT_TRUE(CheapestRange(gap, 200).empty());
+  EXPECT_EQ(CheapestRange(gap, 100), std::vector<size_t>());  // free fits
+  EXPECT_EQ(CheapestRange(gap, 101), std::vector<size_t>());  // no window
+  std::vector<ArenaStretch> one = {{0, 64, true}};
+  EXPECT_EQ(CheapestRange(one, 64), std::vector<size_t>({0}));
+  EXPECT_TRUE(CheapestRange({}, 1).empty());
+}
+
+TEST_F(ObjectTableTest, SpillsForALargeAllocationAreAdjacent) {
+  constexpr uint64_t kBlob = 64 << 10;  // 16 of them fill the 1 MiB arena
+  std::vector<ObjectID> blobs;
+  for (int i = 0; i < 16; ++i) blobs.push_back(SealedBlob(kBlob));
+  ASSERT_EQ(allocator_.free_bytes(), 0u);
+  // Reading the odd blobs makes the even ones least recently used: spilling
+  // by age alone would free 0 and 2, which are not adjacent.
+  for (int i = 1; i < 16; i += 2) {
+    ASSERT_TRUE(table_.GetBlob(kReader, blobs[i]).ok());
+    ASSERT_TRUE(table_.Release(kReader, {blobs[i]}).ok());
+  }
+  std::vector<SpillJob> jobs = table_.StartSpillsFor(2 * kBlob, 2 * kBlob);
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].id, blobs[0]);
+  EXPECT_EQ(jobs[1].id, blobs[1]);
+  EXPECT_EQ(jobs[1].offset, jobs[0].offset + kBlob);
+  for (const SpillJob& job : jobs)
+    ASSERT_TRUE(table_.FinishSpill(job.id, true));
+  EXPECT_EQ(allocator_.largest_free(), 2 * kBlob);
+
+  // Free ranges count: 192 KiB needs only blob 2 next to the 128 KiB just
+  // freed (blobs 4 and 6 around the freed 5 would cost twice as much).
+  ASSERT_TRUE(table_.Delete({blobs[5]}, true, false).ok());
+  jobs = table_.StartSpillsFor(3 * kBlob, kBlob);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].id, blobs[2]);
+  ASSERT_TRUE(table_.FinishSpill(jobs[0].id, true));
+  EXPECT_EQ(allocator_.largest_free(), 3 * kBlob);
+  // A range that is already free spills nothing beyond the top-up.
+  EXPECT_TRUE(table_.StartSpillsFor(3 * kBlob, 0).empty());
+}
+
 }  // namespace
 }  // namespace trellis::server

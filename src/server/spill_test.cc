@@ -390,5 +390,30 @@ TEST_F(SpillTest, StatusReportsMemoryAndSpillFigures) {
   EXPECT_EQ(s.blobs, 6u);
 }
 
+TEST_F(SpillTest, ALargePutIntoAFragmentedArenaSpillsOnlyWhatItNeeds) {
+  // Watermarks at 1.0: spills make room for the request and nothing more.
+  StartDaemon("16M", {"--spill-high", "1.0", "--spill-low", "1.0"});
+  constexpr size_t kMiB = 1 << 20;
+  std::vector<ObjectID> ids;
+  for (int i = 0; i < 16; ++i) ids.push_back(Put(*client_, kMiB, i));
+  ASSERT_EQ(Stats().used, 16 * kMiB);
+  // Reading the odd blobs leaves the even ones least recently used: by age
+  // alone the daemon would spill 0, 2, 4, ... none of them adjacent, until
+  // a 2 MiB range finally formed.
+  for (int i = 1; i < 16; i += 2) ASSERT_TRUE(client_->GetBlob(ids[i]).ok());
+  ObjectID big = Put(*client_, 2 * kMiB, 100);
+  ASSERT_TRUE(big.valid());
+  StoreStatus s = Stats();
+  EXPECT_EQ(s.spill_bytes_total, 2 * kMiB) << "spilled " << s.spill_count;
+  EXPECT_EQ(s.spill_count, 2u);
+  // Nothing is lost: every blob reads back (spilled ones are reloaded).
+  auto consumer = Connect();
+  for (int i = 0; i < 16; ++i) {
+    auto blob = consumer->GetBlob(ids[i]);
+    ASSERT_TRUE(blob.ok()) << i << ": " << blob.status();
+    ASSERT_TRUE(Matches(blob->data(), kMiB, i)) << "blob " << i;
+  }
+}
+
 }  // namespace
 }  // namespace trellis

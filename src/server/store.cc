@@ -200,23 +200,28 @@ json SlotsReply(const std::vector<BlobSlot>& slots) {
   return json{{"ids", std::move(ids)}, {"offsets", std::move(offsets)}};
 }
 
-uint64_t TotalBytes(const std::vector<uint64_t>& sizes) {
-  uint64_t total = 0;
-  for (uint64_t size : sizes) total += Allocator::AlignedSize(size);
-  return total;
-}
 }  // namespace
+
+Store::MemoryNeed Store::NeedOf(const std::vector<uint64_t>& sizes) {
+  MemoryNeed need{0, 0};
+  for (uint64_t size : sizes) {
+    need.total += Allocator::AlignedSize(size);
+    need.largest = std::max(need.largest, Allocator::AlignedSize(size));
+  }
+  return need;
+}
 
 void Store::CreateBlobs(ClientId client, const json& body, Done done) {
   auto sizes = GetUints(body, "sizes");
   if (!sizes.ok()) return done(sizes.status());
-  uint64_t total = TotalBytes(*sizes);
-  if (total > allocator_.capacity()) {
-    return done(OutOfMemory(total, "the request is larger than the arena"));
+  MemoryNeed need = NeedOf(*sizes);
+  if (need.total > allocator_.capacity()) {
+    return done(
+        OutOfMemory(need.total, "the request is larger than the arena"));
   }
   auto shared_done = std::make_shared<Done>(std::move(done));
   WithMemory(
-      total,
+      need,
       [this, client, sizes = std::move(*sizes), shared_done] {
         if (!table_.HasClient(client)) return true;  // gone meanwhile
         auto slots = table_.CreateBlobs(client, sizes);
@@ -248,14 +253,15 @@ void Store::PutBlobs(ClientId client, const json& body, Done done) {
     }
     sizes.push_back(d.get_binary().size());
   }
-  uint64_t total = TotalBytes(sizes);
-  if (total > allocator_.capacity()) {
-    return done(OutOfMemory(total, "the request is larger than the arena"));
+  MemoryNeed need = NeedOf(sizes);
+  if (need.total > allocator_.capacity()) {
+    return done(
+        OutOfMemory(need.total, "the request is larger than the arena"));
   }
   auto shared_done = std::make_shared<Done>(std::move(done));
   auto payload = std::make_shared<json>(*data);
   WithMemory(
-      total,
+      need,
       [this, client, sizes = std::move(sizes), payload, shared_done] {
         if (!table_.HasClient(client)) return true;
         auto slots = table_.CreateBlobs(client, sizes);
@@ -528,7 +534,7 @@ Status Store::OutOfMemory(uint64_t bytes, const std::string& reason) const {
       std::to_string(stats.spilled_bytes) + " already spilled; " + spill);
 }
 
-void Store::WithMemory(uint64_t bytes, std::function<bool()> attempt,
+void Store::WithMemory(MemoryNeed need, std::function<bool()> attempt,
                        std::function<void(Status)> fail) {
   if (attempt()) {
     SpillAboveHighWatermark();
@@ -536,9 +542,9 @@ void Store::WithMemory(uint64_t bytes, std::function<bool()> attempt,
   }
   if (!spill_) {
     counters_.out_of_memory++;
-    return fail(OutOfMemory(bytes, "the arena is full"));
+    return fail(OutOfMemory(need.total, "the arena is full"));
   }
-  pending_.push_back({bytes, std::move(attempt), std::move(fail)});
+  pending_.push_back({need, std::move(attempt), std::move(fail)});
   PumpPending();
 }
 
@@ -554,12 +560,18 @@ void Store::PumpPending(bool may_spill, const std::string& reason) {
       FailPending(reason);
       return;
     }
-    // Spill enough for the head, and down to the low watermark on the way.
+    // Spill what the head lacks (with one free range for its largest blob),
+    // and down to the low watermark on the way.
     uint64_t low = static_cast<uint64_t>(options_.spill_low *
                                          static_cast<double>(arena_->size()));
-    uint64_t target = allocator_.used() + head.bytes;
-    uint64_t want = std::max(head.bytes, target > low ? target - low : 0);
-    std::vector<SpillJob> jobs = table_.StartSpills(want);
+    uint64_t free = allocator_.free_bytes();
+    uint64_t missing = head.need.total > free ? head.need.total - free : 0;
+    uint64_t target = allocator_.used() + head.need.total;
+    uint64_t want = std::max(missing, target > low ? target - low : 0);
+    std::vector<SpillJob> jobs =
+        table_.StartSpillsFor(head.need.largest, want);
+    // Room enough in total, just not where the head's smaller blobs fit.
+    if (jobs.empty()) jobs = table_.StartSpills(head.need.total);
     if (jobs.empty()) {
       FailPending("nothing more can be spilled");
       return;
@@ -575,7 +587,7 @@ void Store::FailPending(const std::string& reason) {
   failed.swap(pending_);
   for (PendingAlloc& p : failed) {
     counters_.out_of_memory++;
-    p.fail(OutOfMemory(p.bytes, reason));
+    p.fail(OutOfMemory(p.need.total, reason));
   }
 }
 
@@ -690,7 +702,7 @@ void Store::RequestReload(ObjectID blob, std::function<void(Status)> then) {
   if (waiters.size() > 1) return;  // a reload is under way: wait for it
   uint64_t size = Allocator::AlignedSize(table_.FindAny(blob)->size);
   WithMemory(
-      size,
+      {size, size},
       [this, blob] {
         const ObjectEntry* entry = table_.FindAny(blob);
         if (!entry || entry->residence != Residence::kSpilled) {

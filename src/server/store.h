@@ -93,8 +93,15 @@ class Store {
   using WaiterList = std::list<Waiter>;
   // A request waiting for memory. `attempt` does the request's work and
   // returns false, having changed nothing, if the memory is still short.
+  // What a request allocates: `total` aligned bytes, the largest single
+  // allocation `largest` of them (which needs one free range).
+  struct MemoryNeed {
+    uint64_t total;
+    uint64_t largest;
+  };
+  static MemoryNeed NeedOf(const std::vector<uint64_t>& sizes);
   struct PendingAlloc {
-    uint64_t bytes;
+    MemoryNeed need;
     std::function<bool()> attempt;
     std::function<void(Status)> fail;
   };
@@ -122,7 +129,7 @@ class Store {
   void OnNameBound(const std::string& name, ObjectID id);
 
   // --- memory pressure ---
-  void WithMemory(uint64_t bytes, std::function<bool()> attempt,
+  void WithMemory(MemoryNeed need, std::function<bool()> attempt,
                   std::function<void(Status)> fail);
   // Retries waiting requests in order. When the head still does not fit:
   // with `may_spill`, starts spilling for it; otherwise fails everything
