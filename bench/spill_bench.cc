@@ -38,11 +38,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -58,21 +57,20 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.h"
 #include "trellis/client.h"
-
-#ifndef TRELLISD_PATH
-#define TRELLISD_PATH "trellisd"
-#endif
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using trellis::ObjectID;
+using trellis::bench::Die;
+using trellis::bench::Must;
 
 constexpr uint64_t kMiB = 1ull << 20;
 
-std::string g_trellisd = TRELLISD_PATH;
+std::string g_trellisd;  // --trellisd, by default the one built here
 std::string g_dir;
 bool g_own_dir = false;
 uint64_t g_blob = 16 * kMiB;
@@ -81,24 +79,11 @@ int g_reps = 5;
 int g_put_reps = 9;
 std::string g_json_path = "spill_bench.json";
 std::string g_md_path = "spill_bench.md";
-pid_t g_daemon = -1;
+// Stopped by StopDaemon, or on Die by its destructor (static objects are
+// destroyed on exit).
+std::unique_ptr<trellis::testing::DaemonProcess> g_daemon;
 std::string g_socket;
 bool g_can_drop = true;
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "spill_bench: %s\n", what.c_str());
-  if (g_daemon > 0) kill(g_daemon, SIGTERM);
-  std::exit(1);
-}
-
-template <typename T>
-T Must(trellis::Result<T> r, const char* what) {
-  if (!r.ok()) Die(std::string(what) + ": " + r.status().ToString());
-  return std::move(r).value();
-}
-void Must(const trellis::Status& s, const char* what) {
-  if (!s.ok()) Die(std::string(what) + ": " + s.ToString());
-}
 
 double Since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -109,17 +94,6 @@ double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-uint64_t ParseSize(const std::string& s) {
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  std::string unit = end ? end : "";
-  uint64_t mult = 1;
-  if (unit == "K" || unit == "k") mult = 1ull << 10;
-  if (unit == "M" || unit == "m") mult = 1ull << 20;
-  if (unit == "G" || unit == "g") mult = 1ull << 30;
-  return static_cast<uint64_t>(v * static_cast<double>(mult));
 }
 
 std::string Shell(const std::string& cmd) {
@@ -188,46 +162,17 @@ double RunDd(const std::string& args) {
 
 // ------------------------------------------------------------------- daemon
 
-void StopDaemon() {
-  if (g_daemon <= 0) return;
-  kill(g_daemon, SIGTERM);
-  waitpid(g_daemon, nullptr, 0);
-  g_daemon = -1;
-}
+void StopDaemon() { g_daemon.reset(); }  // SIGTERM, wait, remove socket dir
 
 void StartDaemon(const std::string& size, const std::vector<std::string>& extra,
                  std::string* command) {
-  g_socket = "/tmp/trellis-spill-bench-" + std::to_string(getpid()) + ".sock";
   std::vector<std::string> args = {
-      g_trellisd,    "--socket",  g_socket,        "--size",
-      size,          "--reserve", "--spill-dir",   g_dir,
-      "--log-level", "warn",      "--instance-id", "9"};
+      "--size", size, "--reserve", "--spill-dir", g_dir, "--instance-id", "9"};
   args.insert(args.end(), extra.begin(), extra.end());
   *command = "trellisd --size " + size + " --reserve --spill-dir DIR";
   for (const auto& e : extra) *command += " " + e;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid < 0) Die("fork failed");
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    execv(argv[0], argv.data());
-    std::fprintf(stderr, "spill_bench: cannot run %s: %s\n", argv[0],
-                 std::strerror(errno));
-    _exit(127);
-  }
-  g_daemon = pid;
-  auto t0 = Clock::now();
-  while (!trellis::Client::Connect(g_socket).ok()) {
-    int status;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      g_daemon = -1;
-      Die("trellisd exited during start-up");
-    }
-    if (Since(t0) > 120) Die("trellisd did not come up");
-    usleep(20000);
-  }
+  g_daemon = trellis::bench::StartDaemon(g_trellisd, args);
+  g_socket = g_daemon->socket();
 }
 
 // Waits until background spills are over (the daemon's spill counters and
@@ -627,33 +572,26 @@ void WriteMarkdown(const json& j) {
 
 int main(int argc, char** argv) {
   std::string dir_arg;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](const char* prefix) -> const char* {
-      size_t n = std::strlen(prefix);
-      return a.compare(0, n, prefix) == 0 ? argv[i] + n : nullptr;
-    };
-    if (const char* v = value("--trellisd=")) {
-      g_trellisd = v;
-    } else if (const char* v = value("--dir=")) {
-      dir_arg = v;
-    } else if (const char* v = value("--blob=")) {
-      g_blob = ParseSize(v);
-    } else if (const char* v = value("--count=")) {
-      g_count = std::atoi(v);
-    } else if (const char* v = value("--reps=")) {
-      g_reps = std::atoi(v);
-    } else if (const char* v = value("--put-reps=")) {
-      g_put_reps = std::atoi(v);
-    } else if (const char* v = value("--json=")) {
-      g_json_path = v;
-    } else if (const char* v = value("--md=")) {
-      g_md_path = v;
-    } else {
-      Die("unknown argument " + a +
-          " (see the comment at the top of bench/spill_bench.cc)");
-    }
-  }
+  CLI::App app{
+      "spill_bench: spilling and reloading against dd on the same disk (see "
+      "the comment at the top of bench/spill_bench.cc)",
+      "spill_bench"};
+  trellis::bench::AddTrellisdFlag(app, &g_trellisd);
+  app.add_option("--dir", dir_arg,
+                 "disk directory under test (default: a fresh "
+                 "/var/tmp/trellis-spill-bench.PID, removed at the end)");
+  trellis::bench::AddSizeFlag(app, "--blob", &g_blob,
+                              "blob size, a multiple of 8M (default 16M)");
+  app.add_option("--count", g_count, "blobs")->capture_default_str();
+  app.add_option("--reps", g_reps, "throughput repetitions")
+      ->capture_default_str();
+  app.add_option("--put-reps", g_put_reps, "put latency repetitions")
+      ->capture_default_str();
+  app.add_option("--json", g_json_path, "results as JSON")
+      ->capture_default_str();
+  app.add_option("--md", g_md_path, "results as Markdown tables")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
   if (g_blob < kMiB || g_blob % (8 * kMiB) != 0 || g_count < 1 || g_reps < 1 ||
       g_put_reps < 1) {
     Die("--blob must be a multiple of 8M; --count/--reps/--put-reps >= 1");

@@ -32,13 +32,13 @@
 // `vs_memcpy`: their time divided by the same run's Memcpy of the same N.
 #include <benchmark/benchmark.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -49,49 +49,35 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "trellis/client.h"
 #include "trellis/tensor.h"
-
-#ifndef TRELLISD_PATH
-#define TRELLISD_PATH "trellisd"
-#endif
-
-extern char** environ;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using trellis::ObjectID;
+using trellis::bench::Die;
+using trellis::bench::Must;
 
 constexpr int64_t kKiB = 1024, kMiB = kKiB * 1024, kGiB = kMiB * 1024;
 constexpr int64_t kSmallSize = 100;
 constexpr size_t kSmallPool = 2000;  // distinct objects per Get iteration
 constexpr size_t kBatch = 100;
 
-std::string g_trellisd = TRELLISD_PATH;
+std::string g_trellisd;  // --trellisd, by default the one built here
 std::string g_arena = "3G";
-int64_t g_max_size = kGiB;
+uint64_t g_max_size = kGiB;
 std::string g_socket;
-pid_t g_daemon = -1;
+// Stopped by Shutdown, or on Die by its destructor (static objects are
+// destroyed on exit); the reader dies with us (PR_SET_PDEATHSIG).
+std::unique_ptr<trellis::testing::DaemonProcess> g_daemon;
 pid_t g_reader = -1;
 int g_reader_fd = -1;  // socketpair end talking to the reader process
 std::unique_ptr<trellis::Client> g_client;
 uint8_t* g_src = nullptr;  // private, pre-faulted, g_max_size bytes
 uint8_t* g_dst = nullptr;
 std::map<int64_t, double> g_memcpy_ns;  // N -> mean ns of Memcpy/N
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "store_bench: %s\n", what.c_str());
-  if (g_daemon > 0) kill(g_daemon, SIGTERM);
-  if (g_reader > 0) kill(g_reader, SIGKILL);
-  std::exit(1);
-}
-
-template <typename T>
-T Must(trellis::Result<T> r, const char* what) {
-  if (!r.ok()) Die(std::string(what) + ": " + r.status().ToString());
-  return std::move(r).value();
-}
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -229,36 +215,12 @@ double ReaderRun(ReaderOp op, const std::vector<ObjectID>& ids,
 // --------------------------------------------------------- daemon and setup
 
 void StartDaemon() {
-  g_socket = "/tmp/trellis-bench-" + std::to_string(getpid()) + ".sock";
-  std::vector<std::string> args = {
-      g_trellisd,  "--socket",    g_socket, "--size",        g_arena,
-      "--reserve", "--log-level", "warn",   "--instance-id", "7"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid < 0) Die("fork failed");
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive the benchmark
-    execv(argv[0], argv.data());
-    std::fprintf(stderr, "store_bench: cannot run %s: %s\n", argv[0],
-                 std::strerror(errno));
-    _exit(127);
-  }
-  g_daemon = pid;
   auto start = Clock::now();
-  while (true) {
-    // A probe connection, closed at once: the reader process is forked
-    // before this process holds a connection of its own.
-    if (trellis::Client::Connect(g_socket).ok()) break;
-    int status;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      g_daemon = -1;
-      Die("trellisd exited during start-up (" + g_trellisd + ")");
-    }
-    if (Seconds(start, Clock::now()) > 120) Die("trellisd did not come up");
-    usleep(20000);
-  }
+  // Ready once its socket accepts connections (probes closed at once: the
+  // reader process is forked before this process holds a connection).
+  g_daemon = trellis::bench::StartDaemon(
+      g_trellisd, {"--size", g_arena, "--reserve", "--instance-id", "7"});
+  g_socket = g_daemon->socket();
   std::fprintf(stderr,
                "store_bench: trellisd %s --size %s --reserve up in %.2f s\n",
                g_socket.c_str(), g_arena.c_str(), Seconds(start, Clock::now()));
@@ -289,11 +251,7 @@ void Shutdown() {
     g_reader = -1;
   }
   g_client.reset();
-  if (g_daemon > 0) {
-    kill(g_daemon, SIGTERM);
-    waitpid(g_daemon, nullptr, 0);
-    g_daemon = -1;
-  }
+  g_daemon.reset();  // SIGTERM, wait, remove its socket dir
 }
 
 uint8_t* PrefaultedBuffer(size_t n) {
@@ -546,7 +504,7 @@ void RegisterAll() {
   std::vector<int64_t> sizes;
   for (int64_t n :
        {kKiB, 64 * kKiB, kMiB, 16 * kMiB, 64 * kMiB, 256 * kMiB, kGiB}) {
-    if (n <= g_max_size) sizes.push_back(n);
+    if (static_cast<uint64_t>(n) <= g_max_size) sizes.push_back(n);
   }
   auto sized = [&](const char* name, void (*fn)(benchmark::State&)) {
     auto* b = benchmark::RegisterBenchmark(name, fn);
@@ -572,38 +530,25 @@ void RegisterAll() {
   }
 }
 
-int64_t ParseSize(const std::string& text) {
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  std::string unit = end ? end : "";
-  int64_t mult = 1;
-  if (unit == "K" || unit == "k") mult = kKiB;
-  if (unit == "M" || unit == "m") mult = kMiB;
-  if (unit == "G" || unit == "g") mult = kGiB;
-  return static_cast<int64_t>(v * static_cast<double>(mult));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   // Our own flags first; the rest goes to Google Benchmark.
+  CLI::App app{
+      "store_bench: trellis against memcpy and a socket ping-pong (see the "
+      "comment at the top of bench/store_bench.cc). Other arguments go to "
+      "Google Benchmark (--benchmark_filter=..., --benchmark_out=...).",
+      "store_bench"};
+  trellis::bench::AddTrellisdFlag(app, &g_trellisd);
+  app.add_option("--arena", g_arena, "trellisd --size, run with --reserve")
+      ->capture_default_str();
+  trellis::bench::AddSizeFlag(app, "--max-size", &g_max_size,
+                              "largest N of the sized cases (default 1G)");
+  app.allow_extras();
+  CLI11_PARSE(app, argc, argv);
+  std::vector<std::string> extras = app.remaining();
   std::vector<char*> rest = {argv[0]};
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](const char* flag) -> const char* {
-      size_t len = std::strlen(flag);
-      return a.compare(0, len, flag) == 0 ? argv[i] + len : nullptr;
-    };
-    if (const char* v = value("--trellisd=")) {
-      g_trellisd = v;
-    } else if (const char* v = value("--arena=")) {
-      g_arena = v;
-    } else if (const char* v = value("--max-size=")) {
-      g_max_size = ParseSize(v);
-    } else {
-      rest.push_back(argv[i]);
-    }
-  }
+  for (std::string& a : extras) rest.push_back(a.data());
   int bench_argc = static_cast<int>(rest.size());
   rest.push_back(nullptr);
   benchmark::Initialize(&bench_argc, rest.data());

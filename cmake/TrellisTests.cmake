@@ -1,9 +1,6 @@
 # The GoogleTest suites, which live next to the code they test.
-add_library(trellis_testing STATIC src/testing/daemon.cc)
-target_link_libraries(trellis_testing PUBLIC trellis_common)
-target_compile_definitions(trellis_testing PRIVATE
-  TRELLISD_PATH="$<TARGET_FILE:trellisd>")
-add_dependencies(trellis_testing trellisd)
+# (trellis_testing, which runs trellisd for them, is defined in the top-level
+# CMakeLists.txt: the benchmarks use it too.)
 
 add_trellis_test(protocol_test SOURCES src/common/protocol_test.cc
   LIBS trellis_common)

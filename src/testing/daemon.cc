@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -27,54 +29,108 @@ bool Connectable(const std::string& path) {
   return ok;
 }
 
-pid_t Spawn(const std::vector<std::string>& args, int stderr_fd) {
+// A waitpid status as an exit code, or 128+signal.
+int ExitCode(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// Forks and executes `path` with `args` (stderr to `stderr_fd` if >= 0),
+// the child getting SIGTERM when the calling thread exits. Returns the pid
+// once the exec succeeded, or IOError "cannot run PATH: ..." (child reaped).
+Result<pid_t> Spawn(const std::string& path,
+                    const std::vector<std::string>& args, int stderr_fd) {
+  // Built before fork: the child may only make async-signal-safe calls (the
+  // caller may have threads).
+  std::vector<std::string> strings = {path};
+  strings.insert(strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  // The child writes errno here if exec fails; a successful exec closes it.
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) return Status::FromErrno("pipe2", errno);
+  pid_t parent = getpid();
   pid_t pid = fork();
+  if (pid < 0) {
+    int err = errno;
+    close(report[0]);
+    close(report[1]);
+    return Status::FromErrno("fork", err);
+  }
   if (pid == 0) {
+    close(report[0]);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);  // the parent is already gone
     if (stderr_fd >= 0) dup2(stderr_fd, 2);
-    std::vector<char*> argv;
-    std::string path = TRELLISD_PATH;
-    argv.push_back(path.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(path.c_str(), argv.data());
+    execv(argv[0], argv.data());
+    int err = errno;
+    (void)!write(report[1], &err, sizeof(err));
     _exit(127);
+  }
+  close(report[1]);
+  int err = 0;
+  ssize_t n;
+  while ((n = read(report[0], &err, sizeof(err))) < 0 && errno == EINTR) {
+  }
+  close(report[0]);
+  if (n == sizeof(err)) {
+    WaitChild(pid);
+    return Status::FromErrno("cannot run " + path, err);
   }
   return pid;
 }
 
 }  // namespace
 
+std::string BuiltTrellisd() { return TRELLISD_PATH; }
+
 int WaitChild(pid_t pid) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
+  return ExitCode(status);
 }
 
 Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
     const std::vector<std::string>& args) {
+  DaemonOptions options;
+  options.args = args;
+  return Start(options);
+}
+
+Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
+    const DaemonOptions& options) {
+  using Clock = std::chrono::steady_clock;
   std::unique_ptr<DaemonProcess> d(new DaemonProcess());
   char tmpl[] = "/tmp/trellis-test.XXXXXX";
   if (!mkdtemp(tmpl)) return Status::FromErrno("mkdtemp", errno);
-  d->dir_ = tmpl;
+  d->dir_ = tmpl;  // from here on, returning `d`'s error removes the dir
   d->socket_ = d->dir_ + "/trellis.sock";
-  std::vector<std::string> full = {"--socket", d->socket_, "--log-level",
+  std::vector<std::string> args = {"--socket", d->socket_, "--log-level",
                                    "warn"};
-  full.insert(full.end(), args.begin(), args.end());
-  d->pid_ = Spawn(full, -1);
-  for (int i = 0; i < 500; ++i) {
-    if (Connectable(d->socket_)) return d;
+  args.insert(args.end(), options.args.begin(), options.args.end());
+  auto pid = Spawn(options.trellisd, args, -1);
+  if (!pid.ok()) return pid.status();
+  d->pid_ = *pid;
+  auto deadline = Clock::now() + options.start_timeout;
+  while (!Connectable(d->socket_)) {
     int status;
     if (waitpid(d->pid_, &status, WNOHANG) == d->pid_) {
       d->pid_ = -1;
-      return Status::IOError("trellisd exited during start-up");
+      return Status::IOError(options.trellisd +
+                             " exited during start-up with status " +
+                             std::to_string(ExitCode(status)));
+    }
+    if (Clock::now() >= deadline) {
+      return Status::Timeout(
+          options.trellisd + " did not accept connections within " +
+          std::to_string(options.start_timeout.count()) + " ms");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return Status::Timeout("trellisd did not start within 5 s");
+  return d;
 }
 
 int DaemonProcess::Stop() {
@@ -95,19 +151,24 @@ RunResult RunDaemonToExit(const std::vector<std::string>& args,
                           int timeout_seconds) {
   char path[] = "/tmp/trellis-stderr.XXXXXX";
   int fd = mkstemp(path);
-  pid_t pid = Spawn(args, fd);
+  auto pid = Spawn(BuiltTrellisd(), args, fd);
+  if (!pid.ok()) {
+    close(fd);
+    unlink(path);
+    return {127, pid.status().message()};
+  }
   int code = -1;
   for (int i = 0; i < timeout_seconds * 100; ++i) {
     int status;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (waitpid(*pid, &status, WNOHANG) == *pid) {
+      code = ExitCode(status);
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (code == -1) {
-    kill(pid, SIGKILL);
-    WaitChild(pid);
+    kill(*pid, SIGKILL);
+    WaitChild(*pid);
   }
   std::string text;
   char buf[4096];

@@ -1,8 +1,10 @@
-// Test support: a real trellisd child process on a private socket.
+// Test and benchmark support: a real trellisd child process on a private
+// socket.
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,18 +13,42 @@
 
 namespace trellis::testing {
 
+// The trellisd built with this tree (TRELLISD_PATH at compile time).
+std::string BuiltTrellisd();
+
+// How DaemonProcess::Start runs trellisd.
+struct DaemonOptions {
+  std::string trellisd = BuiltTrellisd();  // the binary to execute
+  // Passed after `--socket <dir>/trellis.sock --log-level warn`; must not
+  // repeat those two flags (trellisd refuses a flag given twice).
+  std::vector<std::string> args = {"--size", "64M"};
+  // How long the daemon may take to accept connections (it listens only
+  // once its arena is set up: a --reserve of GiBs takes seconds).
+  std::chrono::milliseconds start_timeout = std::chrono::seconds(5);
+};
+
 class DaemonProcess {
  public:
-  // Starts TRELLISD_PATH with --socket <tmp>/trellis.sock plus `args` and
-  // waits until it accepts connections.
+  // Makes a temp dir /tmp/trellis-test.XXXXXX, runs options.trellisd there
+  // with --socket <dir>/trellis.sock --log-level warn plus options.args (its
+  // stderr is ours) and blocks until the socket accepts connections. The
+  // daemon gets SIGTERM if the calling thread exits (PR_SET_PDEATHSIG), so a
+  // crashed caller leaves none behind. Errors, with the child reaped and the
+  // dir removed: IOError "cannot run PATH: <errno text>" if it cannot be
+  // executed; IOError naming PATH and the exit status if it exits first (it
+  // prints its own reason on stderr); Timeout after options.start_timeout.
+  static Result<std::unique_ptr<DaemonProcess>> Start(
+      const DaemonOptions& options);
+  // The same with the default options but `args`.
   static Result<std::unique_ptr<DaemonProcess>> Start(
       const std::vector<std::string>& args = {"--size", "64M"});
-  ~DaemonProcess();  // SIGTERM, wait, remove the temp dir
+  ~DaemonProcess();  // Stop(), then remove the temp dir
 
   const std::string& socket() const { return socket_; }
   const std::string& dir() const { return dir_; }
   pid_t pid() const { return pid_; }
-  // Sends SIGTERM and returns the exit status (as from waitpid).
+  // Sends SIGTERM and blocks until the daemon exits; returns its exit code
+  // (128+signal if killed), -1 if already stopped.
   int Stop();
 
  private:
@@ -33,6 +59,8 @@ class DaemonProcess {
 };
 
 // Runs trellisd with `args` to completion; returns its exit code and stderr.
+// It is killed after `timeout_seconds` (exit_code -1); 127 and the reason in
+// stderr_text if it cannot be executed.
 struct RunResult {
   int exit_code;
   std::string stderr_text;
