@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "common/protocol.h"
@@ -51,6 +52,13 @@ TEST(DaemonCliTest, RefusesUnparsableOrOversizedSizes) {
 TEST(DaemonCliTest, RemovesAStaleSocketFile) {
   char dir[] = "/tmp/trellis-stale.XXXXXX";
   ASSERT_TRUE(mkdtemp(dir));
+  struct RemoveDir {  // also when an ASSERT below returns early
+    const char* dir;
+    ~RemoveDir() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } cleanup{dir};
   std::string path = std::string(dir) + "/trellis.sock";
   // A socket file nobody listens on, as a killed daemon leaves behind.
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -66,7 +74,6 @@ TEST(DaemonCliTest, RemovesAStaleSocketFile) {
   EXPECT_EQ(second.exit_code, -1) << second.stderr_text;
   EXPECT_NE(second.stderr_text.find("removing stale socket"),
             std::string::npos);
-  rmdir(dir);
 }
 
 TEST(DaemonCliTest, SigtermRemovesTheSocketAndTheSocketIsOwnerOnly) {

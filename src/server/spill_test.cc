@@ -286,6 +286,13 @@ TEST_F(SpillTest, FullSpillDiskDegradesToOutOfMemoryAndLosesNothing) {
     GTEST_SKIP() << "cannot mount a tmpfs here (needs root): "
                  << std::strerror(errno);
   }
+  struct Unmount {  // also when an ASSERT below returns early
+    std::string path;
+    ~Unmount() {
+      umount(path.c_str());
+      rmdir(path.c_str());
+    }
+  } cleanup{mountpoint};
   {
     auto d = DaemonProcess::Start({"--size", "8M", "--spill-dir", mountpoint});
     ASSERT_TRUE(d.ok());
@@ -331,8 +338,6 @@ TEST_F(SpillTest, FullSpillDiskDegradesToOutOfMemoryAndLosesNothing) {
     }
     EXPECT_GT((*c)->Status()->raw["spill_failures"].get<uint64_t>(), 0u);
   }
-  umount(mountpoint.c_str());
-  rmdir(tmpl);
 }
 
 uint64_t RssOf(pid_t pid) {
