@@ -126,6 +126,9 @@ class Client {
   // returned meta (or anything built from it) lives. One round trip.
   Result<ObjectMeta> GetMeta(ObjectID id);
   Result<std::vector<ObjectMeta>> GetMetas(const std::vector<ObjectID>& ids);
+  // The tree of the object bound to `name`, in one round trip (GetName then
+  // GetMeta take two). ObjectNotFound if the name is not bound.
+  Result<ObjectMeta> GetMetaByName(const std::string& name);
   // Shallow descriptions (id, typename, nbytes, fields) of objects whose type
   // name matches the glob `pattern`.
   Result<std::vector<ObjectMeta>> ListObjects(const std::string& pattern = "*",

@@ -161,55 +161,14 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   // The complete tree of `id` as nested dicts, and the lease that keeps its
   // blobs readable. One round trip. The reply's MessagePack becomes Python
   // objects directly (Client::GetMeta would build a JSON DOM first, which
-  // costs more than the round trip for trees of many nodes).
-  // (tree, lease) of object `id`; see FromMsgpack for `frame_blocks`.
+  // costs more than the round trip for trees of many nodes). See
+  // FromMsgpack for `frame_blocks`.
   py::tuple GetTree(ObjectID id, bool frame_blocks) {
-    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
-    std::vector<uint8_t> reply = Unwrap(WithoutGil([&] {
-      return core->CallRaw(protocol::MessageType::kGetMeta,
-                           protocol::IdsBody({id}));
-    }));
-    py::object body, trees;
-    std::vector<ObjectID> held;
-    try {
-      body = FromMsgpack(reply.data(), reply.size(),
-                         TreeDecodeOptions{.frame_blocks = frame_blocks});
-      if (!PyDict_Check(body.ptr())) ThrowInvalid("malformed GetMeta reply");
-      PyObject* held_list = PyDict_GetItemString(body.ptr(), "held");
-      if (!held_list || !PyList_Check(held_list)) {
-        ThrowInvalid("malformed GetMeta reply");
-      }
-      Py_ssize_t n = PyList_GET_SIZE(held_list);
-      held.reserve(static_cast<size_t>(n));
-      for (Py_ssize_t i = 0; i < n; ++i) {
-        PyObject* item = PyList_GET_ITEM(held_list, i);
-        if (!PyLong_Check(item)) ThrowInvalid("malformed GetMeta reply");
-        unsigned long long v = PyLong_AsUnsignedLongLong(item);
-        if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
-          PyErr_Clear();
-          ThrowInvalid("malformed GetMeta reply");
-        }
-        held.emplace_back(v);
-      }
-    } catch (...) {
-      // Not what the daemon sends: the stream cannot be trusted any more
-      // (as ClientCore::Call does with a reply it cannot decode).
-      WithoutGil([&] {
-        core->Close();
-        return 0;
-      });
-      throw;
-    }
-    // The holds are owned (and released on any error) from here on.
-    PyLease lease{std::make_shared<ClientLease>(core, std::move(held)),
-                  core->base(), core->size()};
-    PyObject* list = PyDict_GetItemString(body.ptr(), "trees");
-    if (!list || !PyList_Check(list) || PyList_GET_SIZE(list) != 1) {
-      ThrowInvalid("malformed GetMeta reply");
-    }
-    py::handle tree = PyList_GET_ITEM(list, 0);
-    ValidateTree(tree);
-    return py::make_tuple(tree, std::move(lease));
+    return TreeOf(protocol::IdsBody({id}), frame_blocks);
+  }
+  // The same for the object bound to `name`, still one round trip.
+  py::tuple GetTreeByName(const std::string& name, bool frame_blocks) {
+    return TreeOf(json{{"names", json::array({name})}}, frame_blocks);
   }
 
   Blob GetBlob(ObjectID id) {
@@ -286,6 +245,55 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   }
 
  private:
+  // (tree, lease) from a GetMeta of one object named by `request`.
+  py::tuple TreeOf(const json& request, bool frame_blocks) {
+    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+    std::vector<uint8_t> reply = Unwrap(WithoutGil([&] {
+      return core->CallRaw(protocol::MessageType::kGetMeta, request);
+    }));
+    py::object body, trees;
+    std::vector<ObjectID> held;
+    try {
+      body = FromMsgpack(reply.data(), reply.size(),
+                         TreeDecodeOptions{.frame_blocks = frame_blocks});
+      if (!PyDict_Check(body.ptr())) ThrowInvalid("malformed GetMeta reply");
+      PyObject* held_list = PyDict_GetItemString(body.ptr(), "held");
+      if (!held_list || !PyList_Check(held_list)) {
+        ThrowInvalid("malformed GetMeta reply");
+      }
+      Py_ssize_t n = PyList_GET_SIZE(held_list);
+      held.reserve(static_cast<size_t>(n));
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* item = PyList_GET_ITEM(held_list, i);
+        if (!PyLong_Check(item)) ThrowInvalid("malformed GetMeta reply");
+        unsigned long long v = PyLong_AsUnsignedLongLong(item);
+        if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+          PyErr_Clear();
+          ThrowInvalid("malformed GetMeta reply");
+        }
+        held.emplace_back(v);
+      }
+    } catch (...) {
+      // Not what the daemon sends: the stream cannot be trusted any more
+      // (as ClientCore::Call does with a reply it cannot decode).
+      WithoutGil([&] {
+        core->Close();
+        return 0;
+      });
+      throw;
+    }
+    // The holds are owned (and released on any error) from here on.
+    PyLease lease{std::make_shared<ClientLease>(core, std::move(held)),
+                  core->base(), core->size()};
+    PyObject* list = PyDict_GetItemString(body.ptr(), "trees");
+    if (!list || !PyList_Check(list) || PyList_GET_SIZE(list) != 1) {
+      ThrowInvalid("malformed GetMeta reply");
+    }
+    py::handle tree = PyList_GET_ITEM(list, 0);
+    ValidateTree(tree);
+    return py::make_tuple(tree, std::move(lease));
+  }
+
   explicit PyClient(std::unique_ptr<Client> client)
       : client_(std::move(client)) {}
   std::unique_ptr<Client> client_;
@@ -414,16 +422,18 @@ object, or any view made from it, lives.)doc")
 
   m.def(
       "decode_tree",
-      [](py::bytes encoded) {
+      [](py::bytes encoded, bool frame_blocks) {
         std::string_view bytes = encoded;
-        py::object tree = FromMsgpack(
-            reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+        py::object tree =
+            FromMsgpack(reinterpret_cast<const uint8_t*>(bytes.data()),
+                        bytes.size(), {.frame_blocks = frame_blocks});
         ValidateTree(tree);
         return tree;
       },
-      py::arg("encoded"),
-      "The full tree of a node read with frame blocks, from its \"_raw\" "
-      "bytes.");
+      py::arg("encoded"), py::arg("frame_blocks") = false,
+      "The tree in MessagePack bytes: the full form of a node read with "
+      "frame blocks, from its \"_raw\" bytes (or, with frame_blocks, as "
+      "get_tree reads it).");
   m.def(
       "scan_strings",
       [](py::array values, py::handle na) -> py::object {
@@ -466,6 +476,8 @@ object, or any view made from it, lives.)doc")
            py::arg("name") = "", py::arg("persist") = false,
            py::arg("overwrite") = true)
       .def("get_tree", &PyClient::GetTree, py::arg("id"),
+           py::arg("frame_blocks") = false)
+      .def("get_tree_by_name", &PyClient::GetTreeByName, py::arg("name"),
            py::arg("frame_blocks") = false)
       .def("get_blob", &PyClient::GetBlob, py::arg("id"))
       .def("list_objects", &PyClient::ListObjects, py::arg("pattern"),

@@ -247,7 +247,12 @@ class MsgpackDecoder {
     return s;
   }
   static py::object NewStr(const char* b, size_t n) {
-    return Steal(PyUnicode_DecodeUTF8(b, static_cast<Py_ssize_t>(n), nullptr));
+    PyObject* s = PyUnicode_DecodeUTF8(b, static_cast<Py_ssize_t>(n), nullptr);
+    if (!s && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+      PyErr_Clear();
+      Fail("a string is not valid UTF-8");
+    }
+    return Steal(s);
   }
   py::object Array(size_t n, int depth) {
     if (depth + 1 > kMaxMsgpackDepth) Fail("nests deeper than 64 levels");

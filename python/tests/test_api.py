@@ -160,3 +160,19 @@ def test_private_embedded_daemon_explains_missing_names(tmp_socket_dir):
         with pytest.raises(trellis.ObjectNotFound, match="start_daemon\\(detach=True\\)"):
             client.get(name="missing")
         client.daemon.stop()
+
+
+def test_get_by_name_is_one_round_trip(client):
+    """The daemon resolves the name inside GetMeta; waiting for a name that
+    is not bound yet still goes through get_name first."""
+    oid = client.put(pd.DataFrame({"a": np.arange(3)}), name="frame")
+    counting = _CountingCore(client._core)
+    client._core = counting
+    assert client.get(name="frame")["a"].tolist() == [0, 1, 2]
+    assert counting.calls == ["get_tree_by_name"]
+    counting.calls.clear()
+    assert client.get(name="frame", wait=True, timeout=1.0)["a"].tolist() == [0, 1, 2]
+    assert counting.calls == ["get_name", "get_tree"]
+    assert client.get_meta(oid)["typename"] == "trellis::DataFrame"
+    with pytest.raises(trellis.InvalidArgument, match="name must be a str"):
+        client.get(name=5)

@@ -2,6 +2,8 @@
 could write them): a get reads the plain columns as blocks (tree_decode.h)
 and says what is wrong with a tree it cannot read, naming the member."""
 
+import random
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,3 +118,33 @@ def test_bad_num_rows_and_range_index(client):
     tree["members"]["index"]["fields"]["step"] = 0
     with pytest.raises(trellis.InvalidArgument, match="RangeIndex"):
         client.get(_put_tree(client, tree, data))
+
+
+def test_damaged_tree_bytes_are_invalid_argument_never_a_crash(client):
+    """The extension's MessagePack reader (python/src/tree_decode.cc) on
+    truncated, overwritten and padded copies of a real frame tree: each
+    decodes to some tree or raises InvalidArgument; nothing else escapes."""
+    frame = pd.DataFrame({"a": np.arange(3), "b": np.arange(3.0), "c": np.arange(3),
+                          "s": ["x", "y", "z"]})
+    tree, _ = client._core.get_tree(client.put(frame), frame_blocks=True)
+    raw = tree["_raw"]
+    whole = trellis._core.decode_tree(raw, frame_blocks=True)
+    assert whole["_blocks"][1] == 2 and "column_3" in whole["members"]
+    rng = random.Random(7)
+    decoded = 0
+    for i in range(4000):
+        data = bytearray(raw)
+        if i % 3 == 0:
+            del data[rng.randrange(len(data)):]
+        elif i % 3 == 1:
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        else:
+            at = rng.randrange(len(data))
+            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        try:
+            trellis._core.decode_tree(bytes(data), frame_blocks=True)
+            decoded += 1
+        except trellis.InvalidArgument:
+            pass
+    assert 0 < decoded < 4000  # both outcomes were exercised

@@ -221,9 +221,19 @@ class Client:
         naming the id or name."""
         if (oid is None) == (name is None):
             raise InvalidArgument("get needs either an object id or name=..., not both")
-        if name is not None:
-            oid = self.get_name(name, wait=wait, timeout=timeout)
-        tree, lease = self._core.get_tree(as_id(oid), frame_blocks=True)
+        if name is not None and wait:
+            oid = self.get_name(name, wait=True, timeout=timeout)
+        if oid is not None:
+            tree, lease = self._core.get_tree(as_id(oid), frame_blocks=True)
+        else:  # one round trip: the daemon resolves the name
+            if not isinstance(name, str):
+                raise InvalidArgument(f"name must be a str, got {name!r}")
+            try:
+                tree, lease = self._core.get_tree_by_name(name, frame_blocks=True)
+            except _core.ObjectNotFound as e:
+                if self._private_daemon():
+                    raise _core.ObjectNotFound(f"{e} {_PRIVATE_DAEMON_HINT}") from None
+                raise
         return _codec.decode_root(tree, lease)
 
     # -- names -----------------------------------------------------------

@@ -472,17 +472,17 @@ Result<ObjectMeta> Client::GetMeta(ObjectID id) {
   return std::move(metas[0]);
 }
 
-Result<std::vector<ObjectMeta>> Client::GetMetas(
-    const std::vector<ObjectID>& ids) {
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kGetMeta, protocol::IdsBody(ids)));
+namespace {
+// The `count` trees of a GetMeta reply, sharing one lease on its holds.
+Result<std::vector<ObjectMeta>> MetasOfReply(
+    const std::shared_ptr<ClientCore>& core, json reply, size_t count) {
   auto held = protocol::GetIds(reply, "held");
   // Take ownership of the holds first, so they are released on any error.
   auto lease = std::make_shared<ClientLease>(
-      core_, held.ok() ? *held : std::vector<ObjectID>{});
+      core, held.ok() ? *held : std::vector<ObjectID>{});
   auto trees = reply.find("trees");
   if (!held.ok() || trees == reply.end() || !trees->is_array() ||
-      trees->size() != ids.size()) {
+      trees->size() != count) {
     return trellis::Status::Invalid("malformed GetMeta reply");
   }
   std::vector<ObjectMeta> metas;
@@ -492,6 +492,22 @@ Result<std::vector<ObjectMeta>> Client::GetMetas(
     metas.push_back(std::move(meta));
   }
   return metas;
+}
+}  // namespace
+
+Result<std::vector<ObjectMeta>> Client::GetMetas(
+    const std::vector<ObjectID>& ids) {
+  ASSIGN_OR_RAISE(json reply,
+                  core_->Call(MessageType::kGetMeta, protocol::IdsBody(ids)));
+  return MetasOfReply(core_, std::move(reply), ids.size());
+}
+
+Result<ObjectMeta> Client::GetMetaByName(const std::string& name) {
+  ASSIGN_OR_RAISE(
+      json reply,
+      core_->Call(MessageType::kGetMeta, json{{"names", json::array({name})}}));
+  ASSIGN_OR_RAISE(auto metas, MetasOfReply(core_, std::move(reply), 1));
+  return std::move(metas[0]);
 }
 
 Result<std::vector<ObjectMeta>> Client::ListObjects(const std::string& pattern,

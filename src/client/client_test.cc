@@ -202,6 +202,28 @@ TEST_F(ClientTest, NamesPutListDropAndVanishWithTheirObject) {
   EXPECT_TRUE(client_->GetName("other").status().IsObjectNotFound());
 }
 
+TEST_F(ClientTest, GetMetaByNameIsTheNamedObjectsTree) {
+  uint8_t bytes[3] = {7, 8, 9};
+  ObjectID blob = *client_->PutBlob(bytes, sizeof(bytes));
+  ObjectMeta meta("test::Holder");
+  meta.AddMember("data", blob);
+  ASSERT_TRUE(client_->CreateObject(meta, {.name = "holder"}).ok());
+  auto by_name = client_->GetMetaByName("holder");
+  ASSERT_TRUE(by_name.ok()) << by_name.status();
+  auto by_id = client_->GetMeta(*client_->GetName("holder"));
+  ASSERT_TRUE(by_id.ok());
+  EXPECT_EQ(by_name->id(), by_id->id());
+  EXPECT_EQ(by_name->tree(), by_id->tree());
+  auto data = by_name->GetBlobMember("data");
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->data()[2], 9);
+  auto missing = client_->GetMetaByName("no such name");
+  EXPECT_TRUE(missing.status().IsObjectNotFound());
+  EXPECT_NE(missing.status().message().find("'no such name'"),
+            std::string::npos)
+      << missing.status();
+}
+
 TEST_F(ClientTest, DeleteWhileAnotherProcessHoldsKeepsItsBytesIntact) {
   uint64_t base = Used();
   auto data = Pattern(1 << 20, 3);

@@ -270,12 +270,18 @@ TEST_F(MalformedInputTest, HostileTreesAndSizes) {
   const std::vector<json> bodies = {
       {{"sizes", {uint64_t{1} << 62}}},  // CreateBlobs: too big
       {{"tree", {{"typename", "x"}, {"members", {{"m", {{"id", 5}}}}}}}},
-      {{"tree", {{"id", kept_.value()}}}},          // root a reference
-      {{"ids", {kept_.value()}}, {"deep", "yes"}},  // Delete: bad flag
+      {{"tree", {{"id", kept_.value()}}}},           // root a reference
+      {{"ids", {kept_.value()}}, {"deep", "yes"}},   // Delete: bad flag
+      {{"ids", {kept_.value()}}, {"names", {"x"}}},  // GetMeta: both
+      {{"names", "x"}},                              // GetMeta: not a list
+      {{"names", {"x", 7}}},                         // GetMeta: not a str
+      {{"names", {"nobody"}}},                       // GetMeta: unbound
   };
   const MessageType types[] = {
-      MessageType::kCreateBlobs, MessageType::kCreateObject,
-      MessageType::kCreateObject, MessageType::kDelete};
+      MessageType::kCreateBlobs,  MessageType::kCreateObject,
+      MessageType::kCreateObject, MessageType::kDelete,
+      MessageType::kGetMeta,      MessageType::kGetMeta,
+      MessageType::kGetMeta,      MessageType::kGetMeta};
   for (size_t i = 0; i < bodies.size(); ++i) {
     raw.Send(protocol::EncodeFrame(types[i], bodies[i]));
     auto f = raw.NextFrame();

@@ -309,8 +309,29 @@ Result<json> Store::CreateObject(ClientId client, const json& body) {
   return json{{"id", id.value()}};
 }
 
+Result<std::vector<ObjectID>> Store::IdsOfNames(const json& body) const {
+  auto names = body.find("names");
+  if (names == body.end() || !names->is_array()) {
+    return Status::Invalid("field 'names' must be an array of strings");
+  }
+  std::vector<ObjectID> ids;
+  ids.reserve(names->size());
+  for (const json& name : *names) {
+    if (!name.is_string()) {
+      return Status::Invalid("field 'names' must be an array of strings");
+    }
+    ASSIGN_OR_RAISE(ObjectID id, meta_->GetName(name.get<std::string>()));
+    ids.push_back(id);
+  }
+  return ids;
+}
+
 void Store::GetMeta(ClientId client, const json& body, Done done) {
-  auto ids = GetIds(body, "ids");
+  bool by_name = body.contains("names");
+  if (by_name && body.contains("ids")) {
+    return done(Status::Invalid("GetMeta takes 'ids' or 'names', not both"));
+  }
+  auto ids = by_name ? IdsOfNames(body) : GetIds(body, "ids");
   if (!ids.ok()) return done(ids.status());
   EnsureResident(*ids, [this, client, ids = *ids, done](Status st) {
     if (!table_.HasClient(client)) return;
@@ -568,8 +589,7 @@ void Store::PumpPending(bool may_spill, const std::string& reason) {
     uint64_t missing = head.need.total > free ? head.need.total - free : 0;
     uint64_t target = allocator_.used() + head.need.total;
     uint64_t want = std::max(missing, target > low ? target - low : 0);
-    std::vector<SpillJob> jobs =
-        table_.StartSpillsFor(head.need.largest, want);
+    std::vector<SpillJob> jobs = table_.StartSpillsFor(head.need.largest, want);
     // Room enough in total, just not where the head's smaller blobs fit.
     if (jobs.empty()) jobs = table_.StartSpills(head.need.total);
     if (jobs.empty()) {

@@ -114,6 +114,9 @@ class Store {
   void PutBlobs(ClientId client, const json& body, Done done);
   Result<json> CreateObject(ClientId client, const json& body);
   void GetMeta(ClientId client, const json& body, Done done);
+  // The objects bound to the body's "names" (GetMeta by name), or
+  // ObjectNotFound naming the first unbound one.
+  Result<std::vector<ObjectID>> IdsOfNames(const json& body) const;
   void GetBlobs(ClientId client, const json& body, Done done);
   Result<json> PutName(const json& body);
   void GetName(ClientId client, const json& body, Done done);
