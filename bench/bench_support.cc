@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "server/size_parse.h"
+#include "common/size_parse.h"
 
 namespace trellis::bench {
 
@@ -31,7 +31,7 @@ void AddSizeFlag(CLI::App& app, const std::string& name, uint64_t* value,
   app.add_option_function<std::string>(
          name,
          [name, value](const std::string& text) {
-           auto parsed = server::ParseByteSize(text);
+           auto parsed = ParseByteSize(text);
            if (!parsed.ok()) {
              throw CLI::ValidationError(name, parsed.status().message());
            }

@@ -8,8 +8,8 @@ add_trellis_test(allocator_test SOURCES src/server/allocator_test.cc
   LIBS trellis_server)
 add_trellis_test(object_table_test SOURCES src/server/object_table_test.cc
   LIBS trellis_server)
-add_trellis_test(size_parse_test SOURCES src/server/size_parse_test.cc
-  LIBS trellis_server)
+add_trellis_test(size_parse_test SOURCES src/common/size_parse_test.cc
+  LIBS trellis_common)
 add_trellis_test(client_test SOURCES src/client/client_test.cc
   LIBS trellis trellis_testing)
 add_trellis_test(daemon_test SOURCES src/server/daemon_test.cc

@@ -11,11 +11,11 @@
 #include <random>
 
 #include "common/protocol.h"
+#include "common/size_parse.h"
 #include "common/socket_path.h"
 #include "server/arena.h"
 #include "server/ipc_server.h"
 #include "server/meta_store.h"
-#include "server/size_parse.h"
 #include "server/spill_storage.h"
 #include "server/store.h"
 

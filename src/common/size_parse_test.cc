@@ -1,8 +1,8 @@
-#include "server/size_parse.h"
+#include "common/size_parse.h"
 
 #include <gtest/gtest.h>
 
-namespace trellis::server {
+namespace trellis {
 namespace {
 
 TEST(ParseByteSizeTest, AcceptsPlainAndSuffixedSizes) {
@@ -24,4 +24,4 @@ TEST(ParseByteSizeTest, RejectsGarbageZeroAndOverflow) {
 }
 
 }  // namespace
-}  // namespace trellis::server
+}  // namespace trellis

@@ -1,8 +1,8 @@
-#include "server/size_parse.h"
+#include "common/size_parse.h"
 
 #include <cctype>
 
-namespace trellis::server {
+namespace trellis {
 
 Result<uint64_t> ParseByteSize(const std::string& text) {
   auto bad = [&] {
@@ -44,4 +44,4 @@ Result<uint64_t> ParseByteSize(const std::string& text) {
   return value;
 }
 
-}  // namespace trellis::server
+}  // namespace trellis
