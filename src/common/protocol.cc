@@ -172,6 +172,10 @@ void AppendMsgpackMapHeader(size_t entries, std::vector<uint8_t>* out) {
   AppendHeader(entries, 0x80, 16, 0xde, out);
 }
 
+void AppendMsgpackBool(bool v, std::vector<uint8_t>* out) {
+  out->push_back(v ? 0xc3 : 0xc2);
+}
+
 void AppendMsgpackArrayHeader(size_t size, std::vector<uint8_t>* out) {
   AppendHeader(size, 0x90, 16, 0xdc, out);
 }

@@ -87,6 +87,11 @@ TEST(ProtocolTest, IdsBodyMatchesTheLibraryEncoding) {
     AppendFrame(MessageType::kGetMeta, json{{"ids", IdsToJson(ids)}}, &library);
     EXPECT_EQ(fast, library) << "n " << n;
   }
+  for (bool v : {false, true}) {
+    std::vector<uint8_t> bytes;
+    AppendMsgpackBool(v, &bytes);
+    EXPECT_EQ(bytes, json::to_msgpack(json(v)));
+  }
 }
 
 TEST(ProtocolTest, OversizedLengthIsRejectedBeforeBuffering) {
