@@ -219,6 +219,22 @@ def test_self_referencing_list_is_pickled(client):
     assert got[:2] == [1, 2] and got[2] is got
 
 
+@pytest.mark.parametrize("levels", [23, 24, 25, 60])
+def test_deeply_nested_containers_round_trip(client, levels):
+    """Past MAX_NESTING containers the value is pickled whole, which keeps
+    the tree inside the protocol's nesting limit (the daemon would hang up
+    on a deeper body); a DataFrame at the bottom still comes back."""
+    frame = pd.DataFrame({"a": np.arange(3)})
+    value = frame
+    for i in range(levels):
+        value = [value] if i % 2 else {"k": value}
+    got = client.get(client.put(value))
+    for i in reversed(range(levels)):
+        got = got[0] if i % 2 else got["k"]
+    pd.testing.assert_frame_equal(got, frame)
+    assert client.get(client.put(7)) == 7  # the connection is still fine
+
+
 def test_pickled_arrays_stay_out_of_band(client):
     """Arrays inside a pickled object are read from shared memory."""
     value = {1, "not a str key"}, np.arange(100000)

@@ -26,6 +26,11 @@ from trellis._core import InvalidArgument, decode_tree
 
 ALIGN = 64
 
+# Containers (lists, dicts, ...) nested deeper than this are pickled whole:
+# each nested container is a tree level, which takes two of the protocol's
+# 64 MessagePack levels, and a DataFrame or array at the bottom adds three.
+MAX_NESTING = 24
+
 # Stands for the put's blob in a tree being built (compared by identity).
 BLOB = object()
 
@@ -102,18 +107,20 @@ class Packer:
             job(writer)
 
     def enter(self, container):
-        """Marks `container` as being encoded; raises Cycle if it already is
-        (a self-referencing value, which only pickle can store)."""
-        if any(c is container for c in self._path):
-            raise Cycle()
+        """Marks `container` as being encoded; raises PickleWhole if it
+        already is (a self-referencing value) or if containers nest deeper
+        than MAX_NESTING (the tree would exceed the wire's nesting limit):
+        only pickle can store those."""
+        if len(self._path) >= MAX_NESTING or any(c is container for c in self._path):
+            raise PickleWhole()
         self._path.append(container)
 
     def leave(self):
         self._path.pop()
 
 
-class Cycle(Exception):
-    """A container contains itself; the whole value is pickled instead."""
+class PickleWhole(Exception):
+    """The value cannot be a tree; the whole value is pickled instead."""
 
 
 class DecodeContext:
@@ -159,7 +166,7 @@ def encode_root(value):
     packer = Packer()
     try:
         return encode(value, packer), packer
-    except Cycle:
+    except PickleWhole:
         from trellis._pickle import encode_pickle
 
         packer = Packer()

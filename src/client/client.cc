@@ -456,6 +456,14 @@ void CollectReferences(const json& node, std::vector<ObjectID>* out) {
 
 Result<ObjectID> Client::CreateObject(const ObjectMeta& meta,
                                       const PutOptions& options) {
+  // The daemon treats a body nested deeper than the wire allows as a
+  // protocol violation and hangs up; refuse it here with a clear error.
+  if (1 + protocol::NestingDepth(meta.tree()) > protocol::kMaxBodyDepth) {
+    return trellis::Status::Invalid(
+        "object tree nests deeper than the protocol's " +
+        std::to_string(protocol::kMaxBodyDepth) +
+        " levels of maps and arrays (each tree level takes two)");
+  }
   // Encoded directly: putting the tree into a request DOM would copy it, and
   // for a wide DataFrame that copy costs more than the round trip.
   std::vector<uint8_t> body;

@@ -224,6 +224,28 @@ TEST_F(ClientTest, GetMetaByNameIsTheNamedObjectsTree) {
       << missing.status();
 }
 
+TEST_F(ClientTest, TreesDeeperThanTheWireAllowsAreRefusedBeforeSending) {
+  uint8_t byte = 1;
+  ObjectID blob = *client_->PutBlob(&byte, 1);
+  auto nested = [&](int levels) {
+    ObjectMeta node("test::Leaf");
+    node.AddMember("data", blob);
+    for (int i = 0; i < levels; ++i) {
+      ObjectMeta parent("test::Level");
+      parent.AddMember("child", node);
+      node = parent;
+    }
+    return node;
+  };
+  // 30 levels: 1 (body) + 2 per node + the leaf's reference is 63 levels.
+  EXPECT_TRUE(client_->CreateObject(nested(30)).ok());
+  auto deep = client_->CreateObject(nested(40));
+  EXPECT_TRUE(deep.status().IsInvalid()) << deep.status();
+  EXPECT_NE(deep.status().message().find("nests deeper"), std::string::npos);
+  // Refused here, not by the daemon: the connection is still usable.
+  EXPECT_TRUE(client_->PutBlob(&byte, 1).ok());
+}
+
 TEST_F(ClientTest, DeleteWhileAnotherProcessHoldsKeepsItsBytesIntact) {
   uint64_t base = Used();
   auto data = Pattern(1 << 20, 3);

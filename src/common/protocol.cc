@@ -1,13 +1,12 @@
 #include "common/protocol.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace trellis::protocol {
 namespace {
 
-// Deepest nesting a body may have. Metadata trees are a few levels deep; the
-// limit keeps a hostile body from recursing the decoder off the stack.
-constexpr size_t kMaxDepth = 64;
+constexpr size_t kMaxDepth = kMaxBodyDepth;
 
 // A SAX handler that builds the DOM like nlohmann's own, but refuses bodies
 // nested deeper than kMaxDepth and never throws.
@@ -413,6 +412,13 @@ json IdsToJson(const std::vector<ObjectID>& ids) {
   json out = json::array();
   for (ObjectID id : ids) out.push_back(id.value());
   return out;
+}
+
+size_t NestingDepth(const json& v) {
+  if (!v.is_object() && !v.is_array()) return 0;
+  size_t deepest = 0;
+  for (const json& item : v) deepest = std::max(deepest, NestingDepth(item));
+  return deepest + 1;
 }
 
 json IdsBody(const std::vector<ObjectID>& ids) {

@@ -27,6 +27,11 @@ inline constexpr uint32_t kProtocolVersion = 1;
 inline constexpr size_t kHeaderSize = 8;
 // Default largest body a peer accepts (trellisd --max-frame changes it).
 inline constexpr uint32_t kDefaultMaxFrame = 64u << 20;
+// Deepest nesting of maps and arrays a body may have, the body's own map
+// counting as 1 (docs/protocol.md, "Limits"). Metadata trees are a few
+// levels deep; the limit keeps a hostile body from recursing the decoder
+// off the stack.
+inline constexpr size_t kMaxBodyDepth = 64;
 
 // Message types. Values are wire constants: append only.
 enum class MessageType : uint16_t {
@@ -117,6 +122,9 @@ class FrameDecoder {
 // Decodes one body (the bytes after the header). Invalid unless it is a
 // well-formed MessagePack map.
 Result<json> DecodeBody(const uint8_t* data, size_t size);
+
+// How deeply `v` nests maps and arrays: 0 for a scalar, 1 for a flat map.
+size_t NestingDepth(const json& v);
 
 // True and *out set if `v` is a non-negative integer (MessagePack decodes
 // those as unsigned; JSON built in C++ from int literals holds them signed).
