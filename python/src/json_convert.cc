@@ -3,7 +3,9 @@
 #include <array>
 #include <cstring>
 #include <string>
+#include <string_view>
 
+#include "common/protocol.h"
 #include "errors.h"
 
 namespace py = pybind11;
@@ -12,90 +14,118 @@ using nlohmann::json;
 namespace trellis::python {
 namespace {
 
-constexpr int kMaxDepth = 256;
-
 std::string TypeName(py::handle value) {
   return py::str(py::type::handle_of(value).attr("__qualname__"));
 }
 
-json IntToJson(py::handle value, const std::string& path) {
+// Where a value sits in the tree, built only when an error names it.
+struct PathStep {
+  const PathStep* parent;
+  const char* key;  // a map key, or nullptr for a list index
+  size_t index;
+};
+
+std::string PathText(const PathStep* step) {
+  if (!step) return "tree";
+  std::string parent = PathText(step->parent);
+  return step->key ? parent + "." + step->key
+                   : parent + "[" + std::to_string(step->index) + "]";
+}
+
+void IntToMsgpack(py::handle value, const PathStep* path,
+                  std::vector<uint8_t>* out) {
   int overflow = 0;
   long long s = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
   if (overflow == 0) {
     if (s == -1 && PyErr_Occurred()) throw py::error_already_set();
-    // Non-negative integers are stored unsigned, as C++ readers expect for
-    // sizes and offsets.
-    return s >= 0 ? json(static_cast<uint64_t>(s)) : json(s);
+    return protocol::AppendMsgpackInt(s, out);
   }
   if (overflow > 0) {
     unsigned long long u = PyLong_AsUnsignedLongLong(value.ptr());
-    if (!PyErr_Occurred()) return json(static_cast<uint64_t>(u));
+    if (!PyErr_Occurred()) return protocol::AppendMsgpackUint(u, out);
     PyErr_Clear();
   }
-  ThrowInvalid("integer at " + path +
+  ThrowInvalid("integer at " + PathText(path) +
                " does not fit in 64 bits of object metadata");
 }
 
-json Convert(py::handle value, const BlobPlaceholder* blob, int depth,
-             const std::string& path) {
-  if (depth > kMaxDepth) {
-    ThrowInvalid("object metadata nests deeper than " +
-                 std::to_string(kMaxDepth) + " levels at " + path);
-  }
+void Encode(py::handle value, const BlobPlaceholder* blob, int depth,
+            const PathStep* path, std::vector<uint8_t>* out) {
   PyObject* p = value.ptr();
-  if (blob && value.is(blob->placeholder)) return json{{"id", blob->blob_id}};
-  if (p == Py_None) return nullptr;
-  if (PyBool_Check(p)) return p == Py_True;
-  if (PyLong_Check(p)) return IntToJson(value, path);
-  if (PyFloat_Check(p)) return PyFloat_AS_DOUBLE(p);
+  bool container = PyDict_Check(p) || PyList_Check(p) || PyTuple_Check(p) ||
+                   (blob && value.is(blob->placeholder));
+  if (container && depth + 1 > static_cast<int>(protocol::kMaxBodyDepth)) {
+    ThrowInvalid("object tree nests deeper than the protocol's " +
+                 std::to_string(protocol::kMaxBodyDepth) +
+                 " levels of maps and arrays at " + PathText(path));
+  }
+  if (blob && value.is(blob->placeholder)) {
+    protocol::AppendMsgpackMapHeader(1, out);
+    protocol::AppendMsgpackString("id", out);
+    return protocol::AppendMsgpackUint(blob->blob_id, out);
+  }
+  if (p == Py_None) return out->push_back(0xc0);
+  if (PyBool_Check(p)) return protocol::AppendMsgpackBool(p == Py_True, out);
+  if (PyLong_Check(p)) return IntToMsgpack(value, path, out);
+  if (PyFloat_Check(p)) {
+    return protocol::AppendMsgpackDouble(PyFloat_AS_DOUBLE(p), out);
+  }
   if (PyUnicode_Check(p)) {
     Py_ssize_t size = 0;
     const char* utf8 = PyUnicode_AsUTF8AndSize(p, &size);
     if (!utf8) throw py::error_already_set();
-    return std::string(utf8, static_cast<size_t>(size));
+    return protocol::AppendMsgpackString(
+        std::string_view(utf8, static_cast<size_t>(size)), out);
   }
   if (PyBytes_Check(p)) {
-    auto* data = reinterpret_cast<const uint8_t*>(PyBytes_AS_STRING(p));
-    return json::binary(std::vector<uint8_t>(data, data + PyBytes_GET_SIZE(p)));
+    return protocol::AppendMsgpackBinary(
+        reinterpret_cast<const uint8_t*>(PyBytes_AS_STRING(p)),
+        static_cast<size_t>(PyBytes_GET_SIZE(p)), out);
   }
   if (PyDict_Check(p)) {
-    json out = json::object();
+    protocol::AppendMsgpackMapHeader(static_cast<size_t>(PyDict_GET_SIZE(p)),
+                                     out);
     PyObject *key, *item;
     Py_ssize_t pos = 0;
     while (PyDict_Next(p, &pos, &key, &item)) {
       if (!PyUnicode_Check(key)) {
         ThrowInvalid("object metadata keys must be str, got " + TypeName(key) +
-                     " at " + path);
+                     " at " + PathText(path));
       }
-      std::string k = py::reinterpret_borrow<py::str>(key);
-      out[k] = Convert(item, blob, depth + 1, path + "." + k);
+      Py_ssize_t size = 0;
+      const char* utf8 = PyUnicode_AsUTF8AndSize(key, &size);
+      if (!utf8) throw py::error_already_set();
+      protocol::AppendMsgpackString(
+          std::string_view(utf8, static_cast<size_t>(size)), out);
+      PathStep step{path, utf8, 0};
+      Encode(item, blob, depth + 1, &step, out);
     }
-    return out;
+    return;
   }
   if (PyList_Check(p) || PyTuple_Check(p)) {
-    json out = json::array();
     py::sequence seq = py::reinterpret_borrow<py::sequence>(value);
+    protocol::AppendMsgpackArrayHeader(seq.size(), out);
     size_t i = 0;
     for (py::handle item : seq) {
-      out.push_back(
-          Convert(item, blob, depth + 1, path + "[" + std::to_string(i) + "]"));
-      ++i;
+      PathStep step{path, nullptr, i++};
+      Encode(item, blob, depth + 1, &step, out);
     }
-    return out;
+    return;
   }
   if (PyIndex_Check(p)) {  // numpy integers and other int-likes
     py::object as_int = py::reinterpret_steal<py::object>(PyNumber_Index(p));
     if (!as_int) throw py::error_already_set();
-    return IntToJson(as_int, path);
+    return IntToMsgpack(as_int, path, out);
   }
   ThrowInvalid("cannot store a " + TypeName(value) + " in object metadata at " +
-               path);
+               PathText(path));
 }
 
 }  // namespace
 
-json ToJson(py::handle value, const BlobPlaceholder* blob) {
-  return Convert(value, blob, 0, "tree");
+void ToMsgpack(py::handle value, const BlobPlaceholder* blob, int depth,
+               std::vector<uint8_t>* out) {
+  Encode(value, blob, depth, nullptr, out);
 }
 
 py::object FromJson(const json& value) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 namespace trellis::python {
 
@@ -19,10 +20,14 @@ struct BlobPlaceholder {
   uint64_t blob_id = 0;
 };
 
-// Raises InvalidArgument naming the offending value's type and path for
-// anything else, or for nesting deeper than 256. GIL held.
-nlohmann::json ToJson(pybind11::handle value,
-                      const BlobPlaceholder* blob = nullptr);
+// Appends `value` to *out as one MessagePack value (maps, arrays, bin for
+// bytes; every placeholder becomes {"id": blob_id}), without building a
+// DOM. `depth` is the nesting level of the map or array holding `value` (1
+// for a field of a body). Raises InvalidArgument naming the offending
+// value's type and path for anything else, or for a map or array nested
+// past protocol::kMaxBodyDepth. GIL held.
+void ToMsgpack(pybind11::handle value, const BlobPlaceholder* blob, int depth,
+               std::vector<uint8_t>* out);
 
 // Builds Python values from JSON (binary becomes bytes). GIL held.
 pybind11::object FromJson(const nlohmann::json& value);

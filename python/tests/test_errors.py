@@ -1,6 +1,7 @@
 """Errors: the right classes (trellis and builtin), and messages that say
 what was involved."""
 
+import functools
 import os
 import socket as socketlib
 
@@ -98,3 +99,23 @@ def test_closed_client(daemon):
 def test_daemon_start_failure_quotes_its_log(tmp_socket_dir):
     with pytest.raises(trellis.DaemonNotReachable, match="size"):
         trellis._daemon.launch(os.path.join(tmp_socket_dir, "bad.sock"), size="lots")
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({1: "x"}, "keys must be str, got int at tree.fields"),
+    ({"n": 1 << 70}, "integer at tree.fields.n does not fit in 64 bits"),
+    ({"f": [1, object()]}, r"cannot store a object in object metadata at tree.fields.f\[1\]"),
+    ({"deep": functools.reduce(lambda v, _: [v], range(70), 0)}, "nests deeper than"),
+])
+def test_bad_metadata_is_refused_before_sending(client, fields, message):
+    """Trees are written to the request by the extension; what it cannot
+    write is InvalidArgument naming the path, and nothing else is harmed."""
+    from trellis import _codec
+
+    writer = client._core.create_blob(8)
+    tree = {"typename": "example::T", "fields": fields, "members": {"b": _codec.BLOB}}
+    with pytest.raises(trellis.InvalidArgument, match=message):
+        client._core.create_object(tree, _codec.BLOB, writer, "", False, True)
+    assert writer.open  # still the caller's to seal or abort
+    writer.abort()
+    assert client.get(client.put([1, "two"])) == [1, "two"]

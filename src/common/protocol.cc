@@ -213,6 +213,47 @@ void AppendMsgpackUint(uint64_t v, std::vector<uint8_t>* out) {
   }
 }
 
+void AppendMsgpackInt(int64_t v, std::vector<uint8_t>* out) {
+  if (v >= 0) return AppendMsgpackUint(static_cast<uint64_t>(v), out);
+  if (v >= -32) {
+    out->push_back(static_cast<uint8_t>(v));  // negative fixint
+  } else if (v >= INT8_MIN) {
+    out->push_back(0xd0);
+    PutBe(static_cast<uint64_t>(v), 1, out);
+  } else if (v >= INT16_MIN) {
+    out->push_back(0xd1);
+    PutBe(static_cast<uint64_t>(v), 2, out);
+  } else if (v >= INT32_MIN) {
+    out->push_back(0xd2);
+    PutBe(static_cast<uint64_t>(v), 4, out);
+  } else {
+    out->push_back(0xd3);
+    PutBe(static_cast<uint64_t>(v), 8, out);
+  }
+}
+
+void AppendMsgpackDouble(double v, std::vector<uint8_t>* out) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  out->push_back(0xcb);
+  PutBe(bits, 8, out);
+}
+
+void AppendMsgpackBinary(const uint8_t* data, size_t size,
+                         std::vector<uint8_t>* out) {
+  if (size <= 0xff) {
+    out->push_back(0xc4);
+    PutBe(size, 1, out);
+  } else if (size <= 0xffff) {
+    out->push_back(0xc5);
+    PutBe(size, 2, out);
+  } else {
+    out->push_back(0xc6);
+    PutBe(size, 4, out);
+  }
+  out->insert(out->end(), data, data + size);
+}
+
 void AppendFrame(MessageType type, const json& body,
                  std::vector<uint8_t>* out) {
   size_t start = out->size();

@@ -85,6 +85,10 @@ void AppendMsgpackArrayHeader(size_t size, std::vector<uint8_t>* out);
 void AppendMsgpackString(std::string_view s, std::vector<uint8_t>* out);
 void AppendMsgpackUint(uint64_t v, std::vector<uint8_t>* out);
 void AppendMsgpackBool(bool v, std::vector<uint8_t>* out);
+void AppendMsgpackInt(int64_t v, std::vector<uint8_t>* out);
+void AppendMsgpackDouble(double v, std::vector<uint8_t>* out);  // always 64-bit
+void AppendMsgpackBinary(const uint8_t* data, size_t size,
+                         std::vector<uint8_t>* out);
 std::vector<uint8_t> EncodeFrame(MessageType type, const json& body);
 json ErrorBody(const Status& status);
 // Turns an Error body back into a Status (Invalid if the body is malformed).

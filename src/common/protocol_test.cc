@@ -94,6 +94,27 @@ TEST(ProtocolTest, IdsBodyMatchesTheLibraryEncoding) {
   }
 }
 
+TEST(ProtocolTest, ScalarBuildingBlocksDecodeToTheirValues) {
+  for (int64_t v :
+       {int64_t{0}, int64_t{5}, int64_t{-1}, int64_t{-32}, int64_t{-33},
+        int64_t{-128}, int64_t{-129}, int64_t{-32768}, int64_t{-32769},
+        int64_t{INT32_MIN}, int64_t{INT32_MIN} - 1, INT64_MIN, INT64_MAX}) {
+    std::vector<uint8_t> bytes;
+    AppendMsgpackInt(v, &bytes);
+    EXPECT_EQ(json::from_msgpack(bytes), json(v)) << v;
+  }
+  for (double v : {0.0, -1.5, 1e300, 0.1}) {
+    std::vector<uint8_t> bytes;
+    AppendMsgpackDouble(v, &bytes);
+    EXPECT_EQ(json::from_msgpack(bytes).get<double>(), v);
+  }
+  for (size_t n : {0, 255, 256, 70000}) {
+    std::vector<uint8_t> data(n, 0xab), bytes;
+    AppendMsgpackBinary(data.data(), n, &bytes);
+    EXPECT_EQ(json::from_msgpack(bytes).get_binary(), data) << n;
+  }
+}
+
 TEST(ProtocolTest, OversizedLengthIsRejectedBeforeBuffering) {
   FrameDecoder d(1024);
   uint8_t header[8] = {0xff, 0xff, 0xff, 0x7f, 1, 0, 0, 0};
