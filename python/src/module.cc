@@ -149,22 +149,14 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     // The request is written straight from the Python tree (no JSON DOM:
     // for a wide DataFrame that costs more than the round trip). The daemon
     // validates the tree's shape.
-    std::vector<uint8_t> body;
-    protocol::AppendMsgpackMapHeader(name.empty() ? 3 : 4, &body);
-    protocol::AppendMsgpackString("tree", &body);
-    ToMsgpack(tree, writer ? &blob : nullptr, 1, &body);
-    protocol::AppendMsgpackString("overwrite", &body);
-    protocol::AppendMsgpackBool(overwrite, &body);
-    protocol::AppendMsgpackString("persist", &body);
-    protocol::AppendMsgpackBool(persist, &body);
-    if (!name.empty()) {
-      protocol::AppendMsgpackString("name", &body);
-      protocol::AppendMsgpackString(name, &body);
-    }
+    json body = protocol::CreateObjectBody(
+        [&](std::vector<uint8_t>* out) {
+          ToMsgpack(tree, writer ? &blob : nullptr, 1, out);
+        },
+        overwrite, persist, name);
     const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
     json reply = Unwrap(WithoutGil([&] {
-      return core->Call(protocol::MessageType::kCreateObject,
-                        protocol::EncodedBody(std::move(body)));
+      return core->Call(protocol::MessageType::kCreateObject, body);
     }));
     if (writer) {
       core->TakeOpenBlob(writer->id());  // sealed with the object
@@ -183,7 +175,7 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   }
   // The same for the object bound to `name`, still one round trip.
   py::tuple GetTreeByName(const std::string& name, bool frame_blocks) {
-    return TreeOf(json{{"names", json::array({name})}}, frame_blocks);
+    return TreeOf(protocol::NamesBody({name}), frame_blocks);
   }
 
   Blob GetBlob(ObjectID id) {

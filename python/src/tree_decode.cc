@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/protocol.h"
 #include "errors.h"
 
 namespace py = pybind11;
@@ -19,7 +20,7 @@ namespace trellis::python {
 namespace {
 
 // Wire limit on nesting (docs/protocol.md, "Limits").
-constexpr int kMaxMsgpackDepth = 64;
+constexpr int kMaxMsgpackDepth = static_cast<int>(protocol::kMaxBodyDepth);
 // Column positions above this are not read as blocks (the node keeps them
 // as members), which bounds the duplicate check's memory.
 constexpr uint64_t kMaxBlockColumns = uint64_t{1} << 24;

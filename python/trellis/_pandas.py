@@ -326,7 +326,7 @@ def _columns_index(fields, label_values=None):
     # An object array is 3x faster than Index(list) (which would also turn
     # a list of tuples into a MultiIndex).
     values = label_values
-    if values is None or len(values) != len(labels):
+    if values is None:
         values = np.empty(len(labels), dtype=object)
         values[:] = labels
     return _object_index(values, name)

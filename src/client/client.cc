@@ -464,23 +464,10 @@ Result<ObjectID> Client::CreateObject(const ObjectMeta& meta,
         std::to_string(protocol::kMaxBodyDepth) +
         " levels of maps and arrays (each tree level takes two)");
   }
-  // Encoded directly: putting the tree into a request DOM would copy it, and
-  // for a wide DataFrame that copy costs more than the round trip.
-  std::vector<uint8_t> body;
-  protocol::AppendMsgpackMapHeader(options.name.empty() ? 3 : 4, &body);
-  protocol::AppendMsgpackString("tree", &body);
-  json::to_msgpack(meta.tree(), body);
-  protocol::AppendMsgpackString("overwrite", &body);
-  protocol::AppendMsgpackBool(options.overwrite, &body);
-  protocol::AppendMsgpackString("persist", &body);
-  protocol::AppendMsgpackBool(options.persist, &body);
-  if (!options.name.empty()) {
-    protocol::AppendMsgpackString("name", &body);
-    protocol::AppendMsgpackString(options.name, &body);
-  }
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kCreateObject,
-                              protocol::EncodedBody(std::move(body))));
+  json body = protocol::CreateObjectBody(
+      [&](std::vector<uint8_t>* out) { json::to_msgpack(meta.tree(), *out); },
+      options.overwrite, options.persist, options.name);
+  ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kCreateObject, body));
   std::vector<ObjectID> references;
   CollectReferences(meta.tree(), &references);
   for (ObjectID ref : references) core_->TakeOpenBlob(ref);  // sealed now
@@ -523,9 +510,8 @@ Result<std::vector<ObjectMeta>> Client::GetMetas(
 }
 
 Result<ObjectMeta> Client::GetMetaByName(const std::string& name) {
-  ASSIGN_OR_RAISE(
-      json reply,
-      core_->Call(MessageType::kGetMeta, json{{"names", json::array({name})}}));
+  ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kGetMeta,
+                                          protocol::NamesBody({name})));
   ASSIGN_OR_RAISE(auto metas, MetasOfReply(core_, std::move(reply), 1));
   return std::move(metas[0]);
 }

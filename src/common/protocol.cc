@@ -6,10 +6,8 @@
 namespace trellis::protocol {
 namespace {
 
-constexpr size_t kMaxDepth = kMaxBodyDepth;
-
 // A SAX handler that builds the DOM like nlohmann's own, but refuses bodies
-// nested deeper than kMaxDepth and never throws.
+// nested deeper than kMaxBodyDepth and never throws.
 class BoundedDomBuilder {
  public:
   explicit BoundedDomBuilder(json& root) : dom_(root, false) {}
@@ -28,7 +26,7 @@ class BoundedDomBuilder {
   bool string(json::string_t& v) { return dom_.string(v); }
   bool binary(json::binary_t& v) { return dom_.binary(v); }
   bool start_object(size_t len) {
-    if (++depth_ > kMaxDepth) return false;
+    if (++depth_ > kMaxBodyDepth) return false;
     return dom_.start_object(kUnknownSize(len));
   }
   bool key(json::string_t& v) { return dom_.key(v); }
@@ -37,7 +35,7 @@ class BoundedDomBuilder {
     return dom_.end_object();
   }
   bool start_array(size_t len) {
-    if (++depth_ > kMaxDepth) return false;
+    if (++depth_ > kMaxBodyDepth) return false;
     return dom_.start_array(kUnknownSize(len));
   }
   bool end_array() {
@@ -353,7 +351,7 @@ Result<json> DecodeBody(const uint8_t* data, size_t size) {
     return Status::Invalid(
         "frame body is not valid MessagePack (or nests "
         "deeper than " +
-        std::to_string(kMaxDepth) + " levels)");
+        std::to_string(kMaxBodyDepth) + " levels)");
   }
   if (!body.is_object()) {
     return Status::Invalid("frame body must be a MessagePack map");
@@ -469,6 +467,33 @@ json IdsBody(const std::vector<ObjectID>& ids) {
   AppendMsgpackString("ids", &body);
   AppendMsgpackArrayHeader(ids.size(), &body);
   for (ObjectID id : ids) AppendMsgpackUint(id.value(), &body);
+  return EncodedBody(std::move(body));
+}
+
+json NamesBody(const std::vector<std::string>& names) {
+  std::vector<uint8_t> body;
+  AppendMsgpackMapHeader(1, &body);
+  AppendMsgpackString("names", &body);
+  AppendMsgpackArrayHeader(names.size(), &body);
+  for (const std::string& name : names) AppendMsgpackString(name, &body);
+  return EncodedBody(std::move(body));
+}
+
+json CreateObjectBody(
+    const std::function<void(std::vector<uint8_t>*)>& write_tree,
+    bool overwrite, bool persist, const std::string& name) {
+  std::vector<uint8_t> body;
+  AppendMsgpackMapHeader(name.empty() ? 3 : 4, &body);
+  AppendMsgpackString("tree", &body);
+  write_tree(&body);
+  AppendMsgpackString("overwrite", &body);
+  AppendMsgpackBool(overwrite, &body);
+  AppendMsgpackString("persist", &body);
+  AppendMsgpackBool(persist, &body);
+  if (!name.empty()) {
+    AppendMsgpackString("name", &body);
+    AppendMsgpackString(name, &body);
+  }
   return EncodedBody(std::move(body));
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -149,5 +150,13 @@ json IdsToJson(const std::vector<ObjectID>& ids);
 // objects (GetMeta, Release, Pin, ...) skip building and encoding a DOM,
 // which costs tens of microseconds when the code is not in cache.
 json IdsBody(const std::vector<ObjectID>& ids);
+// The body {"names": [...]} of a GetMeta by name, encoded the same way.
+json NamesBody(const std::vector<std::string>& names);
+// The body {tree, overwrite, persist[, name]} of CreateObject as an
+// EncodedBody; `write_tree` appends the tree's MessagePack to the vector it
+// is given (the tree is never copied into a request DOM).
+json CreateObjectBody(
+    const std::function<void(std::vector<uint8_t>*)>& write_tree,
+    bool overwrite, bool persist, const std::string& name);
 
 }  // namespace trellis::protocol

@@ -94,6 +94,25 @@ TEST(ProtocolTest, IdsBodyMatchesTheLibraryEncoding) {
   }
 }
 
+TEST(ProtocolTest, RequestBodiesDecodeToTheirDom) {
+  auto decode = [](const json& encoded) {
+    std::vector<uint8_t> frame;
+    AppendFrame(MessageType::kGetMeta, encoded, &frame);
+    return *DecodeBody(frame.data() + kHeaderSize, frame.size() - kHeaderSize);
+  };
+  EXPECT_EQ(decode(NamesBody({"a", std::string(40, 'n')})),
+            (json{{"names", {"a", std::string(40, 'n')}}}));
+  json tree = {{"typename", "t"}, {"fields", {{"k", {1, -2, 2.5}}}}};
+  auto write = [&](std::vector<uint8_t>* out) { json::to_msgpack(tree, *out); };
+  EXPECT_EQ(decode(CreateObjectBody(write, true, false, "")),
+            (json{{"tree", tree}, {"overwrite", true}, {"persist", false}}));
+  EXPECT_EQ(decode(CreateObjectBody(write, false, true, "x")),
+            (json{{"tree", tree},
+                  {"overwrite", false},
+                  {"persist", true},
+                  {"name", "x"}}));
+}
+
 TEST(ProtocolTest, ScalarBuildingBlocksDecodeToTheirValues) {
   for (int64_t v :
        {int64_t{0}, int64_t{5}, int64_t{-1}, int64_t{-32}, int64_t{-33},

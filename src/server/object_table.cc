@@ -590,6 +590,12 @@ void ObjectTable::LruTouch(ObjectEntry& e) {
   if (e.in_lru) lru_.splice(lru_.end(), lru_, e.lru_position);
 }
 
+SpillJob ObjectTable::StartSpill(ObjectEntry& e) {
+  LruRemove(e);
+  e.residence = Residence::kSpilling;
+  return {e.id, e.offset, e.size};
+}
+
 std::vector<SpillJob> ObjectTable::StartSpills(uint64_t bytes) {
   std::vector<SpillJob> jobs;
   uint64_t chosen = 0;
@@ -597,9 +603,7 @@ std::vector<SpillJob> ObjectTable::StartSpills(uint64_t bytes) {
     ObjectEntry& e = entries_.at(*it);
     ++it;  // LruRemove below invalidates e's position, not `it`
     if (!Spillable(e)) continue;
-    LruRemove(e);
-    e.residence = Residence::kSpilling;
-    jobs.push_back({e.id, e.offset, e.size});
+    jobs.push_back(StartSpill(e));
     chosen += e.size;
   }
   return jobs;
@@ -669,9 +673,7 @@ std::vector<SpillJob> ObjectTable::StartSpillsFor(uint64_t contiguous,
     for (const auto& c : candidates) stretches.push_back(c.first);
     for (size_t i : CheapestRange(stretches, contiguous)) {
       ObjectEntry& e = entries_.at(candidates[i].second);
-      LruRemove(e);
-      e.residence = Residence::kSpilling;
-      jobs.push_back({e.id, e.offset, e.size});
+      jobs.push_back(StartSpill(e));
     }
   }
   uint64_t chosen = 0;
@@ -703,9 +705,7 @@ Result<std::vector<SpillJob>> ObjectTable::StartEvictions(
   for (ObjectID id : blobs) {
     ObjectEntry& e = entries_.at(id);
     if (!Spillable(e)) continue;  // empty, or already spilled/on its way
-    LruRemove(e);
-    e.residence = Residence::kSpilling;
-    jobs.push_back({e.id, e.offset, e.size});
+    jobs.push_back(StartSpill(e));
   }
   return jobs;
 }

@@ -266,6 +266,8 @@ class ObjectTable {
   bool Spillable(const ObjectEntry& e) const;
   void LruInsert(ObjectEntry& e);
   void LruRemove(ObjectEntry& e);
+  // Marks a spillable blob SPILLING (out of the LRU) and returns its copy.
+  SpillJob StartSpill(ObjectEntry& e);
   void LruTouch(ObjectEntry& e);
 
   Allocator* allocator_;

@@ -91,8 +91,6 @@ class Store {
     Done done;
   };
   using WaiterList = std::list<Waiter>;
-  // A request waiting for memory. `attempt` does the request's work and
-  // returns false, having changed nothing, if the memory is still short.
   // What a request allocates: `total` aligned bytes, the largest single
   // allocation `largest` of them (which needs one free range).
   struct MemoryNeed {
@@ -100,6 +98,8 @@ class Store {
     uint64_t largest;
   };
   static MemoryNeed NeedOf(const std::vector<uint64_t>& sizes);
+  // A request waiting for memory. `attempt` does the request's work and
+  // returns false, having changed nothing, if the memory is still short.
   struct PendingAlloc {
     MemoryNeed need;
     std::function<bool()> attempt;
