@@ -1,13 +1,14 @@
 // trellis::Client: the C++ client of a local trellisd, zero-copy.
 //
-//   ASSIGN_OR_RAISE(auto client, trellis::Client::Connect());
-//   ASSIGN_OR_RAISE(auto writer, client->CreateBlob(n));
+//   TRELLIS_ASSIGN_OR_RAISE(auto client, trellis::Client::Connect());
+//   TRELLIS_ASSIGN_OR_RAISE(auto writer, client->CreateBlob(n));
 //   std::memcpy(writer->data(), src, n);
-//   ASSIGN_OR_RAISE(trellis::ObjectID id, writer->Seal());
-//   RETURN_NOT_OK(client->PutName(id, "x"));
+//   TRELLIS_ASSIGN_OR_RAISE(trellis::ObjectID id, writer->Seal());
+//   TRELLIS_RETURN_NOT_OK(client->PutName(id, "x"));
 //   // another process:
-//   ASSIGN_OR_RAISE(trellis::ObjectID id, client->GetName("x", /*wait=*/true));
-//   ASSIGN_OR_RAISE(trellis::Blob blob, client->GetBlob(id));  // no copy
+//   TRELLIS_ASSIGN_OR_RAISE(trellis::ObjectID id, client->GetName("x",
+//   /*wait=*/true)); TRELLIS_ASSIGN_OR_RAISE(trellis::Blob blob,
+//   client->GetBlob(id));  // no copy
 //
 // Thread-safety: a Client may be used from several threads; requests are
 // serialised on its one connection, so a blocking GetName delays the other

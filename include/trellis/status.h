@@ -135,7 +135,7 @@ class [[nodiscard]] Result {
 #define TRELLIS_CONCAT(a, b) TRELLIS_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define RETURN_NOT_OK(expr)         \
+#define TRELLIS_RETURN_NOT_OK(expr) \
   do {                              \
     ::trellis::Status _st = (expr); \
     if (!_st.ok()) return _st;      \
@@ -146,7 +146,7 @@ class [[nodiscard]] Result {
   if (!tmp.ok()) return tmp.status();                 \
   lhs = std::move(tmp).value()
 
-// `ASSIGN_OR_RAISE(auto x, SomeResult())` declares x from the value, or
+// `TRELLIS_ASSIGN_OR_RAISE(auto x, SomeResult())` declares x from the value, or
 // returns the error from the enclosing function.
-#define ASSIGN_OR_RAISE(lhs, rexpr) \
+#define TRELLIS_ASSIGN_OR_RAISE(lhs, rexpr) \
   TRELLIS_ASSIGN_OR_RAISE_IMPL(TRELLIS_CONCAT(_res_, __LINE__), lhs, rexpr)

@@ -43,7 +43,7 @@ Result<std::shared_ptr<ClientCore>> ClientCore::Connect(
   core->fd_ = fd;
 
   std::lock_guard<std::mutex> lock(core->io_mutex_);
-  RETURN_NOT_OK(core->WriteAll(protocol::EncodeFrame(
+  TRELLIS_RETURN_NOT_OK(core->WriteAll(protocol::EncodeFrame(
       MessageType::kHello, json{{"version", protocol::kProtocolVersion}})));
   // The Hello reply carries the arena fd; receive it with the first bytes.
   int arena_fd = -1;
@@ -124,7 +124,7 @@ Status ClientCore::WriteAll(const std::vector<uint8_t>& bytes) {
 }
 
 Result<protocol::Frame> ClientCore::ReadFrame() {
-  ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame raw, ReadRawFrame());
+  TRELLIS_ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame raw, ReadRawFrame());
   auto body = protocol::DecodeBody(raw.body, raw.size);
   if (!body.ok()) {
     CloseLocked();
@@ -181,8 +181,8 @@ Status ClientCore::SendRequest(MessageType type, const json& body) {
 
 Result<json> ClientCore::Call(MessageType type, const json& body) {
   std::lock_guard<std::mutex> lock(io_mutex_);
-  RETURN_NOT_OK(SendRequest(type, body));
-  ASSIGN_OR_RAISE(protocol::Frame reply, ReadFrame());
+  TRELLIS_RETURN_NOT_OK(SendRequest(type, body));
+  TRELLIS_ASSIGN_OR_RAISE(protocol::Frame reply, ReadFrame());
   FlushQueuedReleases();
   if (reply.type == static_cast<uint16_t>(MessageType::kError)) {
     return protocol::StatusFromErrorBody(reply.body);
@@ -198,8 +198,9 @@ Result<json> ClientCore::Call(MessageType type, const json& body) {
 Result<std::vector<uint8_t>> ClientCore::CallRaw(MessageType type,
                                                  const json& body) {
   std::lock_guard<std::mutex> lock(io_mutex_);
-  RETURN_NOT_OK(SendRequest(type, body));
-  ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame reply, ReadRawFrame());
+  TRELLIS_RETURN_NOT_OK(SendRequest(type, body));
+  TRELLIS_ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame reply,
+                          ReadRawFrame());
   std::vector<uint8_t> bytes(reply.body, reply.body + reply.size);
   FlushQueuedReleases();
   if (reply.type == static_cast<uint16_t>(MessageType::kError)) {
@@ -339,7 +340,7 @@ Client::Client(std::shared_ptr<ClientCore> core) : core_(std::move(core)) {}
 Client::~Client() { Close(); }
 
 Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket) {
-  ASSIGN_OR_RAISE(
+  TRELLIS_ASSIGN_OR_RAISE(
       auto core,
       ClientCore::Connect(socket.empty() ? DefaultSocketPath() : socket));
   return std::unique_ptr<Client>(new Client(std::move(core)));
@@ -348,17 +349,18 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket) {
 void Client::Close() { core_->Close(); }
 
 Result<std::unique_ptr<BlobWriter>> Client::CreateBlob(uint64_t size) {
-  ASSIGN_OR_RAISE(auto writers, CreateBlobs({size}));
+  TRELLIS_ASSIGN_OR_RAISE(auto writers, CreateBlobs({size}));
   return std::move(writers[0]);
 }
 
 Result<std::vector<std::unique_ptr<BlobWriter>>> Client::CreateBlobs(
     const std::vector<uint64_t>& sizes) {
-  ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kCreateBlobs,
-                                          json{{"sizes", sizes}}));
-  ASSIGN_OR_RAISE(std::vector<ObjectID> ids, protocol::GetIds(reply, "ids"));
-  ASSIGN_OR_RAISE(std::vector<uint64_t> offsets,
-                  protocol::GetUints(reply, "offsets"));
+  TRELLIS_ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kCreateBlobs,
+                                                  json{{"sizes", sizes}}));
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids,
+                          protocol::GetIds(reply, "ids"));
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<uint64_t> offsets,
+                          protocol::GetUints(reply, "offsets"));
   if (ids.size() != sizes.size() || offsets.size() != sizes.size()) {
     return trellis::Status::Invalid("malformed CreateBlobs reply");
   }
@@ -382,10 +384,10 @@ Result<ObjectID> Client::PutBlob(const void* data, uint64_t size) {
   // into the arena is cheaper than pushing the bytes through the socket.
   constexpr uint64_t kInlineThreshold = 64 * 1024;
   if (size <= kInlineThreshold && size <= core_->max_inline_blob()) {
-    ASSIGN_OR_RAISE(auto ids, PutBlobs({{data, size}}));
+    TRELLIS_ASSIGN_OR_RAISE(auto ids, PutBlobs({{data, size}}));
     return ids[0];
   }
-  ASSIGN_OR_RAISE(auto writer, CreateBlob(size));
+  TRELLIS_ASSIGN_OR_RAISE(auto writer, CreateBlob(size));
   ParallelMemcpy(writer->data(), data, size);
   return writer->Seal();
 }
@@ -404,19 +406,19 @@ Result<std::vector<ObjectID>> Client::PutBlobs(
     const auto* bytes = static_cast<const uint8_t*>(ptr);
     data.push_back(json::binary(std::vector<uint8_t>(bytes, bytes + size)));
   }
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kPutBlobs, json{{"data", data}}));
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply, core_->Call(MessageType::kPutBlobs, json{{"data", data}}));
   return protocol::GetIds(reply, "ids");
 }
 
 Result<Blob> Client::GetBlob(ObjectID id) {
-  ASSIGN_OR_RAISE(auto blobs, GetBlobs({id}));
+  TRELLIS_ASSIGN_OR_RAISE(auto blobs, GetBlobs({id}));
   return blobs[0];
 }
 
 Result<std::vector<Blob>> Client::GetBlobs(const std::vector<ObjectID>& ids) {
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kGetBlobs, protocol::IdsBody(ids)));
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply, core_->Call(MessageType::kGetBlobs, protocol::IdsBody(ids)));
   auto offsets = protocol::GetUints(reply, "offsets");
   auto sizes = protocol::GetUints(reply, "sizes");
   auto lease = std::make_shared<ClientLease>(core_, ids);
@@ -467,7 +469,8 @@ Result<ObjectID> Client::CreateObject(const ObjectMeta& meta,
   json body = protocol::CreateObjectBody(
       [&](std::vector<uint8_t>* out) { json::to_msgpack(meta.tree(), *out); },
       options.overwrite, options.persist, options.name);
-  ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kCreateObject, body));
+  TRELLIS_ASSIGN_OR_RAISE(json reply,
+                          core_->Call(MessageType::kCreateObject, body));
   std::vector<ObjectID> references;
   CollectReferences(meta.tree(), &references);
   for (ObjectID ref : references) core_->TakeOpenBlob(ref);  // sealed now
@@ -475,7 +478,7 @@ Result<ObjectID> Client::CreateObject(const ObjectMeta& meta,
 }
 
 Result<ObjectMeta> Client::GetMeta(ObjectID id) {
-  ASSIGN_OR_RAISE(auto metas, GetMetas({id}));
+  TRELLIS_ASSIGN_OR_RAISE(auto metas, GetMetas({id}));
   return std::move(metas[0]);
 }
 
@@ -494,8 +497,8 @@ Result<std::vector<ObjectMeta>> MetasOfReply(
   }
   std::vector<ObjectMeta> metas;
   for (json& tree : *trees) {
-    ASSIGN_OR_RAISE(ObjectMeta meta,
-                    ObjectMeta::FromJson(std::move(tree), lease));
+    TRELLIS_ASSIGN_OR_RAISE(ObjectMeta meta,
+                            ObjectMeta::FromJson(std::move(tree), lease));
     metas.push_back(std::move(meta));
   }
   return metas;
@@ -504,22 +507,22 @@ Result<std::vector<ObjectMeta>> MetasOfReply(
 
 Result<std::vector<ObjectMeta>> Client::GetMetas(
     const std::vector<ObjectID>& ids) {
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kGetMeta, protocol::IdsBody(ids)));
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply, core_->Call(MessageType::kGetMeta, protocol::IdsBody(ids)));
   return MetasOfReply(core_, std::move(reply), ids.size());
 }
 
 Result<ObjectMeta> Client::GetMetaByName(const std::string& name) {
-  ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kGetMeta,
-                                          protocol::NamesBody({name})));
-  ASSIGN_OR_RAISE(auto metas, MetasOfReply(core_, std::move(reply), 1));
+  TRELLIS_ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kGetMeta,
+                                                  protocol::NamesBody({name})));
+  TRELLIS_ASSIGN_OR_RAISE(auto metas, MetasOfReply(core_, std::move(reply), 1));
   return std::move(metas[0]);
 }
 
 Result<std::vector<ObjectMeta>> Client::ListObjects(const std::string& pattern,
                                                     size_t limit) {
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kListObjects,
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply, core_->Call(MessageType::kListObjects,
                               json{{"pattern", pattern}, {"limit", limit}}));
   auto objects = reply.find("objects");
   if (objects == reply.end() || !objects->is_array()) {
@@ -527,7 +530,8 @@ Result<std::vector<ObjectMeta>> Client::ListObjects(const std::string& pattern,
   }
   std::vector<ObjectMeta> metas;
   for (json& item : *objects) {
-    ASSIGN_OR_RAISE(ObjectMeta meta, ObjectMeta::FromJson(std::move(item)));
+    TRELLIS_ASSIGN_OR_RAISE(ObjectMeta meta,
+                            ObjectMeta::FromJson(std::move(item)));
     metas.push_back(std::move(meta));
   }
   return metas;
@@ -535,7 +539,7 @@ Result<std::vector<ObjectMeta>> Client::ListObjects(const std::string& pattern,
 
 Result<std::vector<ObjectID>> Client::Delete(const std::vector<ObjectID>& ids,
                                              bool deep, bool force) {
-  ASSIGN_OR_RAISE(
+  TRELLIS_ASSIGN_OR_RAISE(
       json reply,
       core_->Call(MessageType::kDelete, json{{"ids", protocol::IdsToJson(ids)},
                                              {"deep", deep},
@@ -559,14 +563,14 @@ trellis::Status Client::Unpin(const std::vector<ObjectID>& ids) {
 }
 
 Result<uint64_t> Client::Evict(const std::vector<ObjectID>& ids) {
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kEvict, protocol::IdsBody(ids)));
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply, core_->Call(MessageType::kEvict, protocol::IdsBody(ids)));
   return protocol::GetUint(reply, "evicted_bytes");
 }
 
 Result<uint64_t> Client::MemoryTrim() {
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kMemoryTrim, json::object()));
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply, core_->Call(MessageType::kMemoryTrim, json::object()));
   return protocol::GetUint(reply, "trimmed_bytes");
 }
 
@@ -584,7 +588,7 @@ Result<ObjectID> Client::GetName(const std::string& name, bool wait,
   if (wait && timeout.count() > 0) {
     body["timeout_ms"] = static_cast<uint64_t>(timeout.count());
   }
-  ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kGetName, body));
+  TRELLIS_ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kGetName, body));
   return protocol::GetId(reply, "id");
 }
 
@@ -595,8 +599,8 @@ trellis::Status Client::DropName(const std::string& name) {
 
 Result<std::vector<std::pair<std::string, ObjectID>>> Client::ListNames(
     const std::string& pattern, size_t limit) {
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kListNames,
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply, core_->Call(MessageType::kListNames,
                               json{{"pattern", pattern}, {"limit", limit}}));
   auto names = reply.find("names");
   auto ids = protocol::GetUints(reply, "ids");
@@ -614,8 +618,8 @@ Result<std::vector<std::pair<std::string, ObjectID>>> Client::ListNames(
 }
 
 Result<StoreStatus> Client::Status() {
-  ASSIGN_OR_RAISE(json reply,
-                  core_->Call(MessageType::kStatus, json::object()));
+  TRELLIS_ASSIGN_OR_RAISE(json reply,
+                          core_->Call(MessageType::kStatus, json::object()));
   StoreStatus s;
   auto u = [&](const char* key) {
     return protocol::GetUint(reply, key).ValueOr(0);

@@ -14,12 +14,12 @@ Result<ObjectID> DataFrame::Put(Client& client,
   std::vector<uint64_t> offsets;
   uint64_t total = 0;
   for (const ColumnData& c : columns) {
-    ASSIGN_OR_RAISE(uint64_t item, DTypeItemSize(c.dtype));
+    TRELLIS_ASSIGN_OR_RAISE(uint64_t item, DTypeItemSize(c.dtype));
     total = (total + 63) & ~uint64_t{63};
     offsets.push_back(total);
     total += item * static_cast<uint64_t>(num_rows);
   }
-  ASSIGN_OR_RAISE(auto writer, client.CreateBlob(total));
+  TRELLIS_ASSIGN_OR_RAISE(auto writer, client.CreateBlob(total));
   ObjectMeta meta(kDataFrameTypeName);
   json names = json::array();
   for (size_t i = 0; i < columns.size(); ++i) {
@@ -27,7 +27,7 @@ Result<ObjectID> DataFrame::Put(Client& client,
     uint64_t item = DTypeItemSize(c.dtype).value();
     ParallelMemcpy(writer->data() + offsets[i], c.data,
                    item * static_cast<uint64_t>(num_rows));
-    ASSIGN_OR_RAISE(
+    TRELLIS_ASSIGN_OR_RAISE(
         ObjectMeta column,
         Tensor::MakeMeta(c.dtype, {num_rows}, writer->id(), offsets[i]));
     meta.AddMember("column_" + std::to_string(i), column);
@@ -75,7 +75,7 @@ Result<DataFrame> DataFrame::FromMeta(const ObjectMeta& meta) {
 }
 
 Result<DataFrame> DataFrame::Get(Client& client, ObjectID id) {
-  ASSIGN_OR_RAISE(ObjectMeta meta, client.GetMeta(id));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectMeta meta, client.GetMeta(id));
   return FromMeta(meta);
 }
 
@@ -88,7 +88,7 @@ Result<ObjectMeta> DataFrame::column_meta(size_t i) const {
 }
 
 Result<Tensor> DataFrame::column(size_t i) const {
-  ASSIGN_OR_RAISE(ObjectMeta m, column_meta(i));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectMeta m, column_meta(i));
   return Tensor::FromMeta(m);
 }
 

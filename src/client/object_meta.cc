@@ -35,7 +35,7 @@ Status ValidateNode(const json& node, int depth) {
     if (!members->is_object())
       return Status::Invalid("'members' must be a map");
     for (const auto& [name, member] : members->items()) {
-      RETURN_NOT_OK(ValidateNode(member, depth + 1));
+      TRELLIS_RETURN_NOT_OK(ValidateNode(member, depth + 1));
     }
   }
   return Status::OK();
@@ -44,7 +44,7 @@ Status ValidateNode(const json& node, int depth) {
 
 Result<ObjectMeta> ObjectMeta::FromJson(json tree,
                                         std::shared_ptr<Lease> lease) {
-  RETURN_NOT_OK(ValidateNode(tree, 0));
+  TRELLIS_RETURN_NOT_OK(ValidateNode(tree, 0));
   ObjectMeta meta;
   meta.tree_ = std::move(tree);
   meta.lease_ = std::move(lease);
@@ -145,7 +145,7 @@ Result<Blob> ObjectMeta::AsBlob() const {
 }
 
 Result<Blob> ObjectMeta::GetBlobMember(const std::string& name) const {
-  ASSIGN_OR_RAISE(ObjectMeta member, GetMember(name));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectMeta member, GetMember(name));
   return member.AsBlob();
 }
 

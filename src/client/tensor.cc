@@ -91,7 +91,7 @@ Result<ObjectMeta> Tensor::MakeMeta(const std::string& dtype,
                                     const std::vector<int64_t>& shape,
                                     ObjectID buffer, uint64_t offset,
                                     std::vector<int64_t> strides) {
-  ASSIGN_OR_RAISE(uint64_t item, DTypeItemSize(dtype));
+  TRELLIS_ASSIGN_OR_RAISE(uint64_t item, DTypeItemSize(dtype));
   for (int64_t d : shape) {
     if (d < 0) return Status::Invalid("tensor shape has a negative dimension");
   }
@@ -111,11 +111,12 @@ Result<ObjectMeta> Tensor::MakeMeta(const std::string& dtype,
 Result<ObjectID> Tensor::Put(Client& client, const std::string& dtype,
                              const std::vector<int64_t>& shape,
                              const void* data, const PutOptions& options) {
-  ASSIGN_OR_RAISE(uint64_t item, DTypeItemSize(dtype));
+  TRELLIS_ASSIGN_OR_RAISE(uint64_t item, DTypeItemSize(dtype));
   uint64_t nbytes = item * static_cast<uint64_t>(Elements(shape));
-  ASSIGN_OR_RAISE(auto writer, client.CreateBlob(nbytes));
+  TRELLIS_ASSIGN_OR_RAISE(auto writer, client.CreateBlob(nbytes));
   ParallelMemcpy(writer->data(), data, nbytes);
-  ASSIGN_OR_RAISE(ObjectMeta meta, MakeMeta(dtype, shape, writer->id()));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectMeta meta,
+                          MakeMeta(dtype, shape, writer->id()));
   return client.CreateObject(meta, options);
 }
 
@@ -132,9 +133,9 @@ Result<Tensor> Tensor::FromMeta(const ObjectMeta& meta) {
     return Status::Invalid("tensor field 'dtype' must be a string");
   }
   t.dtype_ = dtype->get<std::string>();
-  ASSIGN_OR_RAISE(t.item_size_, DTypeItemSize(t.dtype_));
-  ASSIGN_OR_RAISE(t.shape_, IntList(f, "shape"));
-  ASSIGN_OR_RAISE(t.strides_, IntList(f, "strides"));
+  TRELLIS_ASSIGN_OR_RAISE(t.item_size_, DTypeItemSize(t.dtype_));
+  TRELLIS_ASSIGN_OR_RAISE(t.shape_, IntList(f, "shape"));
+  TRELLIS_ASSIGN_OR_RAISE(t.strides_, IntList(f, "strides"));
   if (t.strides_.size() != t.shape_.size()) {
     return Status::Invalid("tensor strides and shape differ in length");
   }
@@ -145,7 +146,7 @@ Result<Tensor> Tensor::FromMeta(const ObjectMeta& meta) {
       return Status::Invalid("tensor field 'offset' must be an unsigned int");
     }
   }
-  ASSIGN_OR_RAISE(t.buffer_, meta.GetBlobMember("buffer"));
+  TRELLIS_ASSIGN_OR_RAISE(t.buffer_, meta.GetBlobMember("buffer"));
   // Every element addressed by shape/strides must lie inside the blob.
   int64_t lo = 0, hi = 0;
   bool empty = false;
@@ -169,7 +170,7 @@ Result<Tensor> Tensor::FromMeta(const ObjectMeta& meta) {
 }
 
 Result<Tensor> Tensor::Get(Client& client, ObjectID id) {
-  ASSIGN_OR_RAISE(ObjectMeta meta, client.GetMeta(id));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectMeta meta, client.GetMeta(id));
   return FromMeta(meta);
 }
 

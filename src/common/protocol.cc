@@ -302,7 +302,7 @@ void FrameDecoder::Feed(const uint8_t* data, size_t size) {
 }
 
 Result<std::optional<Frame>> FrameDecoder::Next() {
-  ASSIGN_OR_RAISE(std::optional<RawFrame> raw, NextRaw());
+  TRELLIS_ASSIGN_OR_RAISE(std::optional<RawFrame> raw, NextRaw());
   if (!raw) return std::optional<Frame>();
   auto body = DecodeBody(raw->body, raw->size);
   if (!body.ok()) {
@@ -385,14 +385,14 @@ bool AsUint(const json& v, uint64_t* out) {
 }
 
 Result<uint64_t> GetUint(const json& body, const char* key) {
-  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, Field(body, key));
   uint64_t out;
   if (!AsUint(*v, &out)) return WrongType(key, "an unsigned integer");
   return out;
 }
 
 Result<int64_t> GetInt(const json& body, const char* key) {
-  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, Field(body, key));
   if (v->is_number_unsigned()) {
     uint64_t u = v->get<uint64_t>();
     if (u > static_cast<uint64_t>(INT64_MAX)) return WrongType(key, "an int64");
@@ -403,7 +403,7 @@ Result<int64_t> GetInt(const json& body, const char* key) {
 }
 
 Result<std::string> GetString(const json& body, const char* key) {
-  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, Field(body, key));
   if (!v->is_string()) return WrongType(key, "a string");
   return v->get<std::string>();
 }
@@ -416,12 +416,12 @@ Result<bool> GetBool(const json& body, const char* key, bool fallback) {
 }
 
 Result<ObjectID> GetId(const json& body, const char* key) {
-  ASSIGN_OR_RAISE(uint64_t v, GetUint(body, key));
+  TRELLIS_ASSIGN_OR_RAISE(uint64_t v, GetUint(body, key));
   return ObjectID(v);
 }
 
 Result<std::vector<uint64_t>> GetUints(const json& body, const char* key) {
-  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, Field(body, key));
   if (!v->is_array()) return WrongType(key, "an array of unsigned integers");
   std::vector<uint64_t> out;
   out.reserve(v->size());
@@ -434,7 +434,7 @@ Result<std::vector<uint64_t>> GetUints(const json& body, const char* key) {
 }
 
 Result<std::vector<ObjectID>> GetIds(const json& body, const char* key) {
-  ASSIGN_OR_RAISE(std::vector<uint64_t> raw, GetUints(body, key));
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<uint64_t> raw, GetUints(body, key));
   std::vector<ObjectID> ids;
   ids.reserve(raw.size());
   for (uint64_t v : raw) ids.emplace_back(v);
@@ -442,7 +442,7 @@ Result<std::vector<ObjectID>> GetIds(const json& body, const char* key) {
 }
 
 Result<const json*> GetMap(const json& body, const char* key) {
-  ASSIGN_OR_RAISE(const json* v, Field(body, key));
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, Field(body, key));
   if (!v->is_object()) return WrongType(key, "a map");
   return v;
 }

@@ -239,7 +239,7 @@ Status IpcServer::Start() {
     return Status::Invalid("socket path is too long (" +
                            std::to_string(path.size()) + " bytes): " + path);
   }
-  RETURN_NOT_OK(EnsureSocketDir(path));
+  TRELLIS_RETURN_NOT_OK(EnsureSocketDir(path));
   struct stat st;
   if (lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {

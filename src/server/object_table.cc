@@ -241,7 +241,7 @@ Result<ObjectID> ObjectTable::CreateObject(ClientId client, const json& tree) {
   if (IsReference(tree)) {
     return Status::Invalid("the root of a new object must be a new node");
   }
-  RETURN_NOT_OK(ValidateTree(client, tree, 0));
+  TRELLIS_RETURN_NOT_OK(ValidateTree(client, tree, 0));
   ObjectID id = BuildTree(client, tree);
   // Encode the tree for GetMeta now, while it is hot in cache: the first get
   // of a new object (the usual case in a pipeline) then costs a copy.
@@ -364,17 +364,19 @@ Result<uint64_t> ObjectTable::HoldBlobs(ClientId client, ObjectID id,
 
 Result<json> ObjectTable::GetTree(ClientId client, ObjectID id,
                                   std::vector<ObjectID>* held) {
-  ASSIGN_OR_RAISE(ObjectEntry * e, FindSealed(id));
-  if (held) RETURN_NOT_OK(HoldBlobs(client, id, CacheOf(*e), held).status());
+  TRELLIS_ASSIGN_OR_RAISE(ObjectEntry * e, FindSealed(id));
+  if (held)
+    TRELLIS_RETURN_NOT_OK(HoldBlobs(client, id, CacheOf(*e), held).status());
   return ExpandTree(*e);
 }
 
 Status ObjectTable::GetTreeEncoded(ClientId client, ObjectID id,
                                    std::vector<uint8_t>* out,
                                    std::vector<ObjectID>* held) {
-  ASSIGN_OR_RAISE(ObjectEntry * e, FindSealed(id));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectEntry * e, FindSealed(id));
   TreeCache& cache = CacheOf(*e);
-  ASSIGN_OR_RAISE(uint64_t relocations, HoldBlobs(client, id, cache, held));
+  TRELLIS_ASSIGN_OR_RAISE(uint64_t relocations,
+                          HoldBlobs(client, id, cache, held));
   if (cache.encoded.empty() || cache.relocations != relocations) {
     cache.encoded.clear();
     EncodeTree(*e, &cache.encoded);
@@ -687,7 +689,7 @@ std::vector<SpillJob> ObjectTable::StartSpillsFor(uint64_t contiguous,
 
 Result<std::vector<SpillJob>> ObjectTable::StartEvictions(
     const std::vector<ObjectID>& ids) {
-  ASSIGN_OR_RAISE(std::vector<ObjectID> blobs, BlobsOf(ids));
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> blobs, BlobsOf(ids));
   for (ObjectID id : blobs) {
     const ObjectEntry& e = entries_.at(id);
     if (e.residence != Residence::kInMemory) continue;
@@ -732,7 +734,7 @@ bool ObjectTable::FinishSpill(ObjectID id, bool written) {
 Result<SpillJob> ObjectTable::StartReload(ObjectID id) {
   ObjectEntry& e = entries_.at(id);
   assert(e.residence == Residence::kSpilled);
-  ASSIGN_OR_RAISE(uint64_t offset, allocator_->Allocate(e.size));
+  TRELLIS_ASSIGN_OR_RAISE(uint64_t offset, allocator_->Allocate(e.size));
   e.offset = offset;
   e.relocations++;  // trees cached with the old offset are stale
   e.residence = Residence::kReloading;
@@ -796,7 +798,7 @@ void ObjectTable::RemoveTransientPin(ObjectID blob) {
 }
 
 Status ObjectTable::SetPinned(const std::vector<ObjectID>& ids, bool pinned) {
-  ASSIGN_OR_RAISE(std::vector<ObjectID> blobs, BlobsOf(ids));
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> blobs, BlobsOf(ids));
   for (ObjectID id : blobs) entries_.at(id).pinned = pinned;
   return Status::OK();
 }

@@ -24,7 +24,7 @@ constexpr size_t kDefaultListLimit = 1000000;
 
 Result<size_t> GetLimit(const json& body) {
   if (!body.contains("limit")) return kDefaultListLimit;
-  ASSIGN_OR_RAISE(uint64_t limit, GetUint(body, "limit"));
+  TRELLIS_ASSIGN_OR_RAISE(uint64_t limit, GetUint(body, "limit"));
   return static_cast<size_t>(limit);
 }
 
@@ -42,7 +42,8 @@ Result<std::unique_ptr<Store>> Store::Create(
     return Status::Invalid(
         "spill watermarks must satisfy 0 <= low <= high <= 1");
   }
-  ASSIGN_OR_RAISE(auto arena, Arena::Create(options.size, options.reserve));
+  TRELLIS_ASSIGN_OR_RAISE(auto arena,
+                          Arena::Create(options.size, options.reserve));
   return std::unique_ptr<Store>(
       new Store(options, std::move(arena), std::move(meta), std::move(spill),
                 std::move(spill_error), std::move(hooks)));
@@ -288,24 +289,24 @@ void Store::PutBlobs(ClientId client, const json& body, Done done) {
 }
 
 Result<json> Store::CreateObject(ClientId client, const json& body) {
-  ASSIGN_OR_RAISE(const json* tree, protocol::GetMap(body, "tree"));
+  TRELLIS_ASSIGN_OR_RAISE(const json* tree, protocol::GetMap(body, "tree"));
   std::string name;
   if (body.contains("name")) {
-    ASSIGN_OR_RAISE(name, GetString(body, "name"));
+    TRELLIS_ASSIGN_OR_RAISE(name, GetString(body, "name"));
     if (name.empty()) return Status::Invalid("a name must not be empty");
   }
-  ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
-  ASSIGN_OR_RAISE(bool persist, GetBool(body, "persist", false));
+  TRELLIS_ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
+  TRELLIS_ASSIGN_OR_RAISE(bool persist, GetBool(body, "persist", false));
   if (!name.empty() && !overwrite && meta_->GetName(name).ok()) {
     return Status::ObjectExists("name '" + name + "' is already bound");
   }
-  ASSIGN_OR_RAISE(ObjectID id, table_.CreateObject(client, *tree));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectID id, table_.CreateObject(client, *tree));
   if (persist) {
-    ASSIGN_OR_RAISE(json expanded, table_.GetTree(client, id, nullptr));
-    RETURN_NOT_OK(table_.Persist(id));
-    RETURN_NOT_OK(meta_->Publish(id, expanded));
+    TRELLIS_ASSIGN_OR_RAISE(json expanded, table_.GetTree(client, id, nullptr));
+    TRELLIS_RETURN_NOT_OK(table_.Persist(id));
+    TRELLIS_RETURN_NOT_OK(meta_->Publish(id, expanded));
   }
-  if (!name.empty()) RETURN_NOT_OK(BindName(name, id, true));
+  if (!name.empty()) TRELLIS_RETURN_NOT_OK(BindName(name, id, true));
   return json{{"id", id.value()}};
 }
 
@@ -320,7 +321,8 @@ Result<std::vector<ObjectID>> Store::IdsOfNames(const json& body) const {
     if (!name.is_string()) {
       return Status::Invalid("field 'names' must be an array of strings");
     }
-    ASSIGN_OR_RAISE(ObjectID id, meta_->GetName(name.get<std::string>()));
+    TRELLIS_ASSIGN_OR_RAISE(ObjectID id,
+                            meta_->GetName(name.get<std::string>()));
     ids.push_back(id);
   }
   return ids;
@@ -409,10 +411,10 @@ Status Store::BindName(const std::string& name, ObjectID id, bool overwrite) {
 }
 
 Result<json> Store::PutName(const json& body) {
-  ASSIGN_OR_RAISE(std::string name, GetString(body, "name"));
-  ASSIGN_OR_RAISE(ObjectID id, GetId(body, "id"));
-  ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
-  RETURN_NOT_OK(BindName(name, id, overwrite));
+  TRELLIS_ASSIGN_OR_RAISE(std::string name, GetString(body, "name"));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectID id, GetId(body, "id"));
+  TRELLIS_ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
+  TRELLIS_RETURN_NOT_OK(BindName(name, id, overwrite));
   return json::object();
 }
 
@@ -459,8 +461,8 @@ void Store::OnNameBound(const std::string& name, ObjectID id) {
 }
 
 Result<json> Store::ListNames(const json& body) {
-  ASSIGN_OR_RAISE(std::string pattern, GetPattern(body));
-  ASSIGN_OR_RAISE(size_t limit, GetLimit(body));
+  TRELLIS_ASSIGN_OR_RAISE(std::string pattern, GetPattern(body));
+  TRELLIS_ASSIGN_OR_RAISE(size_t limit, GetLimit(body));
   json names = json::array(), ids = json::array();
   for (const auto& [name, id] : meta_->ListNames(pattern, limit)) {
     names.push_back(name);
@@ -470,11 +472,11 @@ Result<json> Store::ListNames(const json& body) {
 }
 
 Result<json> Store::Delete(const json& body) {
-  ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
-  ASSIGN_OR_RAISE(bool deep, GetBool(body, "deep", true));
-  ASSIGN_OR_RAISE(bool force, GetBool(body, "force", false));
-  ASSIGN_OR_RAISE(std::vector<ObjectID> deleted,
-                  table_.Delete(ids, deep, force));
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
+  TRELLIS_ASSIGN_OR_RAISE(bool deep, GetBool(body, "deep", true));
+  TRELLIS_ASSIGN_OR_RAISE(bool force, GetBool(body, "force", false));
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> deleted,
+                          table_.Delete(ids, deep, force));
   for (ObjectID id : deleted) {
     meta_->DropNamesOf(id);
     meta_->Unpublish(id);
@@ -483,16 +485,16 @@ Result<json> Store::Delete(const json& body) {
 }
 
 Result<json> Store::Persist(const json& body) {
-  ASSIGN_OR_RAISE(ObjectID id, GetId(body, "id"));
-  RETURN_NOT_OK(table_.Persist(id));
-  ASSIGN_OR_RAISE(json tree, table_.GetTree(0, id, nullptr));
-  RETURN_NOT_OK(meta_->Publish(id, tree));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectID id, GetId(body, "id"));
+  TRELLIS_RETURN_NOT_OK(table_.Persist(id));
+  TRELLIS_ASSIGN_OR_RAISE(json tree, table_.GetTree(0, id, nullptr));
+  TRELLIS_RETURN_NOT_OK(meta_->Publish(id, tree));
   return json::object();
 }
 
 Result<json> Store::ListObjects(const json& body) {
-  ASSIGN_OR_RAISE(std::string pattern, GetPattern(body));
-  ASSIGN_OR_RAISE(size_t limit, GetLimit(body));
+  TRELLIS_ASSIGN_OR_RAISE(std::string pattern, GetPattern(body));
+  TRELLIS_ASSIGN_OR_RAISE(size_t limit, GetLimit(body));
   json objects = json::array();
   for (json& item : table_.List(pattern, limit)) {
     objects.push_back(std::move(item));
@@ -816,7 +818,7 @@ void Store::Evict(const json& body, Done done) {
 Result<json> Store::MemoryTrim() {
   uint64_t before = arena_->ResidentBytes();
   for (const auto& [offset, length] : allocator_.FreeRanges()) {
-    RETURN_NOT_OK(arena_->Discard(offset, length));
+    TRELLIS_RETURN_NOT_OK(arena_->Discard(offset, length));
   }
   uint64_t after = arena_->ResidentBytes();
   uint64_t trimmed = before > after ? before - after : 0;

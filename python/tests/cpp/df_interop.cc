@@ -69,18 +69,19 @@ Status Put(trellis::Client& client, const std::string& name, int64_t rows) {
 }
 
 Status Describe(trellis::Client& client, const std::string& name) {
-  ASSIGN_OR_RAISE(trellis::ObjectID id, client.GetName(name));
-  ASSIGN_OR_RAISE(trellis::DataFrame df, trellis::DataFrame::Get(client, id));
-  ASSIGN_OR_RAISE(trellis::ObjectMeta index, df.index_meta());
+  TRELLIS_ASSIGN_OR_RAISE(trellis::ObjectID id, client.GetName(name));
+  TRELLIS_ASSIGN_OR_RAISE(trellis::DataFrame df,
+                          trellis::DataFrame::Get(client, id));
+  TRELLIS_ASSIGN_OR_RAISE(trellis::ObjectMeta index, df.index_meta());
   json out = {
       {"num_rows", df.num_rows()},
       {"index", {{"typename", index.type_name()}, {"fields", index.fields()}}},
       {"columns", json::array()}};
   for (size_t c = 0; c < df.num_columns(); ++c) {
-    ASSIGN_OR_RAISE(trellis::ObjectMeta meta, df.column_meta(c));
+    TRELLIS_ASSIGN_OR_RAISE(trellis::ObjectMeta meta, df.column_meta(c));
     json col = {{"name", df.column_names()[c]}, {"typename", meta.type_name()}};
     if (meta.type_name() == trellis::kTensorTypeName) {
-      ASSIGN_OR_RAISE(trellis::Tensor t, df.column(c));
+      TRELLIS_ASSIGN_OR_RAISE(trellis::Tensor t, df.column(c));
       if (t.shape().size() != 1 || t.shape()[0] != df.num_rows()) {
         return Status::Invalid("column " + df.column_names()[c] +
                                " is not of length num_rows");
