@@ -69,6 +69,12 @@ int64_t Int64(const json& j, const char* name) {
   return 0;
 }
 
+// A string field ("" when absent or not a string; json::value would throw).
+std::string Str(const json& j, const char* name) {
+  auto it = j.find(name);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 bool Bool(const json& j, const char* name) {
   auto it = j.find(name);
   return it != j.end() && it->is_boolean() && it->get<bool>();
@@ -547,8 +553,9 @@ bool EtcdWatch::Impl::OnLine(const std::string& line,
   }
   if (Bool(r, "canceled")) {
     compacted = Int64(r, "compact_revision");
-    std::string why = r.value("cancel_reason", std::string("canceled"));
-    error = Status::Disconnected("etcd " + endpoint + ": watch " + why);
+    std::string why = Str(r, "cancel_reason");
+    error = Status::Disconnected("etcd " + endpoint + ": watch canceled" +
+                                 (why.empty() ? "" : ": " + why));
     return false;
   }
   auto events = r.find("events");
@@ -565,9 +572,8 @@ bool EtcdWatch::Impl::OnLine(const std::string& line,
     }
     if (kv->mod_revision < next.load()) continue;  // already delivered
     WatchEvent ev;
-    ev.type = e.value("type", std::string()) == "DELETE"
-                  ? WatchEvent::Type::kDelete
-                  : WatchEvent::Type::kPut;
+    ev.type = Str(e, "type") == "DELETE" ? WatchEvent::Type::kDelete
+                                         : WatchEvent::Type::kPut;
     last = std::max(last, kv->mod_revision);
     ev.kv = std::move(*kv);
     batch.push_back(std::move(ev));
