@@ -8,6 +8,10 @@ add_trellis_test(allocator_test SOURCES src/server/allocator_test.cc
   LIBS trellis_server)
 add_trellis_test(object_table_test SOURCES src/server/object_table_test.cc
   LIBS trellis_server)
+add_trellis_test(tree_codec_test SOURCES src/server/tree_codec_test.cc
+  LIBS trellis_server)
+add_trellis_test(eviction_policy_test SOURCES src/server/eviction_policy_test.cc
+  LIBS trellis_server)
 add_trellis_test(size_parse_test SOURCES src/common/size_parse_test.cc
   LIBS trellis_common)
 add_trellis_test(client_test SOURCES src/client/client_test.cc

@@ -19,15 +19,42 @@
 //   referenced object needs force; it then also stays in memory (invisible)
 //   until its referrers are gone, so they keep reading correct bytes.
 //
+// A sealed blob's residence (ObjectEntry::residence) is a second state of
+// the same machine, changed by the spill calls on the arrows:
+//
+//                StartSpills / StartSpillsFor / StartEvictions
+//   IN MEMORY ----------------------------------------------> SPILLING
+//     ^   ^                                                   |    |
+//     |   '-- FinishSpill(failed; or gotten, pinned or -------'    |
+//     |            deleted meanwhile: the copy is dropped)         |
+//     |                                       FinishSpill(written) |
+//     | FinishReload(read)                    (range freed)        v
+//   RELOADING <-------------- StartReload (new range) -------- SPILLED
+//     '------------- FinishReload(failed; range freed) ------------^
+//
+// * Blobs start IN MEMORY (CREATED ones never leave it). IN MEMORY and
+//   SPILLING blobs are resident: their bytes are in the arena at `offset`
+//   (a spill only reads them), so they can be held; a get of an object with
+//   SPILLED blobs waits for their reload. Only unheld, unpinned IN MEMORY
+//   blobs are chosen for spilling (EvictionPolicy::Spillable).
+// * SPILLED: the spill copy is the only copy; the arena range is free.
+// * RELOADING: the bytes are being read into a new range, so the offset
+//   changes (trees cached with the old one are re-encoded).
+// * Freed (deleted, no readers, no referrers): at once when IN MEMORY or
+//   SPILLED (the spill file dropper drops the copy); when SPILLING or
+//   RELOADING, by FinishSpill/FinishReload once the copy has ended.
+//
+// The table is the one owner of these states. Two parts work for it and
+// change no state themselves: TreeCodec (tree_codec.h) checks, expands and
+// encodes trees, reading entries through EntryLookup; EvictionPolicy
+// (eviction_policy.h) keeps the LRU order and chooses what to spill.
+//
 // Transport-agnostic and not thread-safe: the daemon calls it from its event
 // loop thread only.
 #pragma once
 
 #include <cstdint>
 #include <functional>
-#include <list>
-#include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -35,61 +62,13 @@
 #include <vector>
 
 #include "server/allocator.h"
+#include "server/eviction_policy.h"
+#include "server/object_entry.h"
+#include "server/tree_codec.h"
 #include "trellis/object_id.h"
 #include "trellis/status.h"
 
 namespace trellis::server {
-
-using ClientId = uint64_t;
-using nlohmann::json;
-
-enum class ObjectState { kCreated, kSealed, kDeleted };
-enum class Residence { kInMemory, kSpilling, kSpilled, kReloading };
-
-// What GetMeta sends for one sealed object, kept with it: an object never
-// changes once sealed, except that its blobs' offsets change when they are
-// reloaded from the spill directory (`relocations` below).
-struct TreeCache {
-  // The distinct blobs reachable from the object, in first-visit order. Fixed
-  // for the object's life: members of a visible object never change.
-  std::vector<ObjectID> blobs;
-  // The expanded tree encoded as MessagePack (empty: not built yet), and the
-  // sum of `relocations` over `blobs` when it was built. A different sum
-  // means some blob moved, so the bytes are rebuilt.
-  std::vector<uint8_t> encoded;
-  uint64_t relocations = 0;
-};
-
-struct ObjectEntry {
-  ObjectID id;
-  ObjectState state = ObjectState::kCreated;
-  bool is_blob = false;
-  uint64_t offset = 0;  // blobs: where the bytes start in the arena
-  uint64_t size = 0;    // blobs: payload bytes
-  std::string type_name;
-  json fields;  // composite objects: user fields (a map)
-  std::vector<std::pair<std::string, ObjectID>> members;
-  uint64_t nbytes = 0;     // bytes of the distinct blobs reachable from here
-  ClientId creator = 0;    // who may write/seal/abort while CREATED
-  uint32_t readers = 0;    // holds by clients, summed over clients
-  uint32_t referrers = 0;  // live (not deleted) objects listing this as member
-  bool persisted = false;
-  // Blobs only: where the bytes are, and what keeps them in memory.
-  Residence residence = Residence::kInMemory;
-  bool pinned = false;
-  uint32_t transient_pins = 0;  // requests waiting to read it (see Store)
-  bool in_lru = false;
-  std::list<ObjectID>::iterator lru_position;  // valid while in_lru
-  uint64_t relocations = 0;  // blobs: times reloaded (to a new offset)
-  // Built by the first BlobsOf/GetTree/GetTreeEncoded of a visible object
-  // (a cache, hence mutable); dropped when the object is deleted.
-  mutable std::unique_ptr<TreeCache> tree_cache;
-
-  bool resident() const {
-    return residence == Residence::kInMemory ||
-           residence == Residence::kSpilling;
-  }
-};
 
 struct BlobSlot {
   ObjectID id;
@@ -104,22 +83,6 @@ struct SpillJob {
   uint64_t size;
 };
 
-// A stretch of the arena in address order: free, or a blob that may be
-// spilled (both can be made part of one free range).
-struct ArenaStretch {
-  uint64_t offset;
-  uint64_t length;  // as allocated (aligned)
-  bool spillable;
-};
-
-// The indices of the spillable stretches in the cheapest run of adjacent
-// stretches (each beginning where the one before ends) at least `bytes`
-// long: cheapest means fewest spillable bytes, then lowest offset. Empty if
-// no run is long enough, or if free stretches alone are. `stretches` must be
-// sorted by offset and must not overlap. O(n).
-std::vector<size_t> CheapestRange(const std::vector<ArenaStretch>& stretches,
-                                  uint64_t bytes);
-
 struct TableStats {
   uint64_t objects = 0;  // sealed, visible composite objects
   uint64_t blobs = 0;    // sealed, visible blobs
@@ -131,10 +94,12 @@ struct TableStats {
   uint64_t spilled_bytes = 0;
 };
 
-class ObjectTable {
+class ObjectTable final : public EntryLookup {
  public:
   // `allocator` must outlive the table.
   ObjectTable(Allocator* allocator, uint16_t instance_id);
+  ObjectTable(const ObjectTable&) = delete;  // the codec points at it
+  ObjectTable& operator=(const ObjectTable&) = delete;
 
   void AddClient(ClientId client);
   // Aborts the client's unsealed blobs and drops all its holds.
@@ -152,7 +117,9 @@ class ObjectTable {
 
   // Creates the composite objects of `tree` (docs/format.md, "building a
   // tree"), sealing the client's CREATED blobs it references. Returns the
-  // root's id. The tree is validated completely before anything changes.
+  // root's id. The tree is validated completely before anything changes
+  // (TreeCodec::Validate; among others, Invalid if its expanded tree would
+  // nest too deep for a GetMeta reply to carry).
   Result<ObjectID> CreateObject(ClientId client, const json& tree);
 
   // The expanded tree of a visible, sealed object (blob nodes carry their
@@ -198,14 +165,15 @@ class ObjectTable {
     drop_spill_file_ = std::move(dropper);
   }
   // Picks least recently used spillable blobs (sealed, in memory, unheld,
-  // unpinned) until their sizes reach `bytes`, marks them SPILLING and
-  // returns the copies to make.
+  // unpinned: EvictionPolicy::ChooseOldest) until their sizes reach `bytes`,
+  // marks them SPILLING and returns the copies to make.
   std::vector<SpillJob> StartSpills(uint64_t bytes);
   // Makes room for one allocation of `contiguous` bytes, then for `bytes` in
   // all: if no free range is that long, spills the spillable blobs that
   // together with free ranges around them form one, choosing the fewest
-  // bytes (CheapestRange); then tops up with StartSpills. A large put into
-  // a fragmented arena thus spills what it needs, not whatever is oldest.
+  // bytes (EvictionPolicy::ChooseRange); then tops up with StartSpills. A large
+  // put into a fragmented arena thus spills what it needs, not whatever is
+  // oldest.
   std::vector<SpillJob> StartSpillsFor(uint64_t contiguous, uint64_t bytes);
   // Marks the named blobs' resident bytes (whole subtrees for composite
   // objects) for spilling now. Invalid naming the blob if one is held or
@@ -224,8 +192,9 @@ class ObjectTable {
   void FinishReload(ObjectID id, bool read);
   // The blobs reachable from the visible objects `ids` (each blob once).
   Result<std::vector<ObjectID>> BlobsOf(const std::vector<ObjectID>& ids) const;
-  // A residence query for a blob that may have been freed meanwhile.
-  const ObjectEntry* FindAny(ObjectID id) const;
+  // A residence query for a blob that may have been freed meanwhile: the
+  // entry of `id`, deleted ones included, or nullptr.
+  const ObjectEntry* FindAny(ObjectID id) const override;
   // Transient pins keep blobs in memory while a request gathers them.
   void AddTransientPin(ObjectID blob);
   void RemoveTransientPin(ObjectID blob);
@@ -240,17 +209,14 @@ class ObjectTable {
 
   ObjectID NextId() { return ObjectID::Make(instance_id_, next_sequence_++); }
   ObjectEntry* FindVisible(ObjectID id);
-  Status ValidateTree(ClientId client, const json& node, int depth) const;
+  // Seals a blob the client created (CREATED -> SEALED).
+  void SealBlob(ClientState& state, ObjectEntry& blob);
   ObjectID BuildTree(ClientId client, const json& node);
-  uint64_t DistinctBlobBytes(
-      const std::vector<std::pair<std::string, ObjectID>>& members) const;
-  json ExpandTree(const ObjectEntry& entry) const;
-  // ExpandTree's result written straight as MessagePack (no DOM).
-  void EncodeTree(const ObjectEntry& entry, std::vector<uint8_t>* out) const;
   // A visible, sealed object, or ObjectNotFound/NotSealed.
   Result<ObjectEntry*> FindSealed(ObjectID id);
-  // The cache of a visible object, with `blobs` filled in.
-  TreeCache& CacheOf(const ObjectEntry& entry) const;
+  // The sum of the relocations of the blobs of `cache`, or IOError naming
+  // one that is not in memory (`id`: the object they belong to).
+  Result<uint64_t> Relocations(ObjectID id, const TreeCache& cache) const;
   // Holds every blob of `cache` for the client, after checking that all are
   // in memory; returns the sum of their relocations.
   Result<uint64_t> HoldBlobs(ClientId client, ObjectID id,
@@ -263,20 +229,23 @@ class ObjectTable {
                      std::vector<ObjectID>* deleted);
   void FreeIfUnused(ObjectID id);
   void FreeBlobMemory(ObjectEntry& entry);
-  bool Spillable(const ObjectEntry& e) const;
-  void LruInsert(ObjectEntry& e);
-  void LruRemove(ObjectEntry& e);
-  // Marks a spillable blob SPILLING (out of the LRU) and returns its copy.
-  SpillJob StartSpill(ObjectEntry& e);
-  void LruTouch(ObjectEntry& e);
+  // Ends a copy with the blob IN MEMORY: back in the eviction order, or
+  // freed if it was deleted meanwhile (then `e` is gone).
+  void BackInMemory(ObjectEntry& e);
+  // Marks the chosen blobs SPILLING (out of the eviction order) and appends
+  // their copies to *jobs.
+  void MarkSpilling(const std::vector<ObjectEntry*>& chosen,
+                    std::vector<SpillJob>* jobs);
 
   Allocator* allocator_;
   uint16_t instance_id_;
   uint64_t next_sequence_ = 1;
+  // Entries are never moved while they exist (the eviction order points at
+  // them): std::unordered_map keeps its elements in place.
   std::unordered_map<ObjectID, ObjectEntry> entries_;
   std::unordered_map<ClientId, ClientState> clients_;
-  // Sealed in-memory blobs, least recently used first.
-  std::list<ObjectID> lru_;
+  TreeCodec codec_;
+  EvictionPolicy eviction_;
   std::function<void(ObjectID)> drop_spill_file_;
 };
 

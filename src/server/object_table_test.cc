@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/protocol.h"
 #include "trellis/object.h"
 
 namespace trellis::server {
@@ -149,6 +150,67 @@ TEST_F(ObjectTableTest, CreateObjectValidatesBeforeChangingAnything) {
           .IsInvalid());
 }
 
+// `levels` composite nodes, each holding the next as its only member, down
+// to a reference to `leaf`: 2 * levels + 1 levels of MessagePack maps.
+json Chain(int levels, ObjectID leaf) {
+  json node = {{"id", leaf.value()}};
+  for (int i = 0; i < levels; ++i) {
+    node = {{"typename", "test::Level"}, {"members", {{"child", node}}}};
+  }
+  return node;
+}
+
+// Which depth limit applies to a fresh tree. The wire's (kMaxBodyDepth, 64
+// levels of maps and arrays in a body) refuses a CreateObject body whose
+// tree has 32 levels; a tree of 64 levels, where the table once checked,
+// never arrives. The table refuses the deepest tree the wire lets through
+// (31 levels), because the GetMeta reply carries the tree one level deeper
+// than the request and no client could decode it; 30 levels are readable.
+TEST_F(ObjectTableTest, TheWireLimitsFreshTreesAndTheTableWhatAReplyCarries) {
+  ObjectID blob = SealedBlob(8);
+  auto decode_create = [](const json& tree) {
+    std::vector<uint8_t> bytes = json::to_msgpack(json{{"tree", tree}});
+    return protocol::DecodeBody(bytes.data(), bytes.size());
+  };
+  EXPECT_TRUE(decode_create(Chain(32, blob)).status().IsInvalid());
+  auto edge = decode_create(Chain(31, blob));
+  ASSERT_TRUE(edge.ok()) << edge.status();
+  auto refused = table_.CreateObject(kWriter, (*edge)["tree"]);
+  EXPECT_TRUE(refused.status().IsInvalid()) << refused.status();
+  EXPECT_NE(refused.status().message().find("nests deeper"), std::string::npos);
+  EXPECT_EQ(table_.Stats().objects, 0u);  // nothing was built
+
+  auto body = decode_create(Chain(30, blob));
+  ASSERT_TRUE(body.ok());
+  auto id = table_.CreateObject(kWriter, (*body)["tree"]);
+  ASSERT_TRUE(id.ok()) << id.status();
+  // Its GetMeta reply, built as Store::GetMeta builds it, decodes, and
+  // nests one level deeper than the request did.
+  std::vector<uint8_t> reply;
+  std::vector<ObjectID> held;
+  protocol::AppendMsgpackMapHeader(1, &reply);
+  protocol::AppendMsgpackString("trees", &reply);
+  protocol::AppendMsgpackArrayHeader(1, &reply);
+  ASSERT_TRUE(table_.GetTreeEncoded(kReader, *id, &reply, &held).ok());
+  auto decoded = protocol::DecodeBody(reply.data(), reply.size());
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(protocol::NestingDepth(*decoded),
+            1 + protocol::NestingDepth(*body));
+  ASSERT_TRUE(table_.Release(kReader, held).ok());
+}
+
+// Through references, an object can nest deeper than any one request: the
+// table counts what the references expand to.
+TEST_F(ObjectTableTest, ReferencedObjectsCountTowardsTheDepth) {
+  ObjectID blob = SealedBlob(8);
+  auto inner = table_.CreateObject(kWriter, Chain(20, blob));  // 41 levels
+  ASSERT_TRUE(inner.ok());
+  EXPECT_TRUE(table_.CreateObject(kWriter, Chain(10, *inner)).ok());  // 61
+  auto deep = table_.CreateObject(kWriter, Chain(11, *inner));        // 63
+  EXPECT_TRUE(deep.status().IsInvalid()) << deep.status();
+  EXPECT_EQ(deep.status().message().rfind("member 'child': ", 0), 0u);
+}
+
 TEST_F(ObjectTableTest, DeleteOfAMemberNeedsForce) {
   ObjectID blob = SealedBlob(128);
   ObjectID parent = Composite({blob});
@@ -241,29 +303,6 @@ TEST_F(ObjectTableTest, ListFiltersByTypeGlob) {
   ASSERT_EQ(tests.size(), 1u);
   EXPECT_EQ(tests[0]["id"], c.value());
   EXPECT_EQ(table_.List("*", 1).size(), 1u);
-}
-
-TEST(CheapestRangeTest, PicksTheFewestSpilledBytesThenTheLowestOffset) {
-  // free | blob | blob | free: two windows of 150 cost 100 each.
-  std::vector<ArenaStretch> tie = {
-      {0, 100, false}, {100, 100, true}, {200, 100, true}, {300, 50, false}};
-  EXPECT_EQ(CheapestRange(tie, 150), std::vector<size_t>({1}));
-  // A later window that reuses a free range beats two old blobs.
-  std::vector<ArenaStretch> later = {
-      {0, 100, true}, {100, 100, true}, {300, 80, false}, {380, 70, true}};
-  EXPECT_EQ(CheapestRange(later, 150), std::vector<size_t>({3}));
-  EXPECT_EQ(CheapestRange(later, 200), std::vector<size_t>({0, 1}));
-}
-
-TEST(CheapestRangeTest, GapsBreakWindowsAndNothingFitsIsEmpty) {
-  // 100..150 is in use and stays: no 200-byte window exists.
-  std::vector<ArenaStretch> gap = {{0, 100, false}, {150, 100, true}};
-  EXPECT_TRUE(CheapestRange(gap, 200).empty());
-  EXPECT_EQ(CheapestRange(gap, 100), std::vector<size_t>());  // free fits
-  EXPECT_EQ(CheapestRange(gap, 101), std::vector<size_t>());  // no window
-  std::vector<ArenaStretch> one = {{0, 64, true}};
-  EXPECT_EQ(CheapestRange(one, 64), std::vector<size_t>({0}));
-  EXPECT_TRUE(CheapestRange({}, 1).empty());
 }
 
 TEST_F(ObjectTableTest, SpillsForALargeAllocationAreAdjacent) {
