@@ -71,6 +71,7 @@ void MemoryManager::AddStatus(nlohmann::json* status) const {
 
 void MemoryManager::WithMemory(MemoryNeed need, std::function<bool()> attempt,
                                std::function<void(Status)> fail) {
+  background_paused_ = false;  // a new request tries spilling afresh
   if (attempt()) {
     SpillAboveHighWatermark();
     return;
@@ -127,7 +128,7 @@ void MemoryManager::FailPending(const std::string& reason) {
 }
 
 void MemoryManager::SpillAboveHighWatermark() {
-  if (!spill_) return;
+  if (!spill_ || background_paused_) return;
   double size = static_cast<double>(arena_->size());
   uint64_t used = allocator_->used() - spill_bytes_in_flight_;
   uint64_t high = static_cast<uint64_t>(options_.spill_high * size);
@@ -184,7 +185,9 @@ void MemoryManager::OnSpillDone(const SpillJob& job, Status written,
     }
     // Do not retry forever against a full or broken disk: what fits in the
     // memory the successful spills freed goes ahead, the rest fails with
-    // the reason, and later requests try spilling afresh.
+    // the reason, and later requests try spilling afresh. Until one comes,
+    // the high watermark starts no spills (they would fail again at once).
+    background_paused_ = true;
     PumpPending(/*may_spill=*/false, "spilling failed: " + spill_error_);
     return;
   }

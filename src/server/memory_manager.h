@@ -22,7 +22,8 @@
 //       (perhaps the disk was only short of the space they free).
 // * After a request is served, and after every spill round, blobs are
 //   spilled in the background while usage is above the high watermark, down
-//   to the low watermark.
+//   to the low watermark. After a round in which a write failed, this waits
+//   for the next request (no loop of failing writes against a full disk).
 // * EnsureResident(ids, then) calls `then` once every blob reachable from
 //   the visible objects `ids` is in memory, or with the first error (the
 //   lookup's ObjectNotFound/NotSealed, OutOfMemory when a reload does not
@@ -155,6 +156,8 @@ class MemoryManager {
   uint64_t spills_in_flight_ = 0;
   uint64_t spill_bytes_in_flight_ = 0;
   bool spill_failed_in_round_ = false;
+  // A round failed: no background spills until the next request.
+  bool background_paused_ = false;
   // Spill files being deleted by workers. Until they are gone their disk
   // space is not free, so a spill that failed meanwhile is retried after.
   uint64_t file_deletes_in_flight_ = 0;
