@@ -6,9 +6,12 @@
 // * WithMemory(need, attempt, fail) calls `attempt` at once. `attempt` does
 //   the request's work and returns true, or returns false having changed
 //   nothing because the memory is still short. On false the request waits
-//   in a FIFO queue while least recently used unheld blobs are spilled, and
-//   `attempt` is called again after every spill round, oldest request first
-//   (a request never overtakes an earlier one that still does not fit).
+//   in a FIFO queue while unheld, unpinned blobs are spilled for it (the
+//   fewest bytes that make a free range for its largest blob, then the least
+//   recently used: ObjectTable::StartSpillsFor), and `attempt` is called
+//   again after every spill round, oldest request first: one that still
+//   does not fit holds back those behind it. (A new request that fits at
+//   once is served at once.)
 //   Exactly one of these ends a request: `attempt` returning true, or one
 //   call of `fail` with OutOfMemory saying what was asked, what is free,
 //   what readers hold and why nothing more can be done:

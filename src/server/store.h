@@ -9,6 +9,8 @@
 //   request type up in a table of handlers, one small member function per
 //   request type: synchronous ones return Result<json>, asynchronous ones
 //   (waiting for memory, a reload or the MetaStore) take the reply callback.
+//   Bodies are parsed with the accessors of common/protocol.h and
+//   request_body.h.
 // * MemoryManager (memory_manager.h) decides spills and reloads and makes
 //   requests that need memory wait for them; the copies run on workers.
 // * MetaStore (meta_store.h) holds names and published trees; its calls

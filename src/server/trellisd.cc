@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
     return Refuse("--socket-mode must be an octal mode like 0600, got '" +
                   socket_mode_text + "'");
   }
+
   // A spill directory that cannot be used is reported, and the daemon runs
   // without spilling (puts that do not fit fail with OutOfMemory saying why).
   std::unique_ptr<SpillStorage> spill;
