@@ -22,3 +22,18 @@ add_trellis_test(spill_test SOURCES src/server/spill_test.cc
   LIBS trellis trellis_testing)
 add_trellis_test(etcd_client_test SOURCES src/server/etcd_client_test.cc
   LIBS trellis_etcd trellis_etcd_testing)
+
+# Fakes for unit tests of the daemon's parts: no daemon, no root, no sleeps.
+add_library(trellis_fakes STATIC
+  src/testing/fake_spill_storage.cc
+  src/testing/deferred_meta_store.cc)
+target_link_libraries(trellis_fakes PUBLIC trellis_server)
+
+add_trellis_test(meta_store_test SOURCES src/server/meta_store_test.cc
+  LIBS trellis_fakes)
+add_trellis_test(memory_manager_test SOURCES src/server/memory_manager_test.cc
+  LIBS trellis_fakes)
+add_trellis_test(store_test SOURCES src/server/store_test.cc
+  LIBS trellis_fakes)
+add_trellis_test(spill_storage_test SOURCES src/server/spill_storage_test.cc
+  LIBS trellis_server)
