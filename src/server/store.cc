@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/protocol.h"
+#include "common/status_fields.h"
 #include "trellis/object.h"
 
 namespace trellis::server {
@@ -504,35 +505,39 @@ Result<json> Store::ListObjects(const json& body) {
 
 json Store::StatusReply() const {
   TableStats stats = table_.Stats();
-  return {{"instance_id", table_.instance_id()},
-          {"backend", meta_->backend()},
-          {"arena_size", arena_->size()},
-          {"reserved", arena_->reserved()},
-          {"used", allocator_.used()},
-          {"free", allocator_.free_bytes()},
-          {"held_bytes", stats.held_bytes},
-          {"pinned_bytes", stats.pinned_bytes},
-          {"objects", stats.objects},
-          {"blobs", stats.blobs},
-          {"unsealed_blobs", stats.unsealed_blobs},
-          {"deleted_pending", stats.deleted_pending},
-          {"clients", table_.client_count()},
-          {"spill_enabled", spill_ != nullptr},
-          {"spill_dir", spill_ ? spill_->location() : ""},
-          {"spill_error", spill_error_},
-          {"spill_high", options_.spill_high},
-          {"spill_low", options_.spill_low},
-          {"spilled_blobs", stats.spilled_blobs},
-          {"spilled_bytes", stats.spilled_bytes},
-          {"spill_count", counters_.spills},
-          {"spill_bytes_total", counters_.spilled_bytes},
-          {"spill_failures", counters_.spill_failures},
-          {"reload_count", counters_.reloads},
-          {"reload_bytes_total", counters_.reloaded_bytes},
-          {"reload_failures", counters_.reload_failures},
-          {"out_of_memory_count", counters_.out_of_memory},
-          {"arena_resident_bytes", arena_->ResidentBytes()},
-          {"trimmed_bytes_total", counters_.trimmed_bytes}};
+  // Every field of TRELLIS_STORE_STATUS_FIELDS, in its order (one left out
+  // does not compile).
+  return protocol::StatusBody({
+      .instance_id = table_.instance_id(),
+      .backend = meta_->backend(),
+      .arena_size = arena_->size(),
+      .reserved = arena_->reserved(),
+      .used = allocator_.used(),
+      .free = allocator_.free_bytes(),
+      .held_bytes = stats.held_bytes,
+      .pinned_bytes = stats.pinned_bytes,
+      .objects = stats.objects,
+      .blobs = stats.blobs,
+      .unsealed_blobs = stats.unsealed_blobs,
+      .deleted_pending = stats.deleted_pending,
+      .clients = table_.client_count(),
+      .spill_enabled = spill_ != nullptr,
+      .spill_dir = spill_ ? spill_->location() : "",
+      .spill_error = spill_error_,
+      .spill_high = options_.spill_high,
+      .spill_low = options_.spill_low,
+      .spilled_blobs = stats.spilled_blobs,
+      .spilled_bytes = stats.spilled_bytes,
+      .spill_count = counters_.spills,
+      .spill_bytes_total = counters_.spilled_bytes,
+      .spill_failures = counters_.spill_failures,
+      .reload_count = counters_.reloads,
+      .reload_bytes_total = counters_.reloaded_bytes,
+      .reload_failures = counters_.reload_failures,
+      .out_of_memory_count = counters_.out_of_memory,
+      .arena_resident_bytes = arena_->ResidentBytes(),
+      .trimmed_bytes_total = counters_.trimmed_bytes,
+  });
 }
 
 // ------------------------------------------------------------ memory pressure
