@@ -77,7 +77,6 @@ Result<protocol::FrameDecoder::RawFrame> ClientCore::ReadRawFrame() {
       return frame.status();
     }
     if (frame->has_value()) return **frame;
-    if (closed_) return Status::Disconnected("client is closed");
     uint8_t buffer[64 * 1024];
     auto n = transport_->Receive(buffer, sizeof(buffer));
     if (!n.ok()) {
