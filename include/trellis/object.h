@@ -70,7 +70,7 @@ class ObjectMeta {
   ObjectMeta& operator=(ObjectMeta&& other) noexcept;
 
   // Parses and validates the JSON form (node shapes as docs/format.md).
-  // Invalid, with the parser's message, if `text` is not JSON or not a tree.
+  // Invalid if `text` is not JSON, or not a tree (naming what is wrong).
   static Result<ObjectMeta> FromJsonString(std::string_view text);
   // The JSON form (binary values, which only gotten trees can hold, appear
   // as {"bytes": [...], "subtype": null}).
@@ -127,8 +127,9 @@ class ObjectMeta {
   Result<ObjectMeta> GetMember(const std::string& name) const;
   std::vector<std::string> MemberNames() const;
 
-  // For a blob node of a gotten tree: the bytes. Invalid for other nodes or
-  // for trees that were not returned by GetMeta.
+  // For a blob node of a gotten tree: the bytes. Invalid for other nodes,
+  // for trees that were not returned by GetMeta, and for a blob the daemon
+  // placed outside the arena.
   Result<Blob> AsBlob() const;
   // Shorthand for GetMember(name) then AsBlob().
   Result<Blob> GetBlobMember(const std::string& name) const;

@@ -616,6 +616,51 @@ TEST(ClientHelloTest, ABadHelloReplyLeavesNoDescriptorBehind) {
   }
 }
 
+// A transport with no shared arena, as a remote daemon's will be: replies
+// come from a queue, requests are recorded.
+class ArenalessTransport final : public Transport {
+ public:
+  explicit ArenalessTransport(std::vector<uint8_t> replies)
+      : replies_(std::move(replies)) {}
+  Status Send(const uint8_t* data, size_t size) override {
+    sent_->insert(sent_->end(), data, data + size);
+    return Status::OK();
+  }
+  Result<size_t> Receive(uint8_t* buffer, size_t capacity) override {
+    if (replies_.empty()) return Status::Disconnected("no more replies");
+    size_t n = std::min(capacity, replies_.size());
+    std::memcpy(buffer, replies_.data(), n);
+    replies_.erase(replies_.begin(), replies_.begin() + n);
+    return n;
+  }
+  Status Attach(const protocol::json&) override { return Status::OK(); }
+  SharedArena* arena() override { return nullptr; }
+  void Close() override {}
+  const std::string& peer() const override { return peer_; }
+  std::shared_ptr<std::vector<uint8_t>> sent_ =
+      std::make_shared<std::vector<uint8_t>>();
+
+ private:
+  std::vector<uint8_t> replies_;
+  std::string peer_ = "remote:7000";
+};
+
+TEST(ClientHelloTest, ATransportWithoutASharedArenaIsNotSupportedYet) {
+  auto transport = std::make_unique<ArenalessTransport>(
+      protocol::EncodeFrame(protocol::MessageType::kReply, HelloBody(1 << 20)));
+  auto sent = transport->sent_;
+  auto core = ClientCore::Start(std::move(transport));
+  EXPECT_EQ(core.status().code(), StatusCode::kNotImplemented) << core.status();
+  EXPECT_NE(core.status().message().find("remote:7000"), std::string::npos);
+  // The Hello went through the transport.
+  protocol::FrameDecoder decoder;
+  decoder.Feed(sent->data(), sent->size());
+  auto hello = decoder.Next();
+  ASSERT_TRUE(hello.ok() && hello->has_value());
+  EXPECT_EQ((*hello)->type,
+            static_cast<uint16_t>(protocol::MessageType::kHello));
+}
+
 TEST(ClientHelloTest, ConnectToAFakeDaemonThatSendsABadHelloLeaksNothing) {
   // Through the public entry point: a listening socket whose one client
   // gets a Hello reply without arena_size, with an arena fd attached.
