@@ -22,7 +22,8 @@ set(_fuzz_sources
   ${CMAKE_SOURCE_DIR}/src/common/object_id.cc
   ${CMAKE_SOURCE_DIR}/src/client/object_meta.cc)
 file(GLOB _fuzz_headers
-  ${CMAKE_SOURCE_DIR}/src/common/*.h ${CMAKE_SOURCE_DIR}/include/trellis/*.h)
+  ${CMAKE_SOURCE_DIR}/src/common/*.h ${CMAKE_SOURCE_DIR}/include/trellis/*.h
+  ${CMAKE_SOURCE_DIR}/src/client/object_meta_internal.h)
 
 add_custom_command(
   OUTPUT ${_fuzz_bin}

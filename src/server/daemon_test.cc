@@ -99,7 +99,7 @@ TEST(DaemonCliTest, ReserveFaultsInTheArena) {
   ASSERT_TRUE(d.ok()) << d.status();
   auto c = Client::Connect((*d)->socket());
   ASSERT_TRUE(c.ok());
-  EXPECT_EQ((*c)->Status()->raw["reserved"], true);
+  EXPECT_TRUE((*c)->Status()->reserved);
 }
 
 TEST(DaemonCliTest, TheInstanceIdIsTheOneTheMetadataStoreAssigned) {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/fd_passing.h"
 #include "common/protocol.h"
 #include "common/socket_path.h"
 
@@ -138,31 +139,17 @@ class IpcServer::Session : public std::enable_shared_from_this<Session> {
     std::vector<uint8_t> reply = protocol::EncodeFrame(
         MessageType::kReply, server_->store_->HelloReply(client_));
     // The reply travels with the arena fd. It is the first write on this
-    // socket, so nothing is queued before it.
-    int fd = server_->store_->arena().fd();
-    struct iovec iov = {reply.data(), reply.size()};
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    struct msghdr msg = {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-    ssize_t sent;
-    do {
-      sent = sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    if (sent < 0) {
+    // socket, so nothing is queued before it; what the socket does not take
+    // now is written by Flush.
+    auto sent = SendWithFd(socket_.native_handle(), reply.data(), reply.size(),
+                           server_->store_->arena().fd());
+    if (!sent.ok() || *sent == 0) {
       spdlog::debug("client {}: hello reply failed: {}", client_,
-                    std::strerror(errno));
+                    sent.ok() ? "socket full" : sent.status().message());
       Close();
       return;
     }
-    pending_.insert(pending_.end(), reply.begin() + sent, reply.end());
+    pending_.insert(pending_.end(), reply.begin() + *sent, reply.end());
     spdlog::debug("client {} connected", client_);
   }
 

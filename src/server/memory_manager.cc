@@ -53,20 +53,8 @@ Status MemoryManager::OutOfMemory(uint64_t bytes,
       std::to_string(stats.spilled_bytes) + " already spilled; " + spill);
 }
 
-void MemoryManager::AddStatus(nlohmann::json* status) const {
-  nlohmann::json& s = *status;
-  s["spill_enabled"] = spill_ != nullptr;
-  s["spill_dir"] = spill_ ? spill_->location() : "";
-  s["spill_error"] = spill_error_;
-  s["spill_high"] = options_.spill_high;
-  s["spill_low"] = options_.spill_low;
-  s["spill_count"] = counters_.spills;
-  s["spill_bytes_total"] = counters_.spilled_bytes;
-  s["spill_failures"] = counters_.spill_failures;
-  s["reload_count"] = counters_.reloads;
-  s["reload_bytes_total"] = counters_.reloaded_bytes;
-  s["reload_failures"] = counters_.reload_failures;
-  s["out_of_memory_count"] = counters_.out_of_memory;
+std::string MemoryManager::spill_location() const {
+  return spill_ ? spill_->location() : "";
 }
 
 void MemoryManager::WithMemory(MemoryNeed need, std::function<bool()> attempt,

@@ -117,9 +117,9 @@ class MemoryManager {
   const MemoryCounters& counters() const { return counters_; }
   size_t waiting_requests() const { return pending_.size(); }
   uint64_t spills_in_flight() const { return spills_in_flight_; }
-  // Adds the spill figures of the Status reply (docs/protocol.md) to
-  // `status`.
-  void AddStatus(nlohmann::json* status) const;
+  const MemoryOptions& options() const { return options_; }
+  // Where spilled bytes go ("" with spilling off).
+  std::string spill_location() const;
 
  private:
   // A request waiting for memory (see WithMemory).

@@ -266,9 +266,7 @@ TEST_F(SpillTest, UnusableSpillDirIsReportedAndPutsFailCleanly) {
   ASSERT_TRUE(c.ok());
   auto status = (*c)->Status();
   EXPECT_FALSE(status->spill_enabled);
-  EXPECT_NE(
-      status->raw["spill_error"].get<std::string>().find("/proc/no-such-dir"),
-      std::string::npos);
+  EXPECT_NE(status->spill_error.find("/proc/no-such-dir"), std::string::npos);
   auto keep = (*c)->CreateBlob(6 << 20);
   auto w = (*c)->CreateBlob(4 << 20);
   ASSERT_TRUE(w.status().IsOutOfMemory());
@@ -320,7 +318,7 @@ TEST_F(SpillTest, StatusReportsMemoryAndSpillFigures) {
   for (int i = 0; i < 6; ++i) Put(*client_, 2 << 20, i);  // 12 MiB > 8 MiB
   StoreStatus s = Stats();
   EXPECT_TRUE(s.spill_enabled);
-  EXPECT_EQ(s.raw["spill_high"], 0.5);
+  EXPECT_EQ(s.spill_high, 0.5);
   // Above the high watermark, background spilling brings usage down.
   for (int i = 0; i < 100 && Stats().used > (8u << 20); ++i) {
     std::this_thread::sleep_for(10ms);

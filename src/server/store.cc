@@ -7,7 +7,9 @@
 #include <cstring>
 
 #include "common/protocol.h"
+#include "common/status_fields.h"
 #include "server/request_body.h"
+#include "trellis/object.h"
 
 namespace trellis::server {
 
@@ -324,25 +326,40 @@ Result<json> Store::ListObjects(ClientId, const json& body) {
 
 Result<json> Store::StatusReply(ClientId, const json&) {
   TableStats stats = table_.Stats();
-  json reply = {{"instance_id", table_.instance_id()},
-                {"backend", meta_->backend()},
-                {"arena_size", arena_->size()},
-                {"reserved", arena_->reserved()},
-                {"used", allocator_.used()},
-                {"free", allocator_.free_bytes()},
-                {"held_bytes", stats.held_bytes},
-                {"pinned_bytes", stats.pinned_bytes},
-                {"objects", stats.objects},
-                {"blobs", stats.blobs},
-                {"unsealed_blobs", stats.unsealed_blobs},
-                {"deleted_pending", stats.deleted_pending},
-                {"clients", table_.client_count()},
-                {"spilled_blobs", stats.spilled_blobs},
-                {"spilled_bytes", stats.spilled_bytes},
-                {"arena_resident_bytes", arena_->ResidentBytes()},
-                {"trimmed_bytes_total", trimmed_bytes_}};
-  memory_.AddStatus(&reply);
-  return reply;
+  // Every field of TRELLIS_STORE_STATUS_FIELDS, in its order (one left out
+  // does not compile).
+  const MemoryCounters& counters = memory_.counters();
+  return protocol::StatusBody({
+      .instance_id = table_.instance_id(),
+      .backend = meta_->backend(),
+      .arena_size = arena_->size(),
+      .reserved = arena_->reserved(),
+      .used = allocator_.used(),
+      .free = allocator_.free_bytes(),
+      .held_bytes = stats.held_bytes,
+      .pinned_bytes = stats.pinned_bytes,
+      .objects = stats.objects,
+      .blobs = stats.blobs,
+      .unsealed_blobs = stats.unsealed_blobs,
+      .deleted_pending = stats.deleted_pending,
+      .clients = table_.client_count(),
+      .spill_enabled = memory_.spill_enabled(),
+      .spill_dir = memory_.spill_location(),
+      .spill_error = memory_.spill_error(),
+      .spill_high = memory_.options().spill_high,
+      .spill_low = memory_.options().spill_low,
+      .spilled_blobs = stats.spilled_blobs,
+      .spilled_bytes = stats.spilled_bytes,
+      .spill_count = counters.spills,
+      .spill_bytes_total = counters.spilled_bytes,
+      .spill_failures = counters.spill_failures,
+      .reload_count = counters.reloads,
+      .reload_bytes_total = counters.reloaded_bytes,
+      .reload_failures = counters.reload_failures,
+      .out_of_memory_count = counters.out_of_memory,
+      .arena_resident_bytes = arena_->ResidentBytes(),
+      .trimmed_bytes_total = trimmed_bytes_,
+  });
 }
 
 // ------------------------------------------------------------ memory pressure
