@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -265,10 +266,23 @@ std::vector<std::vector<uint8_t>> ReferenceBodies() {
       body([&](P& p) { p.pack_fix_int8(int8_t(i)); });  // int8 of 5, too
     }
   }
-  for (double d : {0.0, -0.0, 1.5, 1e300,
+  // Floats written by hand: the packer writes integral ones as integers.
+  auto float_body = [&](uint8_t tag, uint64_t bits, int bytes) {
+    std::vector<uint8_t> out = {0x82, 0xa1, 'v', tag};
+    for (int i = bytes - 1; i >= 0; --i)
+      out.push_back(uint8_t(bits >> (8 * i)));
+    out.insert(out.end(), {0xa1, 'w', 0xc0});
+    bodies.push_back(std::move(out));
+  };
+  for (double d : {0.0, -0.0, 1.5, 2.0, 1e300,
                    std::numeric_limits<double>::infinity(), std::nan("")}) {
-    body([&](P& p) { p.pack_double(d); });
-    body([&](P& p) { p.pack_float(static_cast<float>(d)); });
+    uint64_t bits64;
+    std::memcpy(&bits64, &d, sizeof bits64);
+    float_body(0xcb, bits64, 8);
+    float f = static_cast<float>(d);
+    uint32_t bits32;
+    std::memcpy(&bits32, &f, sizeof bits32);
+    float_body(0xca, bits32, 4);
   }
   for (size_t n : {0, 1, 31, 32, 255, 256, 65535, 65536}) {
     std::string s(n, 's');
@@ -385,6 +399,17 @@ TEST(ProtocolTest, EncodingBuildingBlocksAreTheShortestForms) {
   AppendMsgpackDouble(1.5, &bytes);  // always 64-bit, unlike nlohmann
   EXPECT_EQ(bytes, (std::vector<uint8_t>{0xc3, 0xc2, 0xcb, 0x3f, 0xf8, 0, 0, 0,
                                          0, 0, 0}));
+  // Integral values stay doubles (msgpack-cxx's packer would write ints).
+  for (double d : {0.0, -0.0, 2.0, -7.0, 1e18}) {
+    bytes.clear();
+    AppendMsgpackDouble(d, &bytes);
+    ASSERT_EQ(bytes.size(), 9u);
+    EXPECT_EQ(bytes[0], 0xcb);
+    json back = json::from_msgpack(bytes);
+    EXPECT_TRUE(back.is_number_float()) << d;
+    EXPECT_EQ(std::signbit(back.get<double>()), std::signbit(d));
+    EXPECT_EQ(back.get<double>(), d);
+  }
 }
 
 TEST(ProtocolTest, TypedAccessorsNameTheField) {
