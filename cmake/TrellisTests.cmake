@@ -16,3 +16,5 @@ add_trellis_test(daemon_test SOURCES src/server/daemon_test.cc
   LIBS trellis trellis_testing)
 add_trellis_test(spill_test SOURCES src/server/spill_test.cc
   LIBS trellis trellis_testing)
+add_trellis_test(etcd_client_test SOURCES src/server/etcd_client_test.cc
+  LIBS trellis_etcd trellis_etcd_testing)

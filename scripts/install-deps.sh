@@ -13,6 +13,7 @@ PACKAGES=(
   python3-numpy python3-pandas python3-pytest python3-sklearn
   redis-server python3-redis
   procps util-linux
+  etcd-server etcd-client libcurl4-openssl-dev iperf3 iproute2 iputils-ping
 )
 
 missing=()

@@ -36,9 +36,8 @@ int ExitCode(int status) {
   return -1;
 }
 
-// Forks and executes `path` with `args` (stderr to `stderr_fd` if >= 0),
-// the child getting SIGTERM when the calling thread exits. Returns the pid
-// once the exec succeeded, or IOError "cannot run PATH: ..." (child reaped).
+}  // namespace
+
 Result<pid_t> Spawn(const std::string& path,
                     const std::vector<std::string>& args, int stderr_fd) {
   // Built before fork: the child may only make async-signal-safe calls (the
@@ -81,8 +80,6 @@ Result<pid_t> Spawn(const std::string& path,
   }
   return pid;
 }
-
-}  // namespace
 
 std::string BuiltTrellisd() { return TRELLISD_PATH; }
 

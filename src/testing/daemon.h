@@ -68,6 +68,12 @@ struct RunResult {
 RunResult RunDaemonToExit(const std::vector<std::string>& args,
                           int timeout_seconds = 10);
 
+// Forks and executes `path` with `args` (stderr to `stderr_fd` if >= 0),
+// the child getting SIGTERM when the calling thread exits. Returns the pid
+// once the exec succeeded, or IOError "cannot run PATH: ..." (child reaped).
+Result<pid_t> Spawn(const std::string& path,
+                    const std::vector<std::string>& args, int stderr_fd);
+
 // Waits for a child and returns its exit code (or 128+signal).
 int WaitChild(pid_t pid);
 
