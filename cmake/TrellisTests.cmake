@@ -18,3 +18,5 @@ add_trellis_test(spill_test SOURCES src/server/spill_test.cc
   LIBS trellis trellis_testing)
 add_trellis_test(etcd_client_test SOURCES src/server/etcd_client_test.cc
   LIBS trellis_etcd trellis_etcd_testing)
+add_trellis_test(etcd_meta_store_test SOURCES src/server/etcd_meta_store_test.cc
+  LIBS trellis_etcd trellis_etcd_testing)
