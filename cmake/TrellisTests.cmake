@@ -59,3 +59,5 @@ target_include_directories(public_headers_objects PRIVATE
   ${CMAKE_SOURCE_DIR}/src/client/testdata/poison ${CMAKE_SOURCE_DIR}/include)
 add_trellis_test(public_headers_test
   SOURCES $<TARGET_OBJECTS:public_headers_objects> LIBS trellis)
+add_trellis_test(etcd_meta_store_test SOURCES src/server/etcd_meta_store_test.cc
+  LIBS trellis_etcd trellis_etcd_testing)
