@@ -200,3 +200,39 @@ def test_start_fails_clearly_without_etcd(make_cluster):
         c.start_daemon(1, ["--etcd", "127.0.0.1:1", "--cluster", "nowhere"],
                        timeout=15)
     assert "cannot join cluster 'nowhere': etcd unreachable" in str(e.value)
+
+
+def test_cluster_info_lists_live_members(make_cluster):
+    c = make_cluster(3)
+    d = [join(c, k) for k in (1, 2, 3)]
+    with connect(d[0]) as a, connect(d[2]) as b:
+        clients = [connect(x) for x in d]
+        ids = {x.instance_id for x in clients}
+        gone = clients[1].instance_id
+        for x in clients:
+            x.close()
+        info = a.cluster_info()
+        assert info["cluster"] == CLUSTER and info["backend"] == "etcd"
+        assert info["instance_id"] == a.instance_id
+        assert {m["instance_id"] for m in info["members"]} == ids
+        by_id = {m["instance_id"]: m for m in info["members"]}
+        assert by_id[a.instance_id]["ipc_socket"] == d[0].socket
+        assert by_id[a.instance_id]["arena_size"] == a.status()["arena_size"]
+        assert a.status()["cluster"] == CLUSTER
+        # Every member sees the same list.
+        assert {m["instance_id"] for m in b.cluster_info()["members"]} == ids
+        # A member that dies without a word leaves the list when its lease ends.
+        d[1].process.kill()
+        eventually(lambda: gone not in {m["instance_id"] for m in
+                                        a.cluster_info()["members"]},
+                   "a SIGKILLed member leaves cluster_info")
+
+
+def test_local_daemon_is_a_cluster_of_one(make_cluster):
+    c = make_cluster(1, etcd=False)
+    d = c.start_daemon(1, [])
+    with connect(d) as a:
+        info = a.cluster_info()
+        assert info["cluster"] == "" and info["backend"] == "local"
+        assert [m["instance_id"] for m in info["members"]] == [a.instance_id]
+        assert a.status()["cluster"] == ""

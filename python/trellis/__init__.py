@@ -45,6 +45,7 @@ __all__ = [
     "connect", "Client", "ObjectID", "ObjectMeta", "Blob", "BlobWriter", "Daemon",
     "put", "get", "put_name", "get_name", "drop_name", "list_names", "persist",
     "delete", "list_objects", "get_meta", "create_blob", "get_blob", "status",
+    "cluster_info",
     "pin", "unpin", "evict", "memory_trim",
     "start_daemon", "stop_daemon", "default_client", "default_socket",
     "TrellisError", "ObjectNotFound", "ObjectExists", "NotSealed", "OutOfMemory",
@@ -141,6 +142,10 @@ def status():
     return default_client().status()
 
 
+def cluster_info():
+    return default_client().cluster_info()
+
+
 def pin(oid):
     return default_client().pin(oid)
 
@@ -158,7 +163,7 @@ def memory_trim():
 
 
 for _f in (put, get, put_name, get_name, drop_name, list_names, persist, delete,
-           list_objects, get_meta, create_blob, get_blob, status, pin, unpin,
+           list_objects, get_meta, create_blob, get_blob, status, cluster_info, pin, unpin,
            evict, memory_trim):
     _f.__doc__ = getattr(Client, _f.__name__).__doc__ or _f.__doc__
 del _f

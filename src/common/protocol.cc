@@ -177,6 +177,8 @@ std::string MessageTypeName(uint16_t type) {
       return "Evict";
     case MessageType::kMemoryTrim:
       return "MemoryTrim";
+    case MessageType::kClusterInfo:
+      return "ClusterInfo";
     case MessageType::kReply:
       return "Reply";
     case MessageType::kError:
@@ -187,7 +189,8 @@ std::string MessageTypeName(uint16_t type) {
 
 bool IsRequestType(uint16_t type) {
   return type >= static_cast<uint16_t>(MessageType::kHello) &&
-         type <= static_cast<uint16_t>(MessageType::kMemoryTrim);
+         (type <= static_cast<uint16_t>(MessageType::kMemoryTrim) ||
+          type == static_cast<uint16_t>(MessageType::kClusterInfo));
 }
 
 namespace {

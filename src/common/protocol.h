@@ -75,6 +75,8 @@ enum class MessageType : uint16_t {
   kUnpin = 19,
   kEvict = 20,
   kMemoryTrim = 21,
+  // 22 and 23 are the RPC transport's WriteBlob/ReadBlobs.
+  kClusterInfo = 24,
   kReply = 256,  // success; body is the request's result map
   kError = 257,  // failure; body {code, message}
 };

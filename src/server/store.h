@@ -167,6 +167,8 @@ class Store {
   Status GetName(ClientId client, const json& body, Done& done);
   Status DropName(ClientId client, const json& body, Done& done);
   Status ListNames(ClientId client, const json& body, Done& done);
+  // The cluster's name, backend and registered instances.
+  Status ClusterInfo(ClientId client, const json& body, Done& done);
   Status Delete(ClientId client, const json& body, Done& done);
   Status Persist(ClientId client, const json& body, Done& done);
 
