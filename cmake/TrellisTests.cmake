@@ -4,6 +4,8 @@
 
 add_trellis_test(protocol_test SOURCES src/common/protocol_test.cc
   LIBS trellis_common)
+add_trellis_test(tree_format_test SOURCES src/common/tree_format_test.cc
+  LIBS trellis_common)
 add_trellis_test(allocator_test SOURCES src/server/allocator_test.cc
   LIBS trellis_server)
 add_trellis_test(object_table_test SOURCES src/server/object_table_test.cc
