@@ -4,6 +4,7 @@
 
 add_trellis_tests(LIBS trellis_common SOURCES
   src/common/protocol_test.cc
+  src/common/tree_format_test.cc
   src/common/size_parse_test.cc
   src/common/fd_passing_test.cc)
 add_trellis_tests(LIBS trellis_server SOURCES

@@ -366,6 +366,7 @@ PYBIND11_MODULE(_core, m) {
   using namespace trellis::python;
   m.doc() = "Binding of libtrellis; use the trellis package instead.";
   RegisterErrors(m);
+  RegisterFormat(m);
 
   py::class_<ObjectID>(m, "ObjectID", R"doc(
 The 64-bit id of an object or blob. Prints as 'o' + 16 hex digits and parses

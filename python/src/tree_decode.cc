@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/protocol.h"
+#include "common/tree_format.h"
 #include "errors.h"
 
 namespace py = pybind11;
@@ -31,6 +32,66 @@ PyObject* InternedKey(const char* text) {
   return s;  // kept for the life of the process
 }
 
+PyObject* InternedKey(std::string_view text) {
+  PyObject* s = PyUnicode_FromStringAndSize(
+      text.data(), static_cast<Py_ssize_t>(text.size()));
+  if (!s) throw py::error_already_set();
+  PyUnicode_InternInPlace(&s);
+  return s;  // kept for the life of the process
+}
+
+// format::CheckNodeShape's adapter for trees of Python dicts (GIL held).
+// A lookup error leaves the Python error set (ValidateTree raises it).
+struct PyNodes {
+  using Node = PyObject*;
+  static PyObject* Key(format::NodeKey key) {
+    static PyObject* const keys[] = {
+        InternedKey(format::KeyText(format::NodeKey::kTypeName)),
+        InternedKey(format::KeyText(format::NodeKey::kId)),
+        InternedKey(format::KeyText(format::NodeKey::kFields)),
+        InternedKey(format::KeyText(format::NodeKey::kMembers))};
+    return keys[static_cast<int>(key)];
+  }
+  static bool IsMap(Node n) { return PyDict_Check(n); }
+  static Node Find(Node map, format::NodeKey key) {
+    return PyDict_GetItemWithError(map, Key(key));
+  }
+  static bool AsUint(Node n, uint64_t* out) {
+    if (!PyLong_Check(n) || PyBool_Check(n)) return false;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(n, &overflow);
+    if (overflow == 0) {
+      *out = static_cast<uint64_t>(v);
+      return v >= 0;
+    }
+    if (overflow < 0) return false;
+    unsigned long long u = PyLong_AsUnsignedLongLong(n);
+    if (PyErr_Occurred()) PyErr_Clear();  // beyond 64 bits: still an id
+    *out = u;
+    return true;
+  }
+  static bool IsString(Node n) { return PyUnicode_Check(n); }
+  static std::string_view Text(Node n) {
+    Py_ssize_t size = 0;
+    const char* utf8 = PyUnicode_AsUTF8AndSize(n, &size);
+    if (!utf8) {
+      PyErr_Clear();
+      return {};
+    }
+    return std::string_view(utf8, static_cast<size_t>(size));
+  }
+  template <typename F>
+  static Status ForEachMember(Node members, F f) {
+    PyObject *key, *member;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(members, &pos, &key, &member)) {
+      std::string_view name = PyUnicode_Check(key) ? Text(key) : "?";
+      TRELLIS_RETURN_NOT_OK(f(name, member));
+    }
+    return Status::OK();
+  }
+};
+
 bool Equals(const uint8_t* bytes, size_t size, std::string_view text) {
   return size == text.size() && std::memcmp(bytes, text.data(), size) == 0;
 }
@@ -38,7 +99,7 @@ bool Equals(const uint8_t* bytes, size_t size, std::string_view text) {
 // The position i of a member named "column_<i>" (no leading zeros, so that
 // names and positions map one to one), else nullopt.
 std::optional<uint64_t> ColumnPosition(const uint8_t* name, size_t size) {
-  constexpr std::string_view kPrefix = "column_";
+  constexpr std::string_view kPrefix = format::dataframe::kColumnPrefix;
   if (size <= kPrefix.size() || size > kPrefix.size() + 9 ||
       std::memcmp(name, kPrefix.data(), kPrefix.size()) != 0) {
     return std::nullopt;
@@ -53,53 +114,6 @@ std::optional<uint64_t> ColumnPosition(const uint8_t* name, size_t size) {
   }
   if (value >= kMaxBlockColumns) return std::nullopt;
   return value;
-}
-
-// The item size of a numpy dtype string a pandas numeric or datetime block
-// can hold ("<i8", "|b1", "<M8[ns]", ...), else 0.
-size_t BlockItemSize(std::string_view dtype) {
-  size_t i = 0;
-  if (!dtype.empty() &&
-      std::string_view("<>|=").find(dtype[0]) != std::string_view::npos) {
-    ++i;
-  }
-  if (i >= dtype.size()) return 0;
-  char kind = dtype[i++];
-  size_t size = 0;
-  size_t digits_at = i;
-  while (i < dtype.size() && dtype[i] >= '0' && dtype[i] <= '9' &&
-         i - digits_at < 3) {
-    size = size * 10 + static_cast<size_t>(dtype[i++] - '0');
-  }
-  if (i == digits_at) return 0;
-  std::string_view rest = dtype.substr(i);
-  switch (kind) {
-    case 'b':
-      return size == 1 && rest.empty() ? size : 0;
-    case 'i':
-    case 'u':
-      return (size == 1 || size == 2 || size == 4 || size == 8) && rest.empty()
-                 ? size
-                 : 0;
-    case 'f':
-      return (size == 2 || size == 4 || size == 8) && rest.empty() ? size : 0;
-    case 'c':
-      return (size == 8 || size == 16) && rest.empty() ? size : 0;
-    case 'm':
-    case 'M': {
-      if (size != 8) return 0;
-      if (rest.empty()) return size;
-      static constexpr std::array<std::string_view, 13> kUnits = {
-          "[Y]",  "[M]",  "[W]",  "[D]",  "[h]",  "[m]", "[s]",
-          "[ms]", "[us]", "[ns]", "[ps]", "[fs]", "[as]"};
-      for (std::string_view unit : kUnits) {
-        if (rest == unit) return size;
-      }
-      return 0;
-    }
-    default:
-      return 0;
-  }
 }
 
 // A "column_<i>" member that is a plain column (tree_decode.h), read
@@ -300,7 +314,7 @@ class MsgpackDecoder {
       size_t length = KeyLength();
       const uint8_t* name = p_;
       py::object key = Str(length);
-      if (options_.frame_blocks && Equals(name, length, "members")) {
+      if (options_.frame_blocks && Equals(name, length, format::kMembersKey)) {
         members_at = p_;
         members_key = key;
         Skip(depth + 1);
@@ -400,15 +414,19 @@ class MsgpackDecoder {
 
   // num_rows if `node` is a DataFrame node that can have blocks.
   static std::optional<uint64_t> FrameRows(py::handle node) {
-    PyObject* typename_value = PyDict_GetItemString(node.ptr(), "typename");
+    PyObject* typename_value =
+        PyDict_GetItem(node.ptr(), PyNodes::Key(format::NodeKey::kTypeName));
     if (!typename_value || !PyUnicode_Check(typename_value) ||
-        PyUnicode_CompareWithASCIIString(typename_value,
-                                         "trellis::DataFrame") != 0) {
+        PyUnicode_CompareWithASCIIString(typename_value, format::kDataFrame) !=
+            0) {
       return std::nullopt;
     }
-    PyObject* fields = PyDict_GetItemString(node.ptr(), "fields");
+    PyObject* fields =
+        PyDict_GetItem(node.ptr(), PyNodes::Key(format::NodeKey::kFields));
     if (!fields || !PyDict_Check(fields)) return std::nullopt;
-    PyObject* rows = PyDict_GetItemString(fields, "num_rows");
+    static PyObject* const num_rows_key =
+        InternedKey(format::dataframe::kNumRows);
+    PyObject* rows = PyDict_GetItem(fields, num_rows_key);
     if (!rows || !PyLong_Check(rows) || PyBool_Check(rows)) return std::nullopt;
     unsigned long long value = PyLong_AsUnsignedLongLong(rows);
     if (value == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
@@ -420,8 +438,11 @@ class MsgpackDecoder {
 
   // Adds "_labels" to a DataFrame node whose fields hold a "columns" list.
   static void SetLabels(py::handle node) {
-    PyObject* fields = PyDict_GetItemString(node.ptr(), "fields");
-    PyObject* labels = PyDict_GetItemString(fields, "columns");
+    PyObject* fields =
+        PyDict_GetItem(node.ptr(), PyNodes::Key(format::NodeKey::kFields));
+    static PyObject* const columns_key =
+        InternedKey(format::dataframe::kColumns);
+    PyObject* labels = PyDict_GetItem(fields, columns_key);
     if (!labels || !PyList_Check(labels)) return;
     Py_ssize_t n = PyList_GET_SIZE(labels);
     py::array values(py::dtype("O"), std::vector<py::ssize_t>{n});
@@ -554,42 +575,62 @@ class MsgpackDecoder {
     return value;
   }
 
-  // Reads a plain column's node into `column`. False (with p_ anywhere in
-  // the node) if it is anything else.
-  bool ReadPlainTensor(PlainColumn* column) {
+  // Reads a node that must have the typename `type_name`: calls
+  // on_key(key) for every other key, which reads the key's value and
+  // returns false if the node is not what the caller reads. False (with p_
+  // anywhere in the node) if it is not a map, not of that type, or on_key
+  // said so.
+  template <typename OnKey>
+  bool ReadNode(std::string_view type_name, OnKey on_key) {
     std::optional<size_t> n = MapHeader();
     if (!n) return false;
-    bool is_tensor = false;
-    bool has_fields = false;
-    bool has_buffer = false;
+    bool typed = false;
     for (size_t i = 0; i < *n; ++i) {
       std::optional<std::string_view> key = RawStr();
       if (!key) return false;
-      if (*key == "typename") {
+      if (*key == format::kTypeNameKey) {
         std::optional<std::string_view> value = RawStr();
-        if (!value || *value != "trellis::Tensor") return false;
-        is_tensor = true;
-      } else if (*key == "fields") {
-        if (!ReadTensorFields(column)) return false;
-        has_fields = true;
-      } else if (*key == "members") {
+        if (!value || *value != type_name) return false;
+        typed = true;
+      } else if (!on_key(*key)) {
+        return false;
+      }
+    }
+    return typed;
+  }
+
+  static bool IsCountKey(std::string_view key) {
+    return key == format::kIdKey || key == format::kInstanceIdKey ||
+           key == format::kNbytesKey;
+  }
+
+  // Reads a plain column's node into `column`. False (with p_ anywhere in
+  // the node) if it is anything else.
+  bool ReadPlainTensor(PlainColumn* column) {
+    bool has_fields = false;
+    bool has_buffer = false;
+    bool tensor = ReadNode(format::kTensor, [&](std::string_view key) {
+      if (key == format::kFieldsKey) {
+        has_fields = ReadTensorFields(column);
+        return has_fields;
+      }
+      if (key == format::kMembersKey) {
         std::optional<size_t> m = MapHeader();
-        if (!m || *m != 1 || RawStr() != "buffer") return false;
+        if (!m || *m != 1 || RawStr() != format::tensor::kBuffer) return false;
         const uint8_t* node = p_;
         if (!ReadBlobNode(&column->buffer_id)) return false;
         column->buffer_node =
             std::string_view(reinterpret_cast<const char*>(node), p_ - node);
         has_buffer = true;
-      } else if (*key == "id" || *key == "instance_id" || *key == "nbytes") {
-        if (!RawUint()) return false;
-      } else {
-        return false;
+        return true;
       }
-    }
-    return is_tensor && has_fields && has_buffer;
+      return IsCountKey(key) && RawUint().has_value();
+    });
+    return tensor && has_fields && has_buffer;
   }
 
   bool ReadTensorFields(PlainColumn* column) {
+    using namespace format::tensor;
     std::optional<size_t> n = MapHeader();
     if (!n) return false;
     // A node may repeat "fields"; as in a dict, the last one counts.
@@ -602,20 +643,20 @@ class MsgpackDecoder {
     for (size_t i = 0; i < *n; ++i) {
       std::optional<std::string_view> key = RawStr();
       if (!key) return false;
-      if (*key == "dtype") {
+      if (*key == kDType) {
         std::optional<std::string_view> dtype = RawStr();
         if (!dtype) return false;
         column->dtype = *dtype;
-        column->item_size = BlockItemSize(*dtype);
-      } else if (*key == "shape") {
+        column->item_size = format::BlockItemSize(*dtype);
+      } else if (*key == kShape) {
         std::optional<uint64_t> rows = OneUintArray();
         if (!rows) return false;
         column->rows = *rows;
         has_shape = true;
-      } else if (*key == "strides") {
+      } else if (*key == kStrides) {
         stride = OneUintArray();
         if (!stride) return false;
-      } else if (*key == "offset") {
+      } else if (*key == kOffset) {
         std::optional<uint64_t> offset = RawUint();
         if (!offset) return false;
         column->offset = *offset;
@@ -627,32 +668,21 @@ class MsgpackDecoder {
   }
 
   bool ReadBlobNode(uint64_t* id) {
-    std::optional<size_t> n = MapHeader();
-    if (!n) return false;
-    bool is_blob = false;
     bool has_id = false;
     bool has_offset = false;
-    for (size_t i = 0; i < *n; ++i) {
-      std::optional<std::string_view> key = RawStr();
-      if (!key) return false;
-      if (*key == "typename") {
-        std::optional<std::string_view> value = RawStr();
-        if (!value || *value != "trellis::Blob") return false;
-        is_blob = true;
-      } else if (*key == "id" || *key == "instance_id" || *key == "nbytes" ||
-                 *key == "offset") {
-        std::optional<uint64_t> value = RawUint();
-        if (!value) return false;
-        if (*key == "id") {
-          *id = *value;
-          has_id = true;
-        }
-        has_offset |= *key == "offset";
-      } else {
-        return false;
+    bool blob = ReadNode(format::kBlob, [&](std::string_view key) {
+      bool offset = key == format::kOffsetKey;
+      if (!offset && !IsCountKey(key)) return false;
+      std::optional<uint64_t> value = RawUint();
+      if (!value) return false;
+      if (key == format::kIdKey) {
+        *id = *value;
+        has_id = true;
       }
-    }
-    return is_blob && has_id && has_offset;
+      has_offset |= offset;
+      return true;
+    });
+    return blob && has_id && has_offset;
   }
 
   // A str value's bytes, or nullopt if the next value is not a str.
@@ -708,41 +738,6 @@ class MsgpackDecoder {
   std::array<StringSlot, kStringSlots> strings_;
 };
 
-void ValidateNode(py::handle node, int depth) {
-  static PyObject* const typename_key = InternedKey("typename");
-  static PyObject* const id_key = InternedKey("id");
-  static PyObject* const fields_key = InternedKey("fields");
-  static PyObject* const members_key = InternedKey("members");
-  if (depth > 64) ThrowInvalid("object tree nests too deep");
-  PyObject* p = node.ptr();
-  if (!PyDict_Check(p)) ThrowInvalid("tree node must be a map");
-  PyObject* id = PyDict_GetItemWithError(p, id_key);
-  bool reference = false;
-  if (id && PyLong_Check(id) && !PyBool_Check(id)) {
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(id, &overflow);
-    reference = overflow > 0 || (overflow == 0 && v >= 0);
-  }
-  if (!reference) {
-    PyObject* t = PyDict_GetItemWithError(p, typename_key);
-    if (!t || !PyUnicode_Check(t)) {
-      ThrowInvalid("tree node has no string 'typename'");
-    }
-  }
-  PyObject* fields = PyDict_GetItemWithError(p, fields_key);
-  if (fields && !PyDict_Check(fields)) ThrowInvalid("'fields' must be a map");
-  PyObject* members = PyDict_GetItemWithError(p, members_key);
-  if (members) {
-    if (!PyDict_Check(members)) ThrowInvalid("'members' must be a map");
-    PyObject *key, *member;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(members, &pos, &key, &member)) {
-      ValidateNode(member, depth + 1);
-    }
-  }
-  if (PyErr_Occurred()) throw py::error_already_set();
-}
-
 }  // namespace
 
 py::object FromMsgpack(const uint8_t* data, size_t size,
@@ -755,6 +750,80 @@ py::object FromMsgpack(const uint8_t* data, size_t size,
   return value;
 }
 
-void ValidateTree(py::handle tree) { ValidateNode(tree, 0); }
+void ValidateTree(py::handle tree) {
+  Status st = format::CheckGottenTree<PyNodes>(tree.ptr());
+  if (PyErr_Occurred()) throw py::error_already_set();
+  if (!st.ok()) ThrowInvalid(st.message());
+}
+
+void RegisterFormat(py::module_& m) {
+  namespace f = format;
+  py::module_ fm = m.def_submodule(
+      "format",
+      "The rules of the tree format (docs/format.md), from "
+      "src/common/tree_format.h: node keys, type names, Tensor/DataFrame "
+      "field and member names, the dtype table and the nesting limits.");
+  auto str = [](std::string_view s) { return py::str(s.data(), s.size()); };
+  // Node keys.
+  fm.attr("TYPENAME") = str(f::kTypeNameKey);
+  fm.attr("ID") = str(f::kIdKey);
+  fm.attr("NBYTES") = str(f::kNbytesKey);
+  fm.attr("INSTANCE_ID") = str(f::kInstanceIdKey);
+  fm.attr("FIELDS") = str(f::kFieldsKey);
+  fm.attr("MEMBERS") = str(f::kMembersKey);
+  fm.attr("OFFSET") = str(f::kOffsetKey);
+  // Built-in type names.
+  fm.attr("BLOB") = f::kBlob;
+  fm.attr("TENSOR") = f::kTensor;
+  fm.attr("DATAFRAME") = f::kDataFrame;
+  fm.attr("RANGE_INDEX") = f::kRangeIndex;
+  fm.attr("SERIES") = f::kSeries;
+  fm.attr("STRING_COLUMN") = f::kStringColumn;
+  fm.attr("CATEGORICAL") = f::kCategorical;
+  fm.attr("NULLABLE_COLUMN") = f::kNullableColumn;
+  // trellis::Tensor.
+  fm.attr("TENSOR_DTYPE") = str(f::tensor::kDType);
+  fm.attr("TENSOR_SHAPE") = str(f::tensor::kShape);
+  fm.attr("TENSOR_STRIDES") = str(f::tensor::kStrides);
+  fm.attr("TENSOR_OFFSET") = str(f::tensor::kOffset);
+  fm.attr("TENSOR_BUFFER") = str(f::tensor::kBuffer);
+  // trellis::DataFrame and trellis::RangeIndex.
+  fm.attr("DATAFRAME_COLUMNS") = str(f::dataframe::kColumns);
+  fm.attr("DATAFRAME_NUM_ROWS") = str(f::dataframe::kNumRows);
+  fm.attr("DATAFRAME_COLUMN_PREFIX") = str(f::dataframe::kColumnPrefix);
+  fm.attr("DATAFRAME_INDEX") = str(f::dataframe::kIndex);
+  fm.attr("ALIGN") = f::dataframe::kColumnAlign;
+  fm.attr("RANGE_START") = str(f::range_index::kStart);
+  fm.attr("RANGE_STOP") = str(f::range_index::kStop);
+  fm.attr("RANGE_STEP") = str(f::range_index::kStep);
+  // dtypes: kind -> (allowed counts (empty: any), bytes per count, largest
+  // block item size (0: never a block)).
+  py::dict kinds;
+  for (const f::DTypeKind& k : f::kDTypeKinds) {
+    py::list counts;
+    for (uint8_t c : k.counts) {
+      if (c != 0) counts.append(c);
+    }
+    kinds[py::str(std::string(1, k.kind))] =
+        py::make_tuple(py::tuple(counts), k.bytes_per_count, k.max_block_item);
+  }
+  fm.attr("DTYPE_KINDS") = kinds;
+  fm.attr("TENSOR_WRITE_KINDS") = str(f::kTensorWriteKinds);
+  fm.attr("BLOCK_WRITE_KINDS") = str(f::kBlockWriteKinds);
+  fm.def(
+      "item_size",
+      [](std::string_view dtype) -> py::object {
+        std::optional<f::DType> d = f::ParseDType(dtype);
+        if (!d) return py::none();
+        return py::int_(d->item_size);
+      },
+      py::arg("dtype"),
+      "Bytes per element of a dtype string (numpy's dtype.str), or None if "
+      "the format has no such dtype.");
+  fm.def("block_item_size", &f::BlockItemSize, py::arg("dtype"),
+         "Item size of a dtype a DataFrame block can hold, else 0.");
+  fm.attr("MAX_TREE_NESTING") = f::kMaxTreeNesting;
+  fm.attr("MAX_TREE_LEVELS") = f::kMaxTreeLevels;
+}
 
 }  // namespace trellis::python

@@ -61,4 +61,9 @@ pybind11::object FromMsgpack(const uint8_t* data, size_t size,
 // raising InvalidArgument otherwise. GIL held.
 void ValidateTree(pybind11::handle tree);
 
+// Adds the submodule `format` to `m`: the constants of
+// src/common/tree_format.h the pure-Python layer needs (see there), so that
+// it reads the rules of the format from the same source as C++.
+void RegisterFormat(pybind11::module_& m);
+
 }  // namespace trellis::python

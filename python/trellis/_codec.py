@@ -23,8 +23,12 @@ import sys
 import numpy as np
 
 from trellis._core import InvalidArgument, decode_tree
+from trellis._core import format as fmt
 
-ALIGN = 64
+# The rules of the format (node keys, type names, dtype table) come from
+# trellis._core.format, i.e. src/common/tree_format.h, as for C++.
+ALIGN = fmt.ALIGN
+TYPENAME, FIELDS, MEMBERS = fmt.TYPENAME, fmt.FIELDS, fmt.MEMBERS
 
 # Containers (lists, dicts, ...) nested deeper than this are pickled whole:
 # each nested container is a tree level, which takes two of the protocol's
@@ -38,6 +42,16 @@ BLOB = object()
 ENCODERS = {}
 # typename -> fn(node, ctx) -> value.
 DECODERS = {}
+
+
+def node(typename, fields=None, members=None):
+    """A new tree node (docs/format.md, "Building a tree")."""
+    out = {TYPENAME: typename}
+    if fields is not None:
+        out[FIELDS] = fields
+    if members is not None:
+        out[MEMBERS] = members
+    return out
 
 
 class Packer:
@@ -132,13 +146,13 @@ class DecodeContext:
 
     def blob(self, node):
         """The read-only Blob of a blob node of the tree."""
-        blob_id = node["id"]
+        blob_id = node[fmt.ID]
         blob = self._blobs.get(blob_id)
         if blob is None:
-            if node.get("typename") != "trellis::Blob" or "offset" not in node:
+            if node.get(TYPENAME) != fmt.BLOB or fmt.OFFSET not in node:
                 raise InvalidArgument(
-                    f"member {node.get('id')} of type {node.get('typename')!r} is not a blob")
-            blob = self._lease.blob(blob_id, node["offset"], node["nbytes"])
+                    f"member {node.get(fmt.ID)} of type {node.get(TYPENAME)!r} is not a blob")
+            blob = self._lease.blob(blob_id, node[fmt.OFFSET], node[fmt.NBYTES])
             self._blobs[blob_id] = blob
         return blob
 
@@ -175,15 +189,15 @@ def encode_root(value):
 
 # Type names whose decoder lives in trellis._pandas.
 PANDAS_TYPENAMES = (
-    "trellis::DataFrame", "trellis::Series", "trellis::RangeIndex",
-    "trellis::StringColumn", "trellis::Categorical", "trellis::NullableColumn",
+    fmt.DATAFRAME, fmt.SERIES, fmt.RANGE_INDEX,
+    fmt.STRING_COLUMN, fmt.CATEGORICAL, fmt.NULLABLE_COLUMN,
 )
 
 
 def decode(node, ctx):
     """The Python value of a tree node. Types without a Python converter
     come back as their ObjectMeta."""
-    typename = node.get("typename")
+    typename = node.get(TYPENAME)
     decoder = DECODERS.get(typename)
     if decoder is None and typename in PANDAS_TYPENAMES:
         _load_pandas_codec()
@@ -200,13 +214,13 @@ def full_tree(node):
     (trellis._core.get_tree) back in its full form, for metadata views."""
     if "_raw" in node:
         return decode_tree(node["_raw"])
-    members = node.get("members")
+    members = node.get(MEMBERS)
     if not members:
         return node
     full = {name: full_tree(child) for name, child in members.items()}
     if all(full[name] is child for name, child in members.items()):
         return node
-    return dict(node, members=full)
+    return {**node, MEMBERS: full}
 
 
 def decode_root(tree, lease):

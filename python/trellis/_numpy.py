@@ -13,11 +13,15 @@ import numpy as np
 
 from trellis import _codec
 from trellis._core import InvalidArgument
+from trellis._core import format as fmt
 
-TENSOR = "trellis::Tensor"
+TENSOR = fmt.TENSOR
 
-# dtype kinds a Tensor holds.
-TENSOR_KINDS = frozenset("biufcmMSU")
+# dtype kinds a put stores as a Tensor.
+TENSOR_KINDS = frozenset(fmt.TENSOR_WRITE_KINDS)
+_DTYPE, _SHAPE, _STRIDES, _OFFSET, _BUFFER = (
+    fmt.TENSOR_DTYPE, fmt.TENSOR_SHAPE, fmt.TENSOR_STRIDES, fmt.TENSOR_OFFSET,
+    fmt.TENSOR_BUFFER)
 
 
 def storable(dtype):
@@ -34,11 +38,11 @@ def _c_strides(shape, item):
 
 def tensor_at(dtype_str, shape, strides, offset, packer, extra_fields=None):
     """A Tensor node over bytes already planned at `offset` of the blob."""
-    fields = {"dtype": dtype_str, "shape": list(shape), "strides": list(strides),
-              "offset": offset}
+    fields = {_DTYPE: dtype_str, _SHAPE: list(shape), _STRIDES: list(strides),
+              _OFFSET: offset}
     if extra_fields:
         fields.update(extra_fields)
-    return {"typename": TENSOR, "fields": fields, "members": {"buffer": packer.blob()}}
+    return _codec.node(TENSOR, fields, {_BUFFER: packer.blob()})
 
 
 def tensor_node(array, packer, extra_fields=None):
@@ -58,15 +62,15 @@ def encode_ndarray(array, packer):
 
 
 def decode_tensor(node, ctx):
-    fields = node["fields"]
+    fields = node[fmt.FIELDS]
     try:
-        dtype = np.dtype(fields["dtype"])
-        shape = tuple(fields["shape"])
-        strides = tuple(fields["strides"])
-        offset = fields.get("offset", 0)
+        dtype = np.dtype(fields[_DTYPE])
+        shape = tuple(fields[_SHAPE])
+        strides = tuple(fields[_STRIDES])
+        offset = fields.get(_OFFSET, 0)
     except (KeyError, TypeError) as e:
         raise InvalidArgument(f"malformed trellis::Tensor {node.get('id')}: {e}") from None
-    buffer = ctx.blob(node["members"]["buffer"])
+    buffer = ctx.blob(node[fmt.MEMBERS][_BUFFER])
     if 0 in shape:
         # Nothing to share (and numpy rejects offsets at a buffer's end).
         return _readonly(np.empty(shape, dtype))

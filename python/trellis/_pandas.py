@@ -30,6 +30,7 @@ from pandas.core.internals.api import make_block
 
 from trellis import _codec, _numpy
 from trellis._core import InvalidArgument, decode_strings, scan_strings
+from trellis._core import format as fmt
 from trellis._pickle import PICKLE, encode_pickle
 
 try:  # pandas' block constructor without its checks: decode checks instead
@@ -38,14 +39,18 @@ try:  # pandas' block constructor without its checks: decode checks instead
 except ImportError:  # a pandas without it: the pseudo-public make_block
     _new_block = None
 
-DATAFRAME = "trellis::DataFrame"
-SERIES = "trellis::Series"
-RANGE_INDEX = "trellis::RangeIndex"
-STRINGS = "trellis::StringColumn"
-CATEGORICAL = "trellis::Categorical"
-NULLABLE = "trellis::NullableColumn"
+DATAFRAME = fmt.DATAFRAME
+SERIES = fmt.SERIES
+RANGE_INDEX = fmt.RANGE_INDEX
+STRINGS = fmt.STRING_COLUMN
+CATEGORICAL = fmt.CATEGORICAL
+NULLABLE = fmt.NULLABLE_COLUMN
+_TYPENAME, _FIELDS, _MEMBERS = fmt.TYPENAME, fmt.FIELDS, fmt.MEMBERS
+_COLUMNS, _NUM_ROWS, _INDEX = fmt.DATAFRAME_COLUMNS, fmt.DATAFRAME_NUM_ROWS, fmt.DATAFRAME_INDEX
+_COLUMN_PREFIX = fmt.DATAFRAME_COLUMN_PREFIX
+_node = _codec.node
 
-_BLOCK_KINDS = frozenset("biufc")  # numpy blocks stored region-per-block
+_BLOCK_KINDS = frozenset(fmt.BLOCK_WRITE_KINDS)  # numpy blocks stored region-per-block
 _LABEL_TYPES = (str, int, float, bool, type(None))
 _COLUMN_INDEX_DTYPES = frozenset(["object", "int64", "uint64", "float64"])
 
@@ -168,36 +173,36 @@ def _encode_strings(values, packer, pandas_dtype):
     if enc.null_count:
         members["validity"] = _numpy.tensor_at(
             "|u1", [enc.validity_bytes], [1], validity_at, packer)
-    return {"typename": STRINGS,
-            "fields": {"length": n, "null_count": enc.null_count,
-                       "missing": enc.missing, "pandas_dtype": pandas_dtype},
-            "members": members}
+    return _node(STRINGS,
+                 {"length": n, "null_count": enc.null_count,
+                  "missing": enc.missing, "pandas_dtype": pandas_dtype},
+                 members)
 
 
 def _encode_categorical(values, packer):
-    return {"typename": CATEGORICAL,
-            "fields": {"length": len(values), "ordered": bool(values.ordered)},
-            "members": {"codes": _numpy.tensor_node(values.codes, packer),
-                        "categories": encode_column(values.categories._values, packer)}}
+    return _node(CATEGORICAL,
+                 {"length": len(values), "ordered": bool(values.ordered)},
+                 {"codes": _numpy.tensor_node(values.codes, packer),
+                  "categories": encode_column(values.categories._values, packer)})
 
 
 def _encode_nullable(values, packer):
     validity = np.packbits(~values._mask, bitorder="little")
-    return {"typename": NULLABLE,
-            "fields": {"length": len(values), "pandas_dtype": str(values.dtype)},
-            "members": {"values": _numpy.tensor_node(values._data, packer),
-                        "validity": _numpy.tensor_node(validity, packer)}}
+    return _node(NULLABLE,
+                 {"length": len(values), "pandas_dtype": str(values.dtype)},
+                 {"values": _numpy.tensor_node(values._data, packer),
+                  "validity": _numpy.tensor_node(validity, packer)})
 
 
 def encode_index(index, packer):
     if type(index) is pd.RangeIndex and _plain(index.name):
-        return {"typename": RANGE_INDEX,
-                "fields": {"start": index.start, "stop": index.stop,
-                           "step": index.step, "name": index.name}}
+        return _node(RANGE_INDEX,
+                     {fmt.RANGE_START: index.start, fmt.RANGE_STOP: index.stop,
+                      fmt.RANGE_STEP: index.step, "name": index.name})
     if isinstance(index, pd.MultiIndex) or not _plain(index.name):
         return encode_pickle(index, packer)
     node = encode_column(index._values, packer)
-    fields = node.setdefault("fields", {})
+    fields = node.setdefault(_FIELDS, {})
     fields["name"] = index.name
     freq = getattr(index, "freqstr", None)
     if freq is not None:
@@ -225,22 +230,22 @@ def encode_dataframe(frame, packer):
         else:
             for position in positions:
                 nodes[position] = encode_column(_column_values(frame, position), packer)
-    members = {f"column_{i}": node for i, node in enumerate(nodes)}
-    members["index"] = encode_index(frame.index, packer)
-    fields = {"columns": labels, "num_rows": num_rows,
+    members = {_column_key(i): node for i, node in enumerate(nodes)}
+    members[_INDEX] = encode_index(frame.index, packer)
+    fields = {_COLUMNS: labels, _NUM_ROWS: num_rows,
               "columns_name": columns.name, "columns_dtype": str(columns.dtype)}
     if type(columns) is pd.RangeIndex:
         fields["columns_range"] = [columns.start, columns.stop, columns.step]
-    return {"typename": DATAFRAME, "fields": fields, "members": members}
+    return _node(DATAFRAME, fields, members)
 
 
 def encode_series(series, packer):
     if not _plain(series.name):
         return None
-    return {"typename": SERIES,
-            "fields": {"name": series.name, "length": len(series)},
-            "members": {"values": encode_column(series._values, packer),
-                        "index": encode_index(series.index, packer)}}
+    return _node(SERIES,
+                 {"name": series.name, "length": len(series)},
+                 {"values": encode_column(series._values, packer),
+                  _INDEX: encode_index(series.index, packer)})
 
 
 # -------------------------------------------------------------------- decoding
@@ -250,10 +255,10 @@ _MISSING = {"": None, "None": None, "nan": np.nan, "NA": pd.NA}
 
 def decode_column(node, ctx):
     """The ndarray or ExtensionArray of a column node."""
-    typename = node.get("typename")
+    typename = node.get(_TYPENAME)
     if typename == _numpy.TENSOR:
         values = _numpy.decode_tensor(node, ctx)
-        tz = node["fields"].get("tz")
+        tz = node[_FIELDS].get("tz")
         if tz is None:
             return values
         dtype = pd.DatetimeTZDtype(np.datetime_data(values.dtype)[0], tz)
@@ -267,7 +272,7 @@ def decode_column(node, ctx):
 
 
 def decode_strings_column(node, ctx):
-    fields, members = node["fields"], node["members"]
+    fields, members = node[_FIELDS], node[_MEMBERS]
     offsets = _numpy.decode_tensor(members["offsets"], ctx)
     data = _numpy.decode_tensor(members["data"], ctx)
     validity = _numpy.decode_tensor(members["validity"], ctx) if "validity" in members else None
@@ -280,15 +285,15 @@ def decode_strings_column(node, ctx):
 
 
 def decode_categorical(node, ctx):
-    members = node["members"]
+    members = node[_MEMBERS]
     codes = _numpy.decode_tensor(members["codes"], ctx)
     categories = pd.Index(decode_column(members["categories"], ctx))
-    dtype = pd.CategoricalDtype(categories, ordered=node["fields"]["ordered"])
+    dtype = pd.CategoricalDtype(categories, ordered=node[_FIELDS]["ordered"])
     return pd.Categorical.from_codes(codes, dtype=dtype)
 
 
 def decode_nullable(node, ctx):
-    fields, members = node["fields"], node["members"]
+    fields, members = node[_FIELDS], node[_MEMBERS]
     values = _numpy.decode_tensor(members["values"], ctx)
     validity = _numpy.decode_tensor(members["validity"], ctx)
     mask = np.unpackbits(validity, count=fields["length"], bitorder="little") == 0
@@ -297,14 +302,15 @@ def decode_nullable(node, ctx):
 
 
 def decode_index(node, ctx):
-    if node.get("typename") == RANGE_INDEX:
-        f = node["fields"]
-        return _range_index(f.get("start"), f.get("stop"), f.get("step"), f.get("name"))
-    if node.get("typename") == PICKLE:  # e.g. a MultiIndex
+    if node.get(_TYPENAME) == RANGE_INDEX:
+        f = node[_FIELDS]
+        return _range_index(f.get(fmt.RANGE_START), f.get(fmt.RANGE_STOP),
+                            f.get(fmt.RANGE_STEP), f.get("name"))
+    if node.get(_TYPENAME) == PICKLE:  # e.g. a MultiIndex
         index = _codec.decode(node, ctx)
         return index if isinstance(index, pd.Index) else pd.Index(index)
     values = decode_column(node, ctx)
-    fields = node.get("fields", {})
+    fields = node.get(_FIELDS, {})
     freq = fields.get("freq")
     if freq is not None:
         kind = pd.DatetimeIndex if values.dtype.kind == "M" else pd.TimedeltaIndex
@@ -320,7 +326,7 @@ def _columns_index(fields, label_values=None):
         start, stop, step = fields["columns_range"]
         return pd.RangeIndex(start, stop, step, name=name)
     dtype = fields.get("columns_dtype", "object")
-    labels = fields["columns"]
+    labels = fields[_COLUMNS]
     if dtype != "object":
         return pd.Index(labels, dtype=dtype, name=name)
     # An object array is 3x faster than Index(list) (which would also turn
@@ -343,7 +349,7 @@ _column_keys = []
 def _column_key(i):
     """The member name "column_<i>" (made once per i)."""
     while len(_column_keys) <= i:
-        _column_keys.append(f"column_{len(_column_keys)}")
+        _column_keys.append(f"{_COLUMN_PREFIX}{len(_column_keys)}")
     return _column_keys[i]
 
 
@@ -365,14 +371,14 @@ def _numeric_blocks(planned, num_rows, ctx, node_id):
 
 
 def decode_dataframe(node, ctx):
-    fields, members = node["fields"], node["members"]
+    fields, members = node[_FIELDS], node[_MEMBERS]
     node_id = node.get("id")
-    num_rows = fields.get("num_rows")
+    num_rows = fields.get(_NUM_ROWS)
     if type(num_rows) is not int or num_rows < 0:
         raise InvalidArgument(f"DataFrame {node_id} has no valid num_rows")
     columns = _columns_index(fields, node.get("_labels"))
     count = len(columns)
-    index = decode_index(members["index"], ctx) if "index" in members \
+    index = decode_index(members[_INDEX], ctx) if _INDEX in members \
         else pd.RangeIndex(num_rows)
     if len(index) != num_rows:
         raise InvalidArgument(
@@ -404,9 +410,9 @@ def decode_dataframe(node, ctx):
 
 
 def decode_series(node, ctx):
-    fields, members = node["fields"], node["members"]
+    fields, members = node[_FIELDS], node[_MEMBERS]
     values = decode_column(members["values"], ctx)
-    index = decode_index(members["index"], ctx)
+    index = decode_index(members[_INDEX], ctx)
     return pd.Series(values, index=index, name=fields.get("name"), copy=False)
 
 

@@ -1,22 +1,25 @@
 #include <cstring>
 
 #include "client/object_meta_internal.h"
+#include "common/tree_format.h"
 #include "trellis/tensor.h"
 
 namespace trellis {
 
 using json = protocol::json;
+using namespace format::dataframe;
+namespace range_index = format::range_index;
 
 Result<ObjectID> DataFrame::Put(Client& client,
                                 const std::vector<ColumnData>& columns,
                                 int64_t num_rows, const PutOptions& options) {
   if (num_rows < 0) return Status::Invalid("num_rows must not be negative");
-  // All columns go into one blob, each starting on a 64-byte boundary.
+  // All columns go into one blob, each starting on a kColumnAlign boundary.
   std::vector<uint64_t> offsets;
   uint64_t total = 0;
   for (const ColumnData& c : columns) {
     TRELLIS_ASSIGN_OR_RAISE(uint64_t item, DTypeItemSize(c.dtype));
-    total = (total + 63) & ~uint64_t{63};
+    total = (total + kColumnAlign - 1) & ~(kColumnAlign - 1);
     offsets.push_back(total);
     total += item * static_cast<uint64_t>(num_rows);
   }
@@ -31,29 +34,27 @@ Result<ObjectID> DataFrame::Put(Client& client,
     TRELLIS_ASSIGN_OR_RAISE(
         ObjectMeta column,
         Tensor::MakeMeta(c.dtype, {num_rows}, writer->id(), offsets[i]));
-    meta.AddMember("column_" + std::to_string(i), column);
+    meta.AddMember(ColumnMember(i), column);
     names.push_back(c.name);
   }
   ObjectMeta index(kRangeIndexTypeName);
-  index.SetField("start", 0);
-  index.SetField("stop", num_rows);
-  index.SetField("step", 1);
-  meta.AddMember("index", index);
-  ObjectMetaAccess::SetField(&meta, "columns", std::move(names));
-  meta.SetField("num_rows", num_rows);
+  index.SetField(std::string(range_index::kStart), 0);
+  index.SetField(std::string(range_index::kStop), num_rows);
+  index.SetField(std::string(range_index::kStep), 1);
+  meta.AddMember(std::string(kIndex), index);
+  ObjectMetaAccess::SetField(&meta, std::string(kColumns), std::move(names));
+  meta.SetField(std::string(kNumRows), num_rows);
   return client.CreateObject(meta, options);
 }
 
 Result<DataFrame> DataFrame::FromMeta(const ObjectMeta& meta) {
-  if (meta.type_name() != kDataFrameTypeName) {
-    return Status::Invalid("object " + meta.id().ToString() + " is a " +
-                           meta.type_name() + ", not a " + kDataFrameTypeName);
-  }
+  TRELLIS_ASSIGN_OR_RAISE(const json* fields, ObjectMetaAccess::FieldsOfType(
+                                                  meta, kDataFrameTypeName));
+  const json& f = *fields;
   DataFrame df;
   df.meta_ = meta;
-  const json& f = ObjectMetaAccess::FieldsOf(meta);
-  auto rows = f.find("num_rows");
-  auto names = f.find("columns");
+  auto rows = f.find(kNumRows);
+  auto names = f.find(kColumns);
   if (rows == f.end() || !rows->is_number_integer() ||
       rows->get<int64_t>() < 0) {
     return Status::Invalid("DataFrame field 'num_rows' must be a count");
@@ -67,7 +68,7 @@ Result<DataFrame> DataFrame::FromMeta(const ObjectMeta& meta) {
                                                 : name.dump());
   }
   for (size_t i = 0; i < df.column_names_.size(); ++i) {
-    if (!meta.HasMember("column_" + std::to_string(i))) {
+    if (!meta.HasMember(ColumnMember(i))) {
       return Status::Invalid("DataFrame has no member column_" +
                              std::to_string(i));
     }
@@ -85,7 +86,7 @@ Result<ObjectMeta> DataFrame::column_meta(size_t i) const {
     return Status::Invalid("column " + std::to_string(i) + " out of range (" +
                            std::to_string(column_names_.size()) + " columns)");
   }
-  return meta_.GetMember("column_" + std::to_string(i));
+  return meta_.GetMember(ColumnMember(i));
 }
 
 Result<Tensor> DataFrame::column(size_t i) const {
@@ -101,7 +102,7 @@ Result<Tensor> DataFrame::column(const std::string& name) const {
 }
 
 Result<ObjectMeta> DataFrame::index_meta() const {
-  return meta_.GetMember("index");
+  return meta_.GetMember(std::string(kIndex));
 }
 
 }  // namespace trellis

@@ -3,6 +3,7 @@
 #include "client/object_meta_internal.h"
 #include "common/lease.h"
 #include "common/protocol.h"
+#include "common/tree_format.h"
 #include "trellis/object.h"
 
 namespace trellis {
@@ -16,32 +17,7 @@ const json& EmptyMap() {
   return kEmpty;
 }
 
-Status ValidateNode(const json& node, int depth) {
-  if (depth > 64) return Status::Invalid("object tree nests too deep");
-  if (!node.is_object()) return Status::Invalid("tree node must be a map");
-  auto t = node.find("typename");
-  auto id = node.find("id");
-  uint64_t ignored;
-  bool reference = id != node.end() && protocol::AsUint(*id, &ignored);
-  if (!reference && (t == node.end() || !t->is_string())) {
-    return Status::Invalid("tree node has no string 'typename'");
-  }
-  auto fields = node.find("fields");
-  if (fields != node.end() && !fields->is_object()) {
-    return Status::Invalid("'fields' must be a map");
-  }
-  auto members = node.find("members");
-  if (members != node.end()) {
-    if (!members->is_object())
-      return Status::Invalid("'members' must be a map");
-    for (const auto& [name, member] : members->items()) {
-      TRELLIS_RETURN_NOT_OK(ValidateNode(member, depth + 1));
-    }
-  }
-  return Status::OK();
-}
-
-uint64_t UintField(const json& tree, const char* key) {
+uint64_t UintField(const json& tree, std::string_view key) {
   auto it = tree.find(key);
   uint64_t value = 0;
   if (it != tree.end()) protocol::AsUint(*it, &value);
@@ -54,7 +30,7 @@ uint64_t UintField(const json& tree, const char* key) {
 
 Result<ObjectMeta> ObjectMetaAccess::FromJson(json tree,
                                               std::shared_ptr<Lease> lease) {
-  TRELLIS_RETURN_NOT_OK(ValidateNode(tree, 0));
+  TRELLIS_RETURN_NOT_OK(format::CheckGottenTree<format::JsonNodes>(&tree));
   ObjectMeta meta;
   meta.tree_->node = std::move(tree);
   meta.lease_ = std::move(lease);
@@ -67,14 +43,24 @@ const json& ObjectMetaAccess::TreeOf(const ObjectMeta& meta) {
 
 const json& ObjectMetaAccess::FieldsOf(const ObjectMeta& meta) {
   const json& tree = TreeOf(meta);
-  auto it = tree.find("fields");
+  auto it = tree.find(format::kFieldsKey);
   return it != tree.end() ? *it : EmptyMap();
+}
+
+Result<const json*> ObjectMetaAccess::FieldsOfType(const ObjectMeta& meta,
+                                                   std::string_view type_name) {
+  std::string actual = meta.type_name();
+  if (actual != type_name) {
+    return Status::Invalid("object " + meta.id().ToString() + " is a " +
+                           actual + ", not a " + std::string(type_name));
+  }
+  return &FieldsOf(meta);
 }
 
 void ObjectMetaAccess::SetField(ObjectMeta* meta, const std::string& key,
                                 json value) {
   if (!meta->tree_) meta->tree_ = std::make_unique<ObjectMeta::Tree>();
-  meta->tree_->node["fields"][key] = std::move(value);
+  meta->tree_->node[format::kFieldsKey][key] = std::move(value);
 }
 
 // ------------------------------------------------------------- ObjectMeta
@@ -82,9 +68,10 @@ void ObjectMetaAccess::SetField(ObjectMeta* meta, const std::string& key,
 ObjectMeta::ObjectMeta() : ObjectMeta(std::string()) {}
 
 ObjectMeta::ObjectMeta(const std::string& type_name)
-    : tree_(std::make_unique<Tree>(Tree{json{{"typename", type_name},
-                                             {"fields", json::object()},
-                                             {"members", json::object()}}})) {}
+    : tree_(std::make_unique<Tree>(
+          Tree{json{{format::kTypeNameKey, type_name},
+                    {format::kFieldsKey, json::object()},
+                    {format::kMembersKey, json::object()}}})) {}
 
 ObjectMeta::~ObjectMeta() = default;
 
@@ -119,18 +106,18 @@ std::string ObjectMeta::ToJsonString() const {
 
 std::string ObjectMeta::type_name() const {
   const json& tree = ObjectMetaAccess::TreeOf(*this);
-  auto it = tree.find("typename");
+  auto it = tree.find(format::kTypeNameKey);
   return it != tree.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
 ObjectID ObjectMeta::id() const {
-  return ObjectID(UintField(ObjectMetaAccess::TreeOf(*this), "id"));
+  return ObjectID(UintField(ObjectMetaAccess::TreeOf(*this), format::kIdKey));
 }
 uint64_t ObjectMeta::nbytes() const {
-  return UintField(ObjectMetaAccess::TreeOf(*this), "nbytes");
+  return UintField(ObjectMetaAccess::TreeOf(*this), format::kNbytesKey);
 }
 uint64_t ObjectMeta::instance_id() const {
-  return UintField(ObjectMetaAccess::TreeOf(*this), "instance_id");
+  return UintField(ObjectMetaAccess::TreeOf(*this), format::kInstanceIdKey);
 }
 bool ObjectMeta::is_blob() const { return type_name() == kBlobTypeName; }
 
@@ -243,23 +230,24 @@ Result<std::string> ObjectMeta::GetFieldJson(const std::string& key) const {
 
 void ObjectMeta::AddMember(const std::string& name, const ObjectMeta& member) {
   if (!tree_) tree_ = std::make_unique<Tree>();
-  tree_->node["members"][name] = ObjectMetaAccess::TreeOf(member);
+  tree_->node[format::kMembersKey][name] = ObjectMetaAccess::TreeOf(member);
 }
 
 void ObjectMeta::AddMember(const std::string& name, ObjectID existing) {
   if (!tree_) tree_ = std::make_unique<Tree>();
-  tree_->node["members"][name] = json{{"id", existing.value()}};
+  tree_->node[format::kMembersKey][name] =
+      json{{format::kIdKey, existing.value()}};
 }
 
 bool ObjectMeta::HasMember(const std::string& name) const {
   const json& tree = ObjectMetaAccess::TreeOf(*this);
-  auto it = tree.find("members");
+  auto it = tree.find(format::kMembersKey);
   return it != tree.end() && it->contains(name);
 }
 
 Result<ObjectMeta> ObjectMeta::GetMember(const std::string& name) const {
   const json& tree = ObjectMetaAccess::TreeOf(*this);
-  auto it = tree.find("members");
+  auto it = tree.find(format::kMembersKey);
   if (it == tree.end() || !it->contains(name)) {
     return Status::ObjectNotFound(type_name() + " has no member '" + name +
                                   "'");
@@ -273,7 +261,7 @@ Result<ObjectMeta> ObjectMeta::GetMember(const std::string& name) const {
 std::vector<std::string> ObjectMeta::MemberNames() const {
   std::vector<std::string> names;
   const json& tree = ObjectMetaAccess::TreeOf(*this);
-  auto it = tree.find("members");
+  auto it = tree.find(format::kMembersKey);
   if (it == tree.end()) return names;
   for (const auto& [name, member] : it->items()) names.push_back(name);
   return names;
@@ -285,7 +273,7 @@ Result<Blob> ObjectMeta::AsBlob() const {
                            " is not a blob");
   }
   const json& tree = ObjectMetaAccess::TreeOf(*this);
-  auto offset_it = tree.find("offset");
+  auto offset_it = tree.find(format::kOffsetKey);
   uint64_t offset = 0;
   if (!lease_ || offset_it == tree.end() ||
       !protocol::AsUint(*offset_it, &offset)) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 #include "common/protocol.h"
 #include "trellis/object.h"
@@ -28,6 +29,10 @@ class ObjectMetaAccess {
   static const json& TreeOf(const ObjectMeta& meta);
   // Its "fields" map (an empty map if it has none).
   static const json& FieldsOf(const ObjectMeta& meta);
+  // The "fields" map of `meta` if it is a `type_name` node, else Invalid
+  // naming the object and both types (what typed objects' FromMeta check).
+  static Result<const json*> FieldsOfType(const ObjectMeta& meta,
+                                          std::string_view type_name);
   // Sets a field to any JSON value.
   static void SetField(ObjectMeta* meta, const std::string& key, json value);
 };

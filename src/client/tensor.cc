@@ -1,55 +1,28 @@
 #include "trellis/tensor.h"
 
 #include <cstring>
+#include <optional>
+#include <string_view>
 
 #include "client/object_meta_internal.h"
 #include "common/protocol.h"
+#include "common/tree_format.h"
 
 namespace trellis {
 
 using json = protocol::json;
 
+static_assert(std::string_view(kTensorTypeName) == format::kTensor);
+static_assert(std::string_view(kDataFrameTypeName) == format::kDataFrame);
+static_assert(std::string_view(kRangeIndexTypeName) == format::kRangeIndex);
+
 Result<uint64_t> DTypeItemSize(const std::string& dtype) {
-  auto bad = [&] {
+  std::optional<format::DType> parsed = format::ParseDType(dtype);
+  if (!parsed) {
     return Status::Invalid("unsupported dtype '" + dtype +
                            "' (want numpy's dtype.str, e.g. '<i8')");
-  };
-  if (dtype.size() < 3) return bad();
-  char order = dtype[0];
-  if (order != '<' && order != '>' && order != '|' && order != '=') {
-    return bad();
   }
-  char kind = dtype[1];
-  std::string rest = dtype.substr(2);
-  if (kind == 'M' || kind == 'm') {  // datetime64/timedelta64: "8[unit]"
-    if (rest.rfind("8", 0) != 0) return bad();
-    return uint64_t{8};
-  }
-  uint64_t count = 0;
-  for (char c : rest) {
-    if (c < '0' || c > '9' || count > (uint64_t{1} << 40)) return bad();
-    count = count * 10 + static_cast<uint64_t>(c - '0');
-  }
-  switch (kind) {
-    case 'b':
-    case 'i':
-    case 'u':
-      if (count != 1 && count != 2 && count != 4 && count != 8) return bad();
-      return count;
-    case 'f':
-      if (count != 2 && count != 4 && count != 8 && count != 16) return bad();
-      return count;
-    case 'c':
-      if (count != 8 && count != 16 && count != 32) return bad();
-      return count;
-    case 'S':
-    case 'V':
-      return count;
-    case 'U':
-      return count * 4;
-    default:
-      return bad();
-  }
+  return parsed->item_size;
 }
 
 namespace {
@@ -70,16 +43,16 @@ int64_t Elements(const std::vector<int64_t>& shape) {
   return n;
 }
 
-Result<std::vector<int64_t>> IntList(const json& fields, const char* key) {
+Result<std::vector<int64_t>> IntList(const json& fields, std::string_view key) {
   auto it = fields.find(key);
   if (it == fields.end() || !it->is_array()) {
-    return Status::Invalid(std::string("tensor field '") + key +
+    return Status::Invalid("tensor field '" + std::string(key) +
                            "' must be a list of integers");
   }
   std::vector<int64_t> out;
   for (const json& v : *it) {
     if (!v.is_number_integer()) {
-      return Status::Invalid(std::string("tensor field '") + key +
+      return Status::Invalid("tensor field '" + std::string(key) +
                              "' must be a list of integers");
     }
     out.push_back(v.get<int64_t>());
@@ -101,11 +74,12 @@ Result<ObjectMeta> Tensor::MakeMeta(const std::string& dtype,
     return Status::Invalid("tensor strides and shape differ in length");
   }
   ObjectMeta meta(kTensorTypeName);
-  meta.SetField("dtype", dtype);
-  ObjectMetaAccess::SetField(&meta, "shape", shape);
-  ObjectMetaAccess::SetField(&meta, "strides", strides);
-  meta.SetField("offset", offset);
-  meta.AddMember("buffer", buffer);
+  using namespace format::tensor;
+  meta.SetField(std::string(kDType), dtype);
+  ObjectMetaAccess::SetField(&meta, std::string(kShape), shape);
+  ObjectMetaAccess::SetField(&meta, std::string(kStrides), strides);
+  meta.SetField(std::string(kOffset), offset);
+  meta.AddMember(std::string(kBuffer), buffer);
   return meta;
 }
 
@@ -122,32 +96,31 @@ Result<ObjectID> Tensor::Put(Client& client, const std::string& dtype,
 }
 
 Result<Tensor> Tensor::FromMeta(const ObjectMeta& meta) {
-  if (meta.type_name() != kTensorTypeName) {
-    return Status::Invalid("object " + meta.id().ToString() + " is a " +
-                           meta.type_name() + ", not a " + kTensorTypeName);
-  }
+  using namespace format::tensor;
+  TRELLIS_ASSIGN_OR_RAISE(const json* fields, ObjectMetaAccess::FieldsOfType(
+                                                  meta, kTensorTypeName));
+  const json& f = *fields;
   Tensor t;
   t.meta_ = meta;
-  const json& f = ObjectMetaAccess::FieldsOf(meta);
-  auto dtype = f.find("dtype");
+  auto dtype = f.find(kDType);
   if (dtype == f.end() || !dtype->is_string()) {
     return Status::Invalid("tensor field 'dtype' must be a string");
   }
   t.dtype_ = dtype->get<std::string>();
   TRELLIS_ASSIGN_OR_RAISE(t.item_size_, DTypeItemSize(t.dtype_));
-  TRELLIS_ASSIGN_OR_RAISE(t.shape_, IntList(f, "shape"));
-  TRELLIS_ASSIGN_OR_RAISE(t.strides_, IntList(f, "strides"));
+  TRELLIS_ASSIGN_OR_RAISE(t.shape_, IntList(f, kShape));
+  TRELLIS_ASSIGN_OR_RAISE(t.strides_, IntList(f, kStrides));
   if (t.strides_.size() != t.shape_.size()) {
     return Status::Invalid("tensor strides and shape differ in length");
   }
   uint64_t offset = 0;
-  auto off = f.find("offset");
+  auto off = f.find(kOffset);
   if (off != f.end()) {
     if (!protocol::AsUint(*off, &offset)) {
       return Status::Invalid("tensor field 'offset' must be an unsigned int");
     }
   }
-  TRELLIS_ASSIGN_OR_RAISE(t.buffer_, meta.GetBlobMember("buffer"));
+  TRELLIS_ASSIGN_OR_RAISE(t.buffer_, meta.GetBlobMember(std::string(kBuffer)));
   // Every element addressed by shape/strides must lie inside the blob.
   int64_t lo = 0, hi = 0;
   bool empty = false;

@@ -20,7 +20,7 @@ Status TooDeep() {
 }  // namespace
 
 bool IsReference(const json& node, ObjectID* id) {
-  auto it = node.find("id");
+  auto it = node.find(format::kIdKey);
   uint64_t value = 0;
   if (it == node.end() || !protocol::AsUint(*it, &value) || value == 0) {
     return false;
@@ -38,47 +38,28 @@ Status TreeCodec::Validate(ClientId client, const json& tree) const {
 
 Status TreeCodec::ValidateNode(ClientId client, const json& node,
                                size_t budget) const {
-  if (!node.is_object()) return Status::Invalid("tree node must be a map");
-  ObjectID id;
-  if (IsReference(node, &id)) {
-    const ObjectEntry* e = entries_->FindAny(id);
+  format::NodeShape<const json*> shape;
+  TRELLIS_RETURN_NOT_OK(format::CheckNodeShape<format::JsonNodes>(
+      &node, format::TreeKind::kBuilding, &shape));
+  if (shape.reference) {
+    const ObjectEntry* e = entries_->FindAny(ObjectID(shape.id));
     if (!e || e->state == ObjectState::kDeleted) {
-      return Status::ObjectNotFound("member " + id.ToString() +
+      return Status::ObjectNotFound("member " + ObjectID(shape.id).ToString() +
                                     " does not exist");
     }
     if (e->state == ObjectState::kCreated && e->creator != client) {
-      return Status::NotSealed("member " + id.ToString() +
+      return Status::NotSealed("member " + ObjectID(shape.id).ToString() +
                                " is being written by another client");
     }
     return e->nesting > budget ? TooDeep() : Status::OK();
   }
-  auto type_name = node.find("typename");
-  if (type_name == node.end() || !type_name->is_string() ||
-      type_name->get_ref<const std::string&>().empty()) {
-    return Status::Invalid(
-        "a new tree node needs a non-empty string 'typename' (or an 'id' "
-        "naming an existing object)");
-  }
-  if (*type_name == kBlobTypeName) {
-    return Status::Invalid("blobs are made with CreateBlobs, not in a tree");
-  }
   // The expanded node is a map holding a `fields` map and a `members` map.
   if (budget < 2) return TooDeep();
-  auto fields = node.find("fields");
-  if (fields != node.end()) {
-    if (!fields->is_object()) {
-      return Status::Invalid("'fields' of a " + type_name->get<std::string>() +
-                             " node must be a map");
-    }
-    if (protocol::NestingDepth(*fields) > budget - 1) return TooDeep();
+  if (shape.fields && protocol::NestingDepth(*shape.fields) > budget - 1) {
+    return TooDeep();
   }
-  auto members = node.find("members");
-  if (members != node.end()) {
-    if (!members->is_object()) {
-      return Status::Invalid("'members' of a " + type_name->get<std::string>() +
-                             " node must be a map");
-    }
-    for (const auto& [name, member] : members->items()) {
+  if (shape.members) {
+    for (const auto& [name, member] : shape.members->items()) {
       Status st = ValidateNode(client, member, budget - 2);
       if (!st.ok()) {
         return Status(st.code(), "member '" + name + "': " + st.message());

@@ -14,17 +14,15 @@
 #include <vector>
 
 #include "common/protocol.h"
+#include "common/tree_format.h"
 #include "server/object_entry.h"
 #include "trellis/status.h"
 
 namespace trellis::server {
 
-// Deepest MessagePack nesting an expanded tree may have (EntryNode::nesting).
-// A GetMeta reply carries a tree two levels down (the body's map, then its
-// `trees` array) and clients decode replies with the limit the daemon applies
-// to requests, so a deeper object could be created but never read. Each tree
-// level takes two (a node and its `members`).
-inline constexpr size_t kMaxTreeNesting = protocol::kMaxBodyDepth - 2;
+// Deepest MessagePack nesting an expanded tree may have (EntryNode::nesting;
+// common/tree_format.h says why).
+using format::kMaxTreeNesting;
 
 // The codec's view of the object table: the entry of `id`, deleted ones
 // included (members of a visible object may be deleted but still
@@ -48,8 +46,8 @@ class TreeCodec {
       : entries_(entries), instance_id_(instance_id) {}
 
   // Checks `tree` completely before CreateObject builds it for `client`
-  // (docs/format.md, "building a tree"): the root is a new node, every new
-  // node has a typename other than kBlobTypeName and map `fields`/`members`,
+  // (docs/format.md, "building a tree"): the root is a new node, every node
+  // passes format::CheckNodeShape (TreeKind::kBuilding),
   // every reference names a visible object that is sealed or is one of the
   // client's CREATED blobs, and the expanded tree nests at most
   // kMaxTreeNesting levels. Errors name the path of members to the bad
