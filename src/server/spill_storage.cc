@@ -16,6 +16,22 @@ namespace {
 // Large sequential requests: the page cache and the disk see few, big I/Os.
 constexpr uint64_t kChunk = 8u << 20;
 
+// Calls io (pread or pwrite) in chunks until `size` bytes have moved between
+// `data` and the file at offset 0. Returns 0, or the errno of the failure:
+// `short_errno` when a call moved nothing (a full disk, a short file).
+template <typename Bytes, typename Io>
+int TransferAll(int fd, Bytes* data, uint64_t size, int short_errno, Io io) {
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = io(fd, data + done, std::min(kChunk, size - done),
+                   static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : short_errno;
+    done += static_cast<uint64_t>(n);
+  }
+  return 0;
+}
+
 class DirectorySpillStorage final : public SpillStorage {
  public:
   explicit DirectorySpillStorage(std::string dir) : dir_(std::move(dir)) {}
@@ -33,18 +49,7 @@ class DirectorySpillStorage final : public SpillStorage {
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
       return Status::FromErrno("cannot create spill file " + path, errno);
-    uint64_t done = 0;
-    int err = 0;
-    while (done < size) {
-      ssize_t n = pwrite(fd, data + done, std::min(kChunk, size - done),
-                         static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        err = n < 0 ? errno : ENOSPC;
-        break;
-      }
-      done += static_cast<uint64_t>(n);
-    }
+    int err = TransferAll(fd, data, size, ENOSPC, pwrite);
     if (close(fd) != 0 && err == 0) err = errno;
     if (err != 0) {
       unlink(path.c_str());
@@ -78,22 +83,14 @@ class DirectorySpillStorage final : public SpillStorage {
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
       return Status::FromErrno("cannot open spill file " + path, errno);
-    uint64_t done = 0;
-    while (done < size) {
-      ssize_t n = pread(fd, data + done, std::min(kChunk, size - done),
-                        static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        int err = n < 0 ? errno : EIO;
-        close(fd);
-        return Status::FromErrno("cannot read spill file " + path +
-                                     (n == 0 ? " (file is short)" : ""),
-                                 err);
-      }
-      done += static_cast<uint64_t>(n);
-    }
+    // A file shorter than the blob reads 0 bytes: kShort, said as EIO.
+    constexpr int kShort = -1;
+    int err = TransferAll(fd, data, size, kShort, pread);
     close(fd);
-    return Status::OK();
+    if (err == 0) return Status::OK();
+    return Status::FromErrno("cannot read spill file " + path +
+                                 (err == kShort ? " (file is short)" : ""),
+                             err == kShort ? EIO : err);
   }
 
   std::function<void()> Detach(ObjectID id) override {

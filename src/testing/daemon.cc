@@ -130,13 +130,15 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
   return d;
 }
 
-int DaemonProcess::Stop() {
-  if (pid_ < 0) return -1;
-  kill(pid_, SIGTERM);
-  int code = WaitChild(pid_);
-  pid_ = -1;
+int TerminateChild(pid_t* pid) {
+  if (*pid < 0) return -1;
+  kill(*pid, SIGTERM);
+  int code = WaitChild(*pid);
+  *pid = -1;
   return code;
 }
+
+int DaemonProcess::Stop() { return TerminateChild(&pid_); }
 
 DaemonProcess::~DaemonProcess() {
   Stop();

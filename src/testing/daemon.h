@@ -76,5 +76,8 @@ Result<pid_t> Spawn(const std::string& path,
 
 // Waits for a child and returns its exit code (or 128+signal).
 int WaitChild(pid_t pid);
+// SIGTERMs the child *pid and waits for it; sets *pid to -1. Returns its
+// exit code as WaitChild does, or -1 if *pid was already -1.
+int TerminateChild(pid_t* pid);
 
 }  // namespace trellis::testing

@@ -162,13 +162,7 @@ Status EtcdProcess::Restart() {
   return Launch();
 }
 
-int EtcdProcess::Stop() {
-  if (pid_ < 0) return -1;
-  kill(pid_, SIGTERM);
-  int code = WaitChild(pid_);
-  pid_ = -1;
-  return code;
-}
+int EtcdProcess::Stop() { return TerminateChild(&pid_); }
 
 std::string EtcdProcess::LogTail(size_t max_bytes) const {
   std::ifstream in(log_path_, std::ios::binary);
