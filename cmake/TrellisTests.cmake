@@ -22,3 +22,7 @@ add_trellis_test(spill_test SOURCES src/server/spill_test.cc
   LIBS trellis trellis_testing)
 add_trellis_test(etcd_client_test SOURCES src/server/etcd_client_test.cc
   LIBS trellis_etcd trellis_etcd_testing)
+add_trellis_test(rpc_server_test SOURCES src/server/rpc_server_test.cc
+  LIBS trellis trellis_server trellis_testing)
+target_compile_definitions(rpc_server_test PRIVATE
+  TRELLIS_FUZZ_CORPUS="${CMAKE_SOURCE_DIR}/src/common/fuzz_corpus")

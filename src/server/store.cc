@@ -335,7 +335,11 @@ void Store::GetMeta(ClientId client, const json& body, Done done) {
   }
   auto ids = by_name ? IdsOfNames(body) : GetIds(body, "ids");
   if (!ids.ok()) return done(ids.status());
-  EnsureResident(*ids, [this, client, ids = *ids, done](Status st) {
+  // relocate: offsets for a remote reader of ReadBlobs(held) (protocol.md).
+  auto relocate_field = GetBool(body, "relocate", false);
+  if (!relocate_field.ok()) return done(relocate_field.status());
+  bool relocate = *relocate_field;
+  EnsureResident(*ids, [this, client, ids = *ids, relocate, done](Status st) {
     if (!table_.HasClient(client)) return;
     if (!st.ok()) return done(st);
     // {trees: [...], held: [...]} written straight as MessagePack: each
@@ -345,8 +349,11 @@ void Store::GetMeta(ClientId client, const json& body, Done done) {
     protocol::AppendMsgpackMapHeader(2, &body);
     protocol::AppendMsgpackString("trees", &body);
     protocol::AppendMsgpackArrayHeader(ids.size(), &body);
+    uint64_t end = 0;  // of the relocated layout
     for (ObjectID id : ids) {
-      Status got = table_.GetTreeEncoded(client, id, &body, &held);
+      Status got = relocate
+                       ? table_.GetTreeRelocated(client, id, &body, &held, &end)
+                       : table_.GetTreeEncoded(client, id, &body, &held);
       if (!got.ok()) {
         (void)table_.Release(client, held);  // all or nothing
         return done(got);
@@ -824,6 +831,27 @@ Result<json> Store::MemoryTrim() {
   uint64_t trimmed = before > after ? before - after : 0;
   counters_.trimmed_bytes += trimmed;
   return json{{"trimmed_bytes", trimmed}, {"resident_bytes", after}};
+}
+
+Result<uint8_t*> Store::WritableRange(ClientId client, ObjectID id,
+                                      uint64_t offset, uint64_t size) {
+  const ObjectEntry* e = table_.Find(id);
+  if (!e || !e->is_blob) {
+    return Status::ObjectNotFound("blob " + id.ToString() + " not found");
+  }
+  if (e->state != ObjectState::kCreated || e->creator != client) {
+    return Status::Invalid("blob " + id.ToString() +
+                           (e->state != ObjectState::kCreated
+                                ? " is sealed"
+                                : " is being written by another client"));
+  }
+  if (offset > e->size || size > e->size - offset) {
+    return Status::Invalid("bytes [" + std::to_string(offset) + ", " +
+                           std::to_string(offset + size) +
+                           ") are outside blob " + id.ToString() + " of " +
+                           std::to_string(e->size) + " bytes");
+  }
+  return arena_->base() + e->offset + offset;
 }
 
 }  // namespace trellis::server

@@ -83,6 +83,15 @@ class Store {
   // after Disconnect(client).
   void Handle(ClientId client, uint16_t type, const json& body, Done done);
 
+  // Where bytes [offset, offset + size) of a CREATED blob of `client` are
+  // in the arena, for a transport that writes them there (WriteBlob bulk
+  // frames). Valid until the blob is sealed or aborted or the client
+  // disconnects. ObjectNotFound if `id` is no blob; Invalid if it is not
+  // being written by this client (sealed, or another client's) or the range
+  // is not within its size.
+  Result<uint8_t*> WritableRange(ClientId client, ObjectID id, uint64_t offset,
+                                 uint64_t size);
+
  private:
   struct Waiter {
     uint64_t waiter_id;
