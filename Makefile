@@ -7,7 +7,7 @@ JOBS      ?= $(shell nproc)
 ROWS      ?= 2000000
 export PYTHONPATH := $(CURDIR)/$(BUILD)/python:$(PYTHONPATH)
 
-.PHONY: all deps configure build test test-cpp test-python demo demo-cpp bench format clean
+.PHONY: all deps configure build test test-cpp test-python check-thread-safety demo demo-cpp bench format clean
 
 all: build
 
@@ -23,10 +23,23 @@ configure: deps $(BUILD)/build.ninja
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+test: build check-thread-safety
 	cd $(BUILD) && ctest --output-on-failure -j 1
 	@if [ -d python/tests ] && ls python/tests/test_*.py >/dev/null 2>&1; then \
 	  $(PY) -m pytest -q python/tests; fi
+
+# clang's thread-safety analysis over the libraries (not tests, benchmarks or
+# the Python extension, to keep it quick): a member read without the mutex
+# that guards it (TRELLIS_GUARDED_BY, common/thread_annotations.h) fails it.
+TSA_BUILD := build-tsa
+check-thread-safety: deps
+	CC=clang CXX=clang++ cmake -S . -B $(TSA_BUILD) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-O0 \
+	  -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety" \
+	  -DTRELLIS_BUILD_TESTS=OFF -DTRELLIS_BUILD_BENCH=OFF \
+	  -DTRELLIS_BUILD_PYTHON=OFF >/dev/null
+	cmake --build $(TSA_BUILD) -j $(JOBS) --target trellis trellis_server \
+	  trellis_common
 
 test-cpp: build
 	cd $(BUILD) && ctest --output-on-failure -j 1
@@ -52,4 +65,4 @@ format: deps
 	@echo "formatted $$(git ls-files '*.cc' '*.h' | wc -l) files"
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(TSA_BUILD)

@@ -182,7 +182,7 @@ void Settle(trellis::Client& client) {
   int stable = 0;
   while (stable < 5) {
     auto st = Must(client.Status(), "Status");
-    uint64_t now = st.spill_count + st.raw.value("spill_failures", 0ull);
+    uint64_t now = st.spill_count + st.spill_failures;
     stable = (now == last && st.used == last_used) ? stable + 1 : 0;
     last = now;
     last_used = st.used;
@@ -353,8 +353,8 @@ json RunThroughput(std::string* daemon_cmd) {
   out["arena_bytes"] = arena;
   out["checked_blobs"] = checked;
   out["corrupt_blobs"] = bad;
-  out["daemon_spill_failures"] = st.raw.value("spill_failures", 0ull);
-  out["daemon_reload_failures"] = st.raw.value("reload_failures", 0ull);
+  out["daemon_spill_failures"] = st.spill_failures;
+  out["daemon_reload_failures"] = st.reload_failures;
   for (auto& [name, samples] : s) {
     std::vector<double> gbps;
     for (double sec : samples)

@@ -7,10 +7,11 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   clang libclang-rt-14-dev clang-format
-  libasio-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
+  libasio-dev nlohmann-json3-dev libmsgpack-cxx-dev libcli11-dev libspdlog-dev
+  libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-dev pybind11-dev python3-pybind11
-  python3-numpy python3-pandas python3-pytest python3-sklearn
+  python3-numpy python3-pandas python3-pytest python3-sklearn python3-msgpack
   redis-server python3-redis
   procps util-linux
   etcd-server etcd-client libcurl4-openssl-dev iperf3 iproute2 iputils-ping

@@ -21,7 +21,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,34 +28,11 @@
 #include "trellis/object.h"
 #include "trellis/object_id.h"
 #include "trellis/status.h"
+#include "trellis/store_status.h"
 
 namespace trellis {
 
 class ClientCore;
-
-// What Client::Status() reports about the daemon.
-struct StoreStatus {
-  uint16_t instance_id = 0;
-  std::string backend;      // metadata store backend, e.g. "local"
-  uint64_t arena_size = 0;  // bytes
-  uint64_t used = 0;        // bytes allocated to blobs (64-byte granules)
-  uint64_t free = 0;
-  uint64_t objects = 0;  // sealed composite objects
-  uint64_t blobs = 0;    // sealed blobs
-  uint64_t unsealed_blobs = 0;
-  uint64_t deleted_pending = 0;  // deleted, kept while readers hold them
-  uint64_t clients = 0;          // connected clients, this one included
-  uint64_t held_bytes = 0;       // blob bytes in memory that readers hold
-  uint64_t pinned_bytes = 0;     // blob bytes pinned in memory
-  bool spill_enabled = false;
-  uint64_t spilled_blobs = 0;  // blobs whose bytes are on disk now
-  uint64_t spilled_bytes = 0;
-  uint64_t spill_count = 0;  // spills and reloads since start
-  uint64_t spill_bytes_total = 0;
-  uint64_t reload_count = 0;
-  uint64_t reload_bytes_total = 0;
-  nlohmann::json raw;  // the whole reply, for fields added later
-};
 
 struct PutOptions {
   std::string name;       // bind this name to the new object (if not empty)
@@ -167,6 +143,8 @@ class Client {
       const std::string& pattern = "*", size_t limit = 100000);
 
   // --- the daemon ----------------------------------------------------------
+  // Every field of TRELLIS_STORE_STATUS_FIELDS (trellis/store_status.h).
+  // One round trip.
   Result<StoreStatus> Status();
   uint16_t instance_id() const;
   uint64_t arena_size() const;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "client/client_core.h"
+#include "client/object_meta_internal.h"
 #include "common/protocol.h"
 #include "errors.h"
 #include "json_convert.h"
@@ -24,9 +25,10 @@
 #include "tree_decode.h"
 #include "trellis/client.h"
 #include "trellis/object.h"
+#include "trellis/store_status.h"
 
 namespace py = pybind11;
-using nlohmann::json;
+using json = trellis::protocol::json;
 
 namespace trellis::python {
 namespace {
@@ -110,15 +112,14 @@ class PyBlobWriter {
 // Keeps the blobs of one GetMeta reply readable; hands out Blob views.
 struct PyLease {
   std::shared_ptr<Lease> lease;
-  const uint8_t* base = nullptr;
-  uint64_t arena_size = 0;
 
   Blob MakeBlob(uint64_t id, uint64_t offset, uint64_t size) const {
-    if (offset > arena_size || size > arena_size - offset) {
+    const uint8_t* data = lease->BlobData(ObjectID(id), offset, size);
+    if (!data) {
       ThrowInvalid("blob " + ObjectID(id).ToString() +
                    " lies outside the arena");
     }
-    return Blob(ObjectID(id), base + offset, size, lease);
+    return Blob(ObjectID(id), data, size, lease);
   }
 };
 
@@ -186,7 +187,9 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     auto metas = Unwrap(
         WithoutGil([&] { return client_->ListObjects(pattern, limit); }));
     py::list out;
-    for (const ObjectMeta& m : metas) out.append(FromJson(m.tree()));
+    for (const ObjectMeta& m : metas) {
+      out.append(FromJson(ObjectMetaAccess::TreeOf(m)));
+    }
     return out;
   }
 
@@ -239,9 +242,14 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
         WithoutGil([&] { return client_->ListNames(pattern, limit); }));
   }
 
-  py::object Status() {
+  // Every status field, by name.
+  py::dict Status() {
     auto status = Unwrap(WithoutGil([&] { return client_->Status(); }));
-    return FromJson(status.raw);
+    py::dict out;
+    status.ForEachField([&](const char* name, const char*, const auto& value) {
+      out[name] = value;
+    });
+    return out;
   }
 
   void Close() {
@@ -290,8 +298,7 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
       throw;
     }
     // The holds are owned (and released on any error) from here on.
-    PyLease lease{std::make_shared<ClientLease>(core, std::move(held)),
-                  core->base(), core->size()};
+    PyLease lease{std::make_shared<ClientLease>(core, std::move(held))};
     PyObject* list = PyDict_GetItemString(body.ptr(), "trees");
     if (!list || !PyList_Check(list) || PyList_GET_SIZE(list) != 1) {
       ThrowInvalid("malformed GetMeta reply");
@@ -427,6 +434,18 @@ object, or any view made from it, lives.)doc")
           py::arg("writer"), py::arg("offsets_at"), py::arg("data_at"),
           py::arg("validity_at"));
 
+  m.def(
+      "status_fields",
+      [] {
+        py::dict out;
+        StoreStatus().ForEachField(
+            [&](const char* name, const char* description, const auto&) {
+              out[name] = description;
+            });
+        return out;
+      },
+      "The fields of Client.status(), by name: what each one means "
+      "(TRELLIS_STORE_STATUS_FIELDS in include/trellis/store_status.h).");
   m.def(
       "decode_tree",
       [](py::bytes encoded, bool frame_blocks) {

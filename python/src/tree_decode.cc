@@ -111,7 +111,7 @@ struct PlainColumn {
   uint64_t rows = 0;
   uint64_t offset = 0;  // in the buffer
   uint64_t buffer_id = 0;
-  const uint8_t* buffer_node = nullptr;  // the buffer node's bytes
+  std::string_view buffer_node;  // the buffer node's bytes
 };
 
 class MsgpackDecoder {
@@ -484,7 +484,7 @@ class MsgpackDecoder {
                 return a.position < b.position;
               });
     py::list blocks;
-    std::unordered_map<uint64_t, py::object> buffers;
+    std::unordered_map<std::string_view, py::object> buffers;  // by node
     long long max_position = -1;
     size_t begin = 0;
     while (begin < plain.size()) {
@@ -497,7 +497,12 @@ class MsgpackDecoder {
       if (joinable) {
         for (; end < plain.size(); ++end) {
           const PlainColumn& c = plain[end];
-          if (c.buffer_id != first.buffer_id || c.dtype != first.dtype) break;
+          // Same id, same node: a damaged tree may give one blob id
+          // different nodes, and each column must keep its own.
+          if (c.buffer_id != first.buffer_id || c.dtype != first.dtype ||
+              c.buffer_node != first.buffer_node) {
+            break;
+          }
           uint64_t gap = c.offset - plain[end - 1].offset;
           if (end == begin + 1) {
             if (gap < column_bytes) break;
@@ -507,8 +512,12 @@ class MsgpackDecoder {
           }
         }
       }
-      py::object& buffer = buffers[first.buffer_id];
-      if (!buffer) buffer = DecodeAt(first.buffer_node, depth + 3);
+      py::object& buffer = buffers[first.buffer_node];
+      if (!buffer) {
+        buffer =
+            DecodeAt(reinterpret_cast<const uint8_t*>(first.buffer_node.data()),
+                     depth + 3);
+      }
       bool consecutive = true;
       for (size_t k = begin; k < end; ++k) {
         max_position = std::max<long long>(
@@ -566,8 +575,10 @@ class MsgpackDecoder {
       } else if (*key == "members") {
         std::optional<size_t> m = MapHeader();
         if (!m || *m != 1 || RawStr() != "buffer") return false;
-        column->buffer_node = p_;
+        const uint8_t* node = p_;
         if (!ReadBlobNode(&column->buffer_id)) return false;
+        column->buffer_node =
+            std::string_view(reinterpret_cast<const char*>(node), p_ - node);
         has_buffer = true;
       } else if (*key == "id" || *key == "instance_id" || *key == "nbytes") {
         if (!RawUint()) return false;
@@ -581,6 +592,11 @@ class MsgpackDecoder {
   bool ReadTensorFields(PlainColumn* column) {
     std::optional<size_t> n = MapHeader();
     if (!n) return false;
+    // A node may repeat "fields"; as in a dict, the last one counts.
+    column->dtype = {};
+    column->item_size = 0;
+    column->rows = 0;
+    column->offset = 0;
     std::optional<uint64_t> stride;
     bool has_shape = false;
     for (size_t i = 0; i < *n; ++i) {

@@ -1,10 +1,18 @@
 // Decoding the daemon's MessagePack replies into Python values.
 //
-// Hand-written rather than msgpack-c or python3-msgpack: it builds the
+// Hand-written rather than msgpack-cxx or python3-msgpack: it builds the
 // Python objects directly (sharing the short strings a tree repeats), and,
 // for a get, reads the plain numeric columns of a trellis::DataFrame as
 // blocks without making a Python object per column (below). No library
-// does either; a wide frame's get is mostly this loop.
+// does either; a wide frame's get is mostly this loop. Measured on a
+// 46-column frame's GetMeta reply (bench/results/msgpack_bench.md): 44 us,
+// against 48 us for msgpack-cxx's visitor parse building the same objects
+// and 64 us for python3-msgpack's unpackb; 16 us with frame blocks, which a
+// visitor cannot do (it is never told byte offsets, and blocks need the
+// node's own bytes and a second look at its members).
+//
+// Being hand-written, it is fuzzed (tree_decode_fuzz.cc, under ctest) and
+// checked against python3-msgpack (python/tests/test_msgpack_differential.py).
 #pragma once
 
 #include <pybind11/pybind11.h>

@@ -312,12 +312,18 @@ class Client:
 
     # -- daemon ----------------------------------------------------------
     def status(self):
-        """The daemon's status as a dict: arena_size, used, free,
-        held_bytes (by live readers), pinned_bytes, objects, blobs,
-        unsealed_blobs, deleted_pending, clients, instance_id; spilling:
-        spill_enabled, spill_dir, spill_error, spilled_blobs, spilled_bytes,
-        spill_count, spill_bytes_total, reload_count, reload_bytes_total."""
+        """The daemon's status as a dict with every field the daemon
+        reports (arena_size, used, free, held_bytes, objects, clients,
+        spilling and reload counters, ...); status_fields() says what
+        each one means (trellis.client.status_fields())."""
         return self._core.status()
+
+
+def status_fields():
+    """{name: description} of every field of Client.status(), from the one
+    list the daemon, libtrellis and this package share
+    (include/trellis/store_status.h)."""
+    return _core.status_fields()
 
 
 def connect(socket=None, *, start=True, size=None):

@@ -1,18 +1,9 @@
 #include "trellis/client.h"
 
-#include <sched.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
-
 #include "client/client_core.h"
+#include "client/object_meta_internal.h"
 #include "common/socket_path.h"
+#include "common/status_fields.h"
 
 namespace trellis {
 
@@ -21,106 +12,51 @@ using protocol::MessageType;
 
 // ---------------------------------------------------------------- ClientCore
 
+ClientCore::ClientCore(std::unique_ptr<Transport> transport)
+    : peer_(transport->peer()), transport_(std::move(transport)) {}
+
 Result<std::shared_ptr<ClientCore>> ClientCore::Connect(
     const std::string& path) {
-  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
-    return Status::Invalid("socket path is too long: " + path);
-  }
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::FromErrno("socket", errno);
-  struct sockaddr_un addr = {};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  if (connect(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) !=
-      0) {
-    int err = errno;
-    close(fd);
-    return Status::Disconnected("no trellis daemon serves " + path + ": " +
-                                std::strerror(err));
-  }
-  std::shared_ptr<ClientCore> core(new ClientCore());
-  core->path_ = path;
-  core->fd_ = fd;
-
-  std::lock_guard<std::mutex> lock(core->io_mutex_);
-  TRELLIS_RETURN_NOT_OK(core->WriteAll(protocol::EncodeFrame(
-      MessageType::kHello, json{{"version", protocol::kProtocolVersion}})));
-  // The Hello reply carries the arena fd; receive it with the first bytes.
-  int arena_fd = -1;
-  while (true) {
-    auto frame = core->decoder_.Next();
-    if (!frame.ok()) return frame.status();
-    if (frame->has_value()) {
-      protocol::Frame& f = **frame;
-      if (f.type == static_cast<uint16_t>(MessageType::kError)) {
-        if (arena_fd >= 0) close(arena_fd);
-        return protocol::StatusFromErrorBody(f.body);
-      }
-      if (arena_fd < 0) {
-        return Status::Invalid("daemon did not pass the arena descriptor");
-      }
-      auto size = protocol::GetUint(f.body, "arena_size");
-      auto instance = protocol::GetUint(f.body, "instance_id");
-      auto max_inline = protocol::GetUint(f.body, "max_inline_blob");
-      if (!size.ok() || !instance.ok() || !max_inline.ok()) {
-        close(arena_fd);
-        return Status::Invalid("malformed Hello reply from daemon");
-      }
-      void* base =
-          mmap(nullptr, *size, PROT_READ | PROT_WRITE, MAP_SHARED, arena_fd, 0);
-      int err = errno;
-      close(arena_fd);
-      if (base == MAP_FAILED) return Status::FromErrno("mmap arena", err);
-      core->base_ = static_cast<uint8_t*>(base);
-      core->size_ = *size;
-      core->instance_id_ = static_cast<uint16_t>(*instance);
-      core->max_inline_blob_ = *max_inline;
-      return core;
-    }
-    uint8_t buffer[4096];
-    struct iovec iov = {buffer, sizeof(buffer)};
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg = {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (arena_fd >= 0) close(arena_fd);
-      return Status::Disconnected("daemon at " + path +
-                                  " closed the connection during Hello");
-    }
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        std::memcpy(&arena_fd, CMSG_DATA(c), sizeof(int));
-      }
-    }
-    core->decoder_.Feed(buffer, static_cast<size_t>(n));
-  }
+  TRELLIS_ASSIGN_OR_RAISE(std::unique_ptr<Transport> transport,
+                          ConnectUnixTransport(path));
+  return Start(std::move(transport));
 }
 
-ClientCore::~ClientCore() {
-  Close();
-  if (base_) munmap(base_, size_);
+Result<std::shared_ptr<ClientCore>> ClientCore::Start(
+    std::unique_ptr<Transport> transport) {
+  std::shared_ptr<ClientCore> core(new ClientCore(std::move(transport)));
+  TRELLIS_RETURN_NOT_OK(core->Hello());
+  return core;
 }
 
-Status ClientCore::WriteAll(const std::vector<uint8_t>& bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n =
-        send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      CloseLocked();
-      return Status::Disconnected("lost the daemon at " + path_ + ": " +
-                                  std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
+Status ClientCore::Hello() {
+  MutexLock lock(&io_mutex_);
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply, CallLocked(MessageType::kHello,
+                             json{{"version", protocol::kProtocolVersion}}));
+  auto instance = protocol::GetUint(reply, "instance_id");
+  auto max_inline = protocol::GetUint(reply, "max_inline_blob");
+  if (!instance.ok() || !max_inline.ok()) {
+    return Status::Invalid("malformed Hello reply from daemon");
   }
+  TRELLIS_RETURN_NOT_OK(transport_->Attach(reply));
+  arena_ = transport_->arena();
+  if (!arena_) {
+    return Status::NotImplemented("the daemon at " + peer_ +
+                                  " shares no arena with this process; "
+                                  "remote daemons are not supported yet");
+  }
+  instance_id_ = static_cast<uint16_t>(*instance);
+  max_inline_blob_ = *max_inline;
   return Status::OK();
+}
+
+ClientCore::~ClientCore() { Close(); }
+
+Status ClientCore::SendLocked(const std::vector<uint8_t>& bytes) {
+  Status st = transport_->Send(bytes.data(), bytes.size());
+  if (!st.ok()) CloseLocked();
+  return st;
 }
 
 Result<protocol::Frame> ClientCore::ReadFrame() {
@@ -133,24 +69,6 @@ Result<protocol::Frame> ClientCore::ReadFrame() {
   return protocol::Frame{raw.type, std::move(body).value()};
 }
 
-ssize_t ClientCore::ReceiveSoon(uint8_t* buffer, size_t size) {
-  // Most replies arrive within a few microseconds, and a get whose daemon
-  // and client code are out of cache (the first after a large copy) within
-  // a few hundred. Polling for that long saves this thread from being put
-  // to sleep and woken again, which on a virtual machine with idle CPUs
-  // costs more than the request itself (bench/results/store_bench.md).
-  // Each failed poll yields, so a polling client never keeps the daemon (or
-  // anything else runnable) off a CPU. After the spin it blocks as usual.
-  constexpr auto kSpin = std::chrono::microseconds(300);
-  auto deadline = std::chrono::steady_clock::now() + kSpin;
-  do {
-    ssize_t n = recv(fd_, buffer, size, MSG_DONTWAIT);
-    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return n;
-    sched_yield();
-  } while (std::chrono::steady_clock::now() < deadline);
-  return recv(fd_, buffer, size, 0);
-}
-
 Result<protocol::FrameDecoder::RawFrame> ClientCore::ReadRawFrame() {
   while (true) {
     auto frame = decoder_.NextRaw();
@@ -160,27 +78,29 @@ Result<protocol::FrameDecoder::RawFrame> ClientCore::ReadRawFrame() {
     }
     if (frame->has_value()) return **frame;
     uint8_t buffer[64 * 1024];
-    ssize_t n = ReceiveSoon(buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
+    auto n = transport_->Receive(buffer, sizeof(buffer));
+    if (!n.ok()) {
       CloseLocked();
-      return Status::Disconnected("the daemon at " + path_ +
-                                  " closed the connection");
+      return n.status();
     }
-    decoder_.Feed(buffer, static_cast<size_t>(n));
+    decoder_.Feed(buffer, *n);
   }
 }
 
 Status ClientCore::SendRequest(MessageType type, const json& body) {
-  if (fd_ < 0) return Status::Disconnected("client is closed");
+  if (closed_) return Status::Disconnected("client is closed");
   out_.clear();
   AppendQueuedReleases(&out_);  // queued releases travel with the request
   protocol::AppendFrame(type, body, &out_);
-  return WriteAll(out_);
+  return SendLocked(out_);
 }
 
 Result<json> ClientCore::Call(MessageType type, const json& body) {
-  std::lock_guard<std::mutex> lock(io_mutex_);
+  MutexLock lock(&io_mutex_);
+  return CallLocked(type, body);
+}
+
+Result<json> ClientCore::CallLocked(MessageType type, const json& body) {
   TRELLIS_RETURN_NOT_OK(SendRequest(type, body));
   TRELLIS_ASSIGN_OR_RAISE(protocol::Frame reply, ReadFrame());
   FlushQueuedReleases();
@@ -197,7 +117,7 @@ Result<json> ClientCore::Call(MessageType type, const json& body) {
 
 Result<std::vector<uint8_t>> ClientCore::CallRaw(MessageType type,
                                                  const json& body) {
-  std::lock_guard<std::mutex> lock(io_mutex_);
+  MutexLock lock(&io_mutex_);
   TRELLIS_RETURN_NOT_OK(SendRequest(type, body));
   TRELLIS_ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame reply,
                           ReadRawFrame());
@@ -222,7 +142,7 @@ Result<std::vector<uint8_t>> ClientCore::CallRaw(MessageType type,
 void ClientCore::AppendQueuedReleases(std::vector<uint8_t>* out) {
   std::vector<ObjectID> ids;
   {
-    std::lock_guard<std::mutex> lock(release_mutex_);
+    MutexLock lock(&release_mutex_);
     ids.swap(queued_releases_);
   }
   if (!ids.empty()) {
@@ -231,78 +151,49 @@ void ClientCore::AppendQueuedReleases(std::vector<uint8_t>* out) {
 }
 
 void ClientCore::FlushQueuedReleases() {
-  if (fd_ < 0) return;
+  if (closed_) return;
   std::vector<uint8_t> out;
   AppendQueuedReleases(&out);
-  if (!out.empty()) (void)WriteAll(out);
+  if (!out.empty()) (void)SendLocked(out);
 }
 
 void ClientCore::Release(std::vector<ObjectID> ids) {
   if (ids.empty()) return;
   {
-    std::lock_guard<std::mutex> lock(release_mutex_);
+    MutexLock lock(&release_mutex_);
     queued_releases_.insert(queued_releases_.end(), ids.begin(), ids.end());
   }
-  std::unique_lock<std::mutex> io(io_mutex_, std::try_to_lock);
-  if (io.owns_lock()) FlushQueuedReleases();
+  if (io_mutex_.TryLock()) {
+    FlushQueuedReleases();
+    io_mutex_.Unlock();
+  }
 }
 
 void ClientCore::Close() {
-  std::lock_guard<std::mutex> lock(io_mutex_);
+  MutexLock lock(&io_mutex_);
   FlushQueuedReleases();
   CloseLocked();
 }
 
 void ClientCore::CloseLocked() {
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
+  if (closed_) return;
+  closed_ = true;
+  transport_->Close();
 }
 
 void ClientCore::AddOpenBlob(ObjectID id) {
-  std::lock_guard<std::mutex> lock(blobs_mutex_);
+  MutexLock lock(&blobs_mutex_);
   open_blobs_.insert(id);
 }
 
 bool ClientCore::TakeOpenBlob(ObjectID id) {
-  std::lock_guard<std::mutex> lock(blobs_mutex_);
+  MutexLock lock(&blobs_mutex_);
   return open_blobs_.erase(id) > 0;
 }
 
 bool ClientCore::IsOpenBlob(ObjectID id) {
-  std::lock_guard<std::mutex> lock(blobs_mutex_);
+  MutexLock lock(&blobs_mutex_);
   return open_blobs_.count(id) > 0;
-}
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  // Linux 5.14
-#endif
-
-void ClientCore::PrepareWrite(uint64_t offset, uint64_t size) {
-  constexpr uint64_t kGranule = 64 * 1024;
-  if (size == 0 || offset >= size_) return;
-  uint64_t first = offset / kGranule;
-  uint64_t last = (std::min(offset + size, size_) - 1) / kGranule;
-  std::lock_guard<std::mutex> lock(populate_mutex_);
-  if (!populate_works_) return;
-  if (populated_.empty()) populated_.resize((size_ / kGranule + 64) / 64);
-  auto done = [&](uint64_t g) { return populated_[g / 64] >> (g % 64) & 1; };
-  for (uint64_t g = first; g <= last;) {
-    if (done(g)) {
-      ++g;
-      continue;
-    }
-    uint64_t end = g;  // one madvise per run of granules not yet populated
-    while (end + 1 <= last && !done(end + 1)) ++end;
-    uint64_t begin_byte = g * kGranule;
-    uint64_t end_byte = std::min((end + 1) * kGranule, size_);
-    if (madvise(base_ + begin_byte, end_byte - begin_byte,
-                MADV_POPULATE_WRITE) != 0) {
-      if (errno == EINVAL) populate_works_ = false;  // kernel without it
-      return;
-    }
-    for (uint64_t i = g; i <= end; ++i) populated_[i / 64] |= 1ull << (i % 64);
-    g = end + 1;
-  }
 }
 
 // ---------------------------------------------------------------- BlobWriter
@@ -364,17 +255,24 @@ Result<std::vector<std::unique_ptr<BlobWriter>>> Client::CreateBlobs(
   if (ids.size() != sizes.size() || offsets.size() != sizes.size()) {
     return trellis::Status::Invalid("malformed CreateBlobs reply");
   }
+  SharedArena& arena = core_->arena();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!arena.Range(offsets[i], sizes[i])) {
+      return trellis::Status::Invalid(
+          "CreateBlobs reply points outside the arena");
+    }
+  }
   std::vector<std::unique_ptr<BlobWriter>> writers;
   for (size_t i = 0; i < ids.size(); ++i) {
     // A writer is for writing the whole blob: map its pages now, in bulk.
     // Small blobs are left to fault (a few pages, and granules of other
     // blobs would be populated needlessly).
     if (sizes[i] >= kPrepareWriteThreshold) {
-      core_->PrepareWrite(offsets[i], sizes[i]);
+      arena.PrepareWrite(offsets[i], sizes[i]);
     }
     core_->AddOpenBlob(ids[i]);
     writers.push_back(std::make_unique<BlobWriter>(
-        core_, ids[i], core_->base() + offsets[i], sizes[i]));
+        core_, ids[i], arena.Range(offsets[i], sizes[i]), sizes[i]));
   }
   return writers;
 }
@@ -429,12 +327,12 @@ Result<std::vector<Blob>> Client::GetBlobs(const std::vector<ObjectID>& ids) {
   std::vector<Blob> blobs;
   blobs.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
-    if ((*offsets)[i] + (*sizes)[i] > core_->size()) {
+    const uint8_t* data = lease->BlobData(ids[i], (*offsets)[i], (*sizes)[i]);
+    if (!data) {
       return trellis::Status::Invalid(
           "GetBlobs reply points outside the arena");
     }
-    blobs.emplace_back(ids[i], core_->base() + (*offsets)[i], (*sizes)[i],
-                       lease);
+    blobs.emplace_back(ids[i], data, (*sizes)[i], lease);
   }
   return blobs;
 }
@@ -460,19 +358,20 @@ Result<ObjectID> Client::CreateObject(const ObjectMeta& meta,
                                       const PutOptions& options) {
   // The daemon treats a body nested deeper than the wire allows as a
   // protocol violation and hangs up; refuse it here with a clear error.
-  if (1 + protocol::NestingDepth(meta.tree()) > protocol::kMaxBodyDepth) {
+  const json& tree = ObjectMetaAccess::TreeOf(meta);
+  if (1 + protocol::NestingDepth(tree) > protocol::kMaxBodyDepth) {
     return trellis::Status::Invalid(
         "object tree nests deeper than the protocol's " +
         std::to_string(protocol::kMaxBodyDepth) +
         " levels of maps and arrays (each tree level takes two)");
   }
   json body = protocol::CreateObjectBody(
-      [&](std::vector<uint8_t>* out) { json::to_msgpack(meta.tree(), *out); },
+      [&](std::vector<uint8_t>* out) { json::to_msgpack(tree, *out); },
       options.overwrite, options.persist, options.name);
   TRELLIS_ASSIGN_OR_RAISE(json reply,
                           core_->Call(MessageType::kCreateObject, body));
   std::vector<ObjectID> references;
-  CollectReferences(meta.tree(), &references);
+  CollectReferences(tree, &references);
   for (ObjectID ref : references) core_->TakeOpenBlob(ref);  // sealed now
   return protocol::GetId(reply, "id");
 }
@@ -498,7 +397,7 @@ Result<std::vector<ObjectMeta>> MetasOfReply(
   std::vector<ObjectMeta> metas;
   for (json& tree : *trees) {
     TRELLIS_ASSIGN_OR_RAISE(ObjectMeta meta,
-                            ObjectMeta::FromJson(std::move(tree), lease));
+                            ObjectMetaAccess::FromJson(std::move(tree), lease));
     metas.push_back(std::move(meta));
   }
   return metas;
@@ -531,7 +430,7 @@ Result<std::vector<ObjectMeta>> Client::ListObjects(const std::string& pattern,
   std::vector<ObjectMeta> metas;
   for (json& item : *objects) {
     TRELLIS_ASSIGN_OR_RAISE(ObjectMeta meta,
-                            ObjectMeta::FromJson(std::move(item)));
+                            ObjectMetaAccess::FromJson(std::move(item)));
     metas.push_back(std::move(meta));
   }
   return metas;
@@ -620,33 +519,7 @@ Result<std::vector<std::pair<std::string, ObjectID>>> Client::ListNames(
 Result<StoreStatus> Client::Status() {
   TRELLIS_ASSIGN_OR_RAISE(json reply,
                           core_->Call(MessageType::kStatus, json::object()));
-  StoreStatus s;
-  auto u = [&](const char* key) {
-    return protocol::GetUint(reply, key).ValueOr(0);
-  };
-  s.instance_id = static_cast<uint16_t>(u("instance_id"));
-  s.backend = protocol::GetString(reply, "backend").ValueOr("");
-  s.arena_size = u("arena_size");
-  s.used = u("used");
-  s.free = u("free");
-  s.objects = u("objects");
-  s.blobs = u("blobs");
-  s.unsealed_blobs = u("unsealed_blobs");
-  s.deleted_pending = u("deleted_pending");
-  s.clients = u("clients");
-  s.held_bytes = u("held_bytes");
-  s.pinned_bytes = u("pinned_bytes");
-  auto spill = reply.find("spill_enabled");
-  s.spill_enabled =
-      spill != reply.end() && spill->is_boolean() && spill->get<bool>();
-  s.spilled_blobs = u("spilled_blobs");
-  s.spilled_bytes = u("spilled_bytes");
-  s.spill_count = u("spill_count");
-  s.spill_bytes_total = u("spill_bytes_total");
-  s.reload_count = u("reload_count");
-  s.reload_bytes_total = u("reload_bytes_total");
-  s.raw = std::move(reply);
-  return s;
+  return protocol::DecodeStatus(reply);
 }
 
 uint16_t Client::instance_id() const { return core_->instance_id(); }

@@ -1,8 +1,12 @@
 // End-to-end tests of libtrellis against a real trellisd, with real processes.
 #include "trellis/client.h"
 
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,8 +14,13 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <set>
 #include <thread>
 
+#include "client/client_core.h"
+#include "client/object_meta_internal.h"
+#include "common/fd_passing.h"
+#include "common/protocol.h"
 #include "testing/daemon.h"
 #include "trellis/tensor.h"
 
@@ -213,7 +222,8 @@ TEST_F(ClientTest, GetMetaByNameIsTheNamedObjectsTree) {
   auto by_id = client_->GetMeta(*client_->GetName("holder"));
   ASSERT_TRUE(by_id.ok());
   EXPECT_EQ(by_name->id(), by_id->id());
-  EXPECT_EQ(by_name->tree(), by_id->tree());
+  EXPECT_EQ(ObjectMetaAccess::TreeOf(*by_name),
+            ObjectMetaAccess::TreeOf(*by_id));
   auto data = by_name->GetBlobMember("data");
   ASSERT_TRUE(data.ok()) << data.status();
   EXPECT_EQ(data->data()[2], 9);
@@ -422,7 +432,7 @@ TEST_F(ClientTest, ObjectTreesTensorsAndDataFrames) {
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ((*listed)[0].id(), *fid);
-  EXPECT_EQ((*listed)[0].tree()["persisted"], true);
+  EXPECT_TRUE(ObjectMetaAccess::TreeOf((*listed)[0]).value("persisted", false));
   EXPECT_TRUE(client_->Persist(*tid).ok());
   EXPECT_TRUE(client_->Persist(ObjectID(77)).IsObjectNotFound());
   // Reading a tensor of a blob is a type error, not a crash.
@@ -457,6 +467,240 @@ TEST_F(ClientTest, DaemonDeathIsDisconnectedNotACrash) {
   daemon_->Stop();
   EXPECT_TRUE(client_->Status().status().IsDisconnected());
   EXPECT_EQ(blob->data()[0], 1);  // our mapping is still valid
+}
+
+TEST_F(ClientTest, StatusHasEveryFieldTheDaemonSendsAndNoOther) {
+  // A daemon that spills, so its string fields are not empty.
+  auto spilling = DaemonProcess::Start(
+      {"--size", "64M", "--spill-dir", daemon_->dir() + "/spill"});
+  ASSERT_TRUE(spilling.ok()) << spilling.status();
+  auto client = Client::Connect((*spilling)->socket());
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto sent = ClientInternals::core(**client)->Call(
+      protocol::MessageType::kStatus, protocol::json::object());
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  auto status = (*client)->Status();
+  ASSERT_TRUE(status.ok()) << status.status();
+
+  std::set<std::string> sent_keys, fields;
+  for (const auto& [key, value] : sent->items()) sent_keys.insert(key);
+  status->ForEachField([&](const char* name, const char*, const auto& value) {
+    fields.insert(name);
+    auto it = sent->find(name);
+    if (it == sent->end()) return;
+    EXPECT_EQ(protocol::json(value), *it) << name << " decoded differently";
+  });
+  EXPECT_EQ(fields, sent_keys);
+  EXPECT_GE(fields.size(), 29u);  // the daemon's reply had 29 in issue 13
+  EXPECT_TRUE(status->spill_enabled);
+  EXPECT_EQ(status->spill_dir, daemon_->dir() + "/spill");
+  EXPECT_EQ(status->arena_size, 64u << 20);
+  EXPECT_EQ(status->clients, 1u);
+}
+
+// ------------------------------------------- Hello against a fake daemon
+
+// How many of this process's descriptors are open, and how many of them
+// are the memfd called `name`.
+struct OpenFds {
+  int total = 0;
+  int named = 0;
+};
+OpenFds CountOpenFds(const std::string& name) {
+  OpenFds count;
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return count;
+  while (struct dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    ++count.total;
+    std::string path = std::string("/proc/self/fd/") + entry->d_name;
+    char link[256];
+    ssize_t n = readlink(path.c_str(), link, sizeof(link) - 1);
+    if (n > 0 &&
+        std::string(link, static_cast<size_t>(n)).rfind("/memfd:" + name, 0) ==
+            0) {
+      ++count.named;
+    }
+  }
+  closedir(dir);
+  return count;
+}
+
+protocol::json HelloBody(uint64_t arena_size) {
+  return {{"version", protocol::kProtocolVersion},
+          {"client_id", 1},
+          {"instance_id", 3},
+          {"arena_size", arena_size},
+          {"max_inline_blob", 1024}};
+}
+
+// A socketpair whose one end plays a daemon that has already sent its Hello
+// reply `reply`, with a memfd arena called "fake-arena" attached if
+// `with_fd`; the other end is the client's transport.
+struct FakeDaemon {
+  UniqueFd end;
+  std::unique_ptr<Transport> transport;
+};
+FakeDaemon QueueHello(const std::vector<uint8_t>& reply, bool with_fd) {
+  int fds[2];
+  EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  FakeDaemon fake{UniqueFd(fds[0]),
+                  MakeUnixTransport(UniqueFd(fds[1]), "fake daemon")};
+  UniqueFd arena(memfd_create("fake-arena", MFD_CLOEXEC));
+  EXPECT_EQ(ftruncate(arena.get(), 1 << 20), 0);
+  auto sent = SendWithFd(fake.end.get(), reply.data(), reply.size(),
+                         with_fd ? arena.get() : -1);
+  EXPECT_TRUE(sent.ok()) << sent.status();
+  return fake;  // the arena is in flight only: our copy closes here
+}
+
+TEST(ClientHelloTest, AGoodHelloMapsTheArenaAndKeepsNoDescriptor) {
+  FakeDaemon fake = QueueHello(
+      protocol::EncodeFrame(protocol::MessageType::kReply, HelloBody(1 << 20)),
+      /*with_fd=*/true);
+  auto core = ClientCore::Start(std::move(fake.transport));
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_EQ((*core)->size(), 1u << 20);
+  EXPECT_EQ((*core)->instance_id(), 3);
+  EXPECT_EQ((*core)->max_inline_blob(), 1024u);
+  EXPECT_EQ((*core)->path(), "fake daemon");
+  EXPECT_EQ(CountOpenFds("fake-arena").named, 0);  // mapped, fd closed
+  (*core)->base()[(1 << 20) - 1] = 1;              // and the mapping works
+}
+
+TEST(ClientHelloTest, ABadHelloReplyLeavesNoDescriptorBehind) {
+  using protocol::EncodeFrame;
+  using protocol::MessageType;
+  protocol::json no_size = HelloBody(1 << 20);
+  no_size.erase("arena_size");
+  protocol::json no_instance = HelloBody(1 << 20);
+  no_instance.erase("instance_id");
+  std::vector<uint8_t> bad_flags = EncodeFrame(MessageType::kReply, {});
+  bad_flags[6] = 1;  // frame flags must be 0
+  std::vector<uint8_t> cut = EncodeFrame(MessageType::kReply, HelloBody(64));
+  cut.resize(cut.size() - 1);
+  struct Case {
+    const char* what;
+    std::vector<uint8_t> reply;
+    bool with_fd;
+    bool hang_up;  // the daemon closes its end after sending
+    StatusCode code;
+  };
+  std::vector<Case> cases = {
+      {"no arena_size", EncodeFrame(MessageType::kReply, no_size), true, false,
+       StatusCode::kInvalid},
+      {"no instance_id", EncodeFrame(MessageType::kReply, no_instance), true,
+       false, StatusCode::kInvalid},
+      {"error reply",
+       EncodeFrame(MessageType::kError,
+                   protocol::ErrorBody(Status::Invalid("version 9?"))),
+       true, false, StatusCode::kInvalid},
+      {"undecodable frame", bad_flags, true, false, StatusCode::kInvalid},
+      {"not a reply", EncodeFrame(MessageType::kGetMeta, {}), true, false,
+       StatusCode::kInvalid},
+      {"no descriptor", EncodeFrame(MessageType::kReply, HelloBody(1 << 20)),
+       false, false, StatusCode::kInvalid},
+      {"unmappable arena size",
+       EncodeFrame(MessageType::kReply, HelloBody(uint64_t{1} << 62)), true,
+       false, StatusCode::kIOError},
+      {"hang-up mid-reply", cut, true, true, StatusCode::kDisconnected},
+  };
+  for (Case& c : cases) {
+    FakeDaemon fake = QueueHello(c.reply, c.with_fd);
+    if (c.hang_up) fake.end.Reset();
+    OpenFds before = CountOpenFds("fake-arena");
+    ASSERT_EQ(before.named, 0) << c.what;  // the arena is only in flight
+    auto core = ClientCore::Start(std::move(fake.transport));
+    ASSERT_FALSE(core.ok()) << c.what;
+    EXPECT_EQ(core.status().code(), c.code) << c.what << ": " << core.status();
+    OpenFds after = CountOpenFds("fake-arena");
+    EXPECT_EQ(after.named, 0) << c.what << ": the arena fd leaked";
+    EXPECT_EQ(after.total, before.total - 1) << c.what;  // the client's end
+  }
+}
+
+// A transport with no shared arena, as a remote daemon's will be: replies
+// come from a queue, requests are recorded.
+class ArenalessTransport final : public Transport {
+ public:
+  explicit ArenalessTransport(std::vector<uint8_t> replies)
+      : replies_(std::move(replies)) {}
+  Status Send(const uint8_t* data, size_t size) override {
+    sent_->insert(sent_->end(), data, data + size);
+    return Status::OK();
+  }
+  Result<size_t> Receive(uint8_t* buffer, size_t capacity) override {
+    if (replies_.empty()) return Status::Disconnected("no more replies");
+    size_t n = std::min(capacity, replies_.size());
+    std::memcpy(buffer, replies_.data(), n);
+    replies_.erase(replies_.begin(), replies_.begin() + n);
+    return n;
+  }
+  Status Attach(const protocol::json&) override { return Status::OK(); }
+  SharedArena* arena() override { return nullptr; }
+  void Close() override {}
+  const std::string& peer() const override { return peer_; }
+  std::shared_ptr<std::vector<uint8_t>> sent_ =
+      std::make_shared<std::vector<uint8_t>>();
+
+ private:
+  std::vector<uint8_t> replies_;
+  std::string peer_ = "remote:7000";
+};
+
+TEST(ClientHelloTest, ATransportWithoutASharedArenaIsNotSupportedYet) {
+  auto transport = std::make_unique<ArenalessTransport>(
+      protocol::EncodeFrame(protocol::MessageType::kReply, HelloBody(1 << 20)));
+  auto sent = transport->sent_;
+  auto core = ClientCore::Start(std::move(transport));
+  EXPECT_EQ(core.status().code(), StatusCode::kNotImplemented) << core.status();
+  EXPECT_NE(core.status().message().find("remote:7000"), std::string::npos);
+  // The Hello went through the transport.
+  protocol::FrameDecoder decoder;
+  decoder.Feed(sent->data(), sent->size());
+  auto hello = decoder.Next();
+  ASSERT_TRUE(hello.ok() && hello->has_value());
+  EXPECT_EQ((*hello)->type,
+            static_cast<uint16_t>(protocol::MessageType::kHello));
+}
+
+TEST(ClientHelloTest, ConnectToAFakeDaemonThatSendsABadHelloLeaksNothing) {
+  // Through the public entry point: a listening socket whose one client
+  // gets a Hello reply without arena_size, with an arena fd attached.
+  char dir[] = "/tmp/trellis-hello.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/fake.sock";
+  UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<struct sockaddr*>(&addr),
+                 sizeof(addr)),
+            0);
+  ASSERT_EQ(listen(listener.get(), 1), 0);
+  protocol::json body = HelloBody(1 << 20);
+  body.erase("arena_size");
+  std::vector<uint8_t> reply =
+      protocol::EncodeFrame(protocol::MessageType::kReply, body);
+  UniqueFd arena(memfd_create("fake-arena", MFD_CLOEXEC));
+  OpenFds before = CountOpenFds("fake-arena");
+  std::thread daemon([&] {
+    UniqueFd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(conn.valid());
+    ASSERT_TRUE(
+        SendWithFd(conn.get(), reply.data(), reply.size(), arena.get()).ok());
+    char buffer[256];  // until the client hangs up
+    while (read(conn.get(), buffer, sizeof(buffer)) > 0) {
+    }
+  });
+  auto client = Client::Connect(path);
+  daemon.join();
+  EXPECT_TRUE(client.status().IsInvalid()) << client.status();
+  OpenFds after = CountOpenFds("fake-arena");
+  EXPECT_EQ(after.named, before.named);  // our own copy only
+  EXPECT_EQ(after.total, before.total);
+  unlink(path.c_str());
+  rmdir(dir);
 }
 
 }  // namespace

@@ -1,10 +1,11 @@
 #include <cstring>
 
+#include "client/object_meta_internal.h"
 #include "trellis/tensor.h"
 
 namespace trellis {
 
-using nlohmann::json;
+using json = protocol::json;
 
 Result<ObjectID> DataFrame::Put(Client& client,
                                 const std::vector<ColumnData>& columns,
@@ -38,7 +39,7 @@ Result<ObjectID> DataFrame::Put(Client& client,
   index.SetField("stop", num_rows);
   index.SetField("step", 1);
   meta.AddMember("index", index);
-  meta.SetField("columns", names);
+  ObjectMetaAccess::SetField(&meta, "columns", std::move(names));
   meta.SetField("num_rows", num_rows);
   return client.CreateObject(meta, options);
 }
@@ -50,7 +51,7 @@ Result<DataFrame> DataFrame::FromMeta(const ObjectMeta& meta) {
   }
   DataFrame df;
   df.meta_ = meta;
-  const json& f = meta.fields();
+  const json& f = ObjectMetaAccess::FieldsOf(meta);
   auto rows = f.find("num_rows");
   auto names = f.find("columns");
   if (rows == f.end() || !rows->is_number_integer() ||

@@ -1,21 +1,21 @@
 #include <cassert>
 
+#include "client/object_meta_internal.h"
 #include "common/lease.h"
 #include "common/protocol.h"
 #include "trellis/object.h"
 
 namespace trellis {
 
-using nlohmann::json;
-
-ObjectMeta::ObjectMeta() : ObjectMeta(std::string()) {}
-
-ObjectMeta::ObjectMeta(const std::string& type_name)
-    : tree_({{"typename", type_name},
-             {"fields", json::object()},
-             {"members", json::object()}}) {}
+using json = protocol::json;
 
 namespace {
+
+const json& EmptyMap() {
+  static const json kEmpty = json::object();
+  return kEmpty;
+}
+
 Status ValidateNode(const json& node, int depth) {
   if (depth > 64) return Status::Invalid("object tree nests too deep");
   if (!node.is_object()) return Status::Invalid("tree node must be a map");
@@ -40,90 +40,241 @@ Status ValidateNode(const json& node, int depth) {
   }
   return Status::OK();
 }
-}  // namespace
 
-Result<ObjectMeta> ObjectMeta::FromJson(json tree,
-                                        std::shared_ptr<Lease> lease) {
-  TRELLIS_RETURN_NOT_OK(ValidateNode(tree, 0));
-  ObjectMeta meta;
-  meta.tree_ = std::move(tree);
-  meta.lease_ = std::move(lease);
-  return meta;
-}
-
-std::string ObjectMeta::type_name() const {
-  auto it = tree_.find("typename");
-  return it != tree_.end() && it->is_string() ? it->get<std::string>() : "";
-}
-
-namespace {
 uint64_t UintField(const json& tree, const char* key) {
   auto it = tree.find(key);
   uint64_t value = 0;
   if (it != tree.end()) protocol::AsUint(*it, &value);
   return value;
 }
+
 }  // namespace
 
-ObjectID ObjectMeta::id() const { return ObjectID(UintField(tree_, "id")); }
-uint64_t ObjectMeta::nbytes() const { return UintField(tree_, "nbytes"); }
+// ------------------------------------------------------- ObjectMetaAccess
+
+Result<ObjectMeta> ObjectMetaAccess::FromJson(json tree,
+                                              std::shared_ptr<Lease> lease) {
+  TRELLIS_RETURN_NOT_OK(ValidateNode(tree, 0));
+  ObjectMeta meta;
+  meta.tree_->node = std::move(tree);
+  meta.lease_ = std::move(lease);
+  return meta;
+}
+
+const json& ObjectMetaAccess::TreeOf(const ObjectMeta& meta) {
+  return meta.tree_ ? meta.tree_->node : EmptyMap();
+}
+
+const json& ObjectMetaAccess::FieldsOf(const ObjectMeta& meta) {
+  const json& tree = TreeOf(meta);
+  auto it = tree.find("fields");
+  return it != tree.end() ? *it : EmptyMap();
+}
+
+void ObjectMetaAccess::SetField(ObjectMeta* meta, const std::string& key,
+                                json value) {
+  if (!meta->tree_) meta->tree_ = std::make_unique<ObjectMeta::Tree>();
+  meta->tree_->node["fields"][key] = std::move(value);
+}
+
+// ------------------------------------------------------------- ObjectMeta
+
+ObjectMeta::ObjectMeta() : ObjectMeta(std::string()) {}
+
+ObjectMeta::ObjectMeta(const std::string& type_name)
+    : tree_(std::make_unique<Tree>(Tree{json{{"typename", type_name},
+                                             {"fields", json::object()},
+                                             {"members", json::object()}}})) {}
+
+ObjectMeta::~ObjectMeta() = default;
+
+ObjectMeta::ObjectMeta(const ObjectMeta& other)
+    : tree_(std::make_unique<Tree>(Tree{ObjectMetaAccess::TreeOf(other)})),
+      lease_(other.lease_) {}
+
+ObjectMeta& ObjectMeta::operator=(const ObjectMeta& other) {
+  if (this != &other) {
+    tree_ = std::make_unique<Tree>(Tree{ObjectMetaAccess::TreeOf(other)});
+    lease_ = other.lease_;
+  }
+  return *this;
+}
+
+ObjectMeta::ObjectMeta(ObjectMeta&& other) noexcept = default;
+ObjectMeta& ObjectMeta::operator=(ObjectMeta&& other) noexcept = default;
+
+Result<ObjectMeta> ObjectMeta::FromJsonString(std::string_view text) {
+  json tree = json::parse(text.begin(), text.end(), nullptr,
+                          /*allow_exceptions=*/false);
+  if (tree.is_discarded()) {
+    return Status::Invalid("object tree is not valid JSON");
+  }
+  return ObjectMetaAccess::FromJson(std::move(tree));
+}
+
+std::string ObjectMeta::ToJsonString() const {
+  return ObjectMetaAccess::TreeOf(*this).dump(-1, ' ', false,
+                                              json::error_handler_t::replace);
+}
+
+std::string ObjectMeta::type_name() const {
+  const json& tree = ObjectMetaAccess::TreeOf(*this);
+  auto it = tree.find("typename");
+  return it != tree.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+ObjectID ObjectMeta::id() const {
+  return ObjectID(UintField(ObjectMetaAccess::TreeOf(*this), "id"));
+}
+uint64_t ObjectMeta::nbytes() const {
+  return UintField(ObjectMetaAccess::TreeOf(*this), "nbytes");
+}
 uint64_t ObjectMeta::instance_id() const {
-  return UintField(tree_, "instance_id");
+  return UintField(ObjectMetaAccess::TreeOf(*this), "instance_id");
 }
 bool ObjectMeta::is_blob() const { return type_name() == kBlobTypeName; }
 
-void ObjectMeta::SetField(const std::string& key, json value) {
-  tree_["fields"][key] = std::move(value);
+// ------------------------------------------------------------------ fields
+
+void ObjectMeta::SetField(const std::string& key, std::string_view value) {
+  ObjectMetaAccess::SetField(this, key, json(std::string(value)));
+}
+void ObjectMeta::SetField(const std::string& key, double value) {
+  ObjectMetaAccess::SetField(this, key, json(value));
+}
+void ObjectMeta::SetIntField(const std::string& key, int64_t value) {
+  ObjectMetaAccess::SetField(this, key, json(value));
+}
+void ObjectMeta::SetUintField(const std::string& key, uint64_t value) {
+  ObjectMetaAccess::SetField(this, key, json(value));
+}
+void ObjectMeta::SetBoolField(const std::string& key, bool value) {
+  ObjectMetaAccess::SetField(this, key, json(value));
+}
+
+Status ObjectMeta::SetFieldJson(const std::string& key,
+                                std::string_view json_text) {
+  json value = json::parse(json_text.begin(), json_text.end(), nullptr,
+                           /*allow_exceptions=*/false);
+  if (value.is_discarded()) {
+    return Status::Invalid("value for field '" + key + "' is not valid JSON");
+  }
+  ObjectMetaAccess::SetField(this, key, std::move(value));
+  return Status::OK();
 }
 
 bool ObjectMeta::HasField(const std::string& key) const {
-  return fields().contains(key);
+  return ObjectMetaAccess::FieldsOf(*this).contains(key);
 }
 
-Result<json> ObjectMeta::GetField(const std::string& key) const {
-  const json& f = fields();
-  auto it = f.find(key);
-  if (it == f.end()) {
-    return Status::ObjectNotFound(type_name() + " has no field '" + key + "'");
+std::vector<std::string> ObjectMeta::FieldNames() const {
+  std::vector<std::string> names;
+  for (const auto& [name, value] : ObjectMetaAccess::FieldsOf(*this).items()) {
+    names.push_back(name);
   }
-  return *it;
+  return names;
 }
 
-const json& ObjectMeta::fields() const {
-  static const json kEmpty = json::object();
-  auto it = tree_.find("fields");
-  return it != tree_.end() ? *it : kEmpty;
+namespace {
+
+// The field `key` of `meta`, or ObjectNotFound naming it.
+Result<const json*> FindField(const ObjectMeta& meta, const std::string& key) {
+  const json& fields = ObjectMetaAccess::FieldsOf(meta);
+  auto it = fields.find(key);
+  if (it == fields.end()) {
+    return Status::ObjectNotFound(meta.type_name() + " has no field '" + key +
+                                  "'");
+  }
+  return &*it;
 }
+
+Status NotA(const ObjectMeta& meta, const std::string& key, const char* what) {
+  return Status::Invalid(meta.type_name() + " field '" + key + "' is not " +
+                         what);
+}
+
+}  // namespace
+
+Result<std::string> ObjectMeta::GetStringField(const std::string& key) const {
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, FindField(*this, key));
+  if (!v->is_string()) return NotA(*this, key, "a string");
+  return v->get<std::string>();
+}
+
+Result<int64_t> ObjectMeta::GetIntField(const std::string& key) const {
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, FindField(*this, key));
+  if (v->is_number_unsigned()) {
+    if (v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      return NotA(*this, key, "an integer that fits int64");
+    }
+    return static_cast<int64_t>(v->get<uint64_t>());
+  }
+  if (!v->is_number_integer()) return NotA(*this, key, "an integer");
+  return v->get<int64_t>();
+}
+
+Result<uint64_t> ObjectMeta::GetUintField(const std::string& key) const {
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, FindField(*this, key));
+  uint64_t value = 0;
+  if (!protocol::AsUint(*v, &value)) {
+    return NotA(*this, key, "a non-negative integer");
+  }
+  return value;
+}
+
+Result<double> ObjectMeta::GetDoubleField(const std::string& key) const {
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, FindField(*this, key));
+  if (!v->is_number()) return NotA(*this, key, "a number");
+  return v->get<double>();
+}
+
+Result<bool> ObjectMeta::GetBoolField(const std::string& key) const {
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, FindField(*this, key));
+  if (!v->is_boolean()) return NotA(*this, key, "a boolean");
+  return v->get<bool>();
+}
+
+Result<std::string> ObjectMeta::GetFieldJson(const std::string& key) const {
+  TRELLIS_ASSIGN_OR_RAISE(const json* v, FindField(*this, key));
+  return v->dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// ----------------------------------------------------------------- members
 
 void ObjectMeta::AddMember(const std::string& name, const ObjectMeta& member) {
-  tree_["members"][name] = member.tree_;
+  if (!tree_) tree_ = std::make_unique<Tree>();
+  tree_->node["members"][name] = ObjectMetaAccess::TreeOf(member);
 }
 
 void ObjectMeta::AddMember(const std::string& name, ObjectID existing) {
-  tree_["members"][name] = json{{"id", existing.value()}};
+  if (!tree_) tree_ = std::make_unique<Tree>();
+  tree_->node["members"][name] = json{{"id", existing.value()}};
 }
 
 bool ObjectMeta::HasMember(const std::string& name) const {
-  auto it = tree_.find("members");
-  return it != tree_.end() && it->contains(name);
+  const json& tree = ObjectMetaAccess::TreeOf(*this);
+  auto it = tree.find("members");
+  return it != tree.end() && it->contains(name);
 }
 
 Result<ObjectMeta> ObjectMeta::GetMember(const std::string& name) const {
-  auto it = tree_.find("members");
-  if (it == tree_.end() || !it->contains(name)) {
+  const json& tree = ObjectMetaAccess::TreeOf(*this);
+  auto it = tree.find("members");
+  if (it == tree.end() || !it->contains(name)) {
     return Status::ObjectNotFound(type_name() + " has no member '" + name +
                                   "'");
   }
   ObjectMeta member;
-  member.tree_ = (*it)[name];
+  member.tree_->node = (*it)[name];
   member.lease_ = lease_;
   return member;
 }
 
 std::vector<std::string> ObjectMeta::MemberNames() const {
   std::vector<std::string> names;
-  auto it = tree_.find("members");
-  if (it == tree_.end()) return names;
+  const json& tree = ObjectMetaAccess::TreeOf(*this);
+  auto it = tree.find("members");
+  if (it == tree.end()) return names;
   for (const auto& [name, member] : it->items()) names.push_back(name);
   return names;
 }
@@ -133,15 +284,21 @@ Result<Blob> ObjectMeta::AsBlob() const {
     return Status::Invalid(type_name() + " " + id().ToString() +
                            " is not a blob");
   }
-  auto offset_it = tree_.find("offset");
+  const json& tree = ObjectMetaAccess::TreeOf(*this);
+  auto offset_it = tree.find("offset");
   uint64_t offset = 0;
-  if (!lease_ || offset_it == tree_.end() ||
+  if (!lease_ || offset_it == tree.end() ||
       !protocol::AsUint(*offset_it, &offset)) {
     return Status::Invalid("blob " + id().ToString() +
                            " was not gotten from a client; its bytes are not "
                            "mapped");
   }
-  return Blob(id(), lease_->arena_base() + offset, nbytes(), lease_);
+  const uint8_t* data = lease_->BlobData(id(), offset, nbytes());
+  if (!data) {
+    return Status::Invalid("blob " + id().ToString() +
+                           " lies outside the arena");
+  }
+  return Blob(id(), data, nbytes(), lease_);
 }
 
 Result<Blob> ObjectMeta::GetBlobMember(const std::string& name) const {

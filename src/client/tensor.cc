@@ -2,11 +2,12 @@
 
 #include <cstring>
 
+#include "client/object_meta_internal.h"
 #include "common/protocol.h"
 
 namespace trellis {
 
-using nlohmann::json;
+using json = protocol::json;
 
 Result<uint64_t> DTypeItemSize(const std::string& dtype) {
   auto bad = [&] {
@@ -101,8 +102,8 @@ Result<ObjectMeta> Tensor::MakeMeta(const std::string& dtype,
   }
   ObjectMeta meta(kTensorTypeName);
   meta.SetField("dtype", dtype);
-  meta.SetField("shape", shape);
-  meta.SetField("strides", strides);
+  ObjectMetaAccess::SetField(&meta, "shape", shape);
+  ObjectMetaAccess::SetField(&meta, "strides", strides);
   meta.SetField("offset", offset);
   meta.AddMember("buffer", buffer);
   return meta;
@@ -127,7 +128,7 @@ Result<Tensor> Tensor::FromMeta(const ObjectMeta& meta) {
   }
   Tensor t;
   t.meta_ = meta;
-  const json& f = meta.fields();
+  const json& f = ObjectMetaAccess::FieldsOf(meta);
   auto dtype = f.find("dtype");
   if (dtype == f.end() || !dtype->is_string()) {
     return Status::Invalid("tensor field 'dtype' must be a string");

@@ -3,9 +3,27 @@
 //
 // A frame is an 8-byte little-endian header {u32 body_length, u16 type,
 // u16 flags} followed by body_length bytes of MessagePack holding one map.
-// MessagePack (through nlohmann-json, which also holds our metadata trees)
-// is used instead of a hand-rolled encoding so that the body format is a
-// published spec and decoding malformed input is a library's tested job.
+// MessagePack is used instead of a hand-rolled encoding so that the body
+// format is a published spec with independent implementations. What reads
+// and writes it (docs/protocol.md, "Bodies"):
+//  * DecodeBody (the daemon's requests, the C++ client's replies) parses
+//    with msgpack-cxx's visitor parse (Debian's libmsgpack-cxx-dev) into an
+//    nlohmann::json DOM, the type that holds metadata trees; only building
+//    the DOM and the depth limit are ours. AppendFrame writes a DOM with
+//    nlohmann's to_msgpack.
+//  * The AppendMsgpack* building blocks, from which the daemon writes its
+//    GetMeta trees and the clients their requests (the Python extension's
+//    tree writer too), are msgpack-cxx's packer; doubles are written by hand
+//    (the packer turns integral doubles into integers).
+//  * The Python extension reads replies with its own decoder
+//    (python/src/tree_decode.cc): it builds Python objects straight from the
+//    bytes and reads DataFrame columns as blocks, which no library does, and
+//    it is faster than msgpack-cxx's visitor building the same objects
+//    (measured: bench/results/msgpack_bench.md).
+// The decoders are fuzzed (src/common/protocol_fuzz.cc,
+// python/src/tree_decode_fuzz.cc) and checked against python3-msgpack and
+// nlohmann's reader (python/tests/test_msgpack_differential.py,
+// protocol_test.cc).
 #pragma once
 
 #include <array>
@@ -83,7 +101,8 @@ void AppendFrame(MessageType type, const json& body, std::vector<uint8_t>* out);
 // daemon send cached encodings (GetMeta's trees) without building a DOM.
 json EncodedBody(std::vector<uint8_t> msgpack);
 // Building blocks for such bodies: MessagePack headers and scalars, in their
-// shortest encodings (as nlohmann::json::to_msgpack writes them).
+// shortest encodings (as nlohmann::json::to_msgpack and python3-msgpack
+// write them; doubles always as float64).
 void AppendMsgpackMapHeader(size_t entries, std::vector<uint8_t>* out);
 void AppendMsgpackArrayHeader(size_t size, std::vector<uint8_t>* out);
 void AppendMsgpackString(std::string_view s, std::vector<uint8_t>* out);
@@ -176,8 +195,11 @@ class FrameDecoder {
   size_t read_pos_ = 0;
 };
 
-// Decodes one body (the bytes after the header). Invalid unless it is a
-// well-formed MessagePack map.
+// Decodes one body (the bytes after the header). Invalid, with a message
+// saying what is wrong, unless it is one well-formed MessagePack map with
+// string keys nesting at most kMaxBodyDepth maps and arrays (no trailing
+// bytes). Ext values become binaries with the ext type as subtype; a
+// repeated key keeps its last value. Never recurses on the input.
 Result<json> DecodeBody(const uint8_t* data, size_t size);
 
 // The DOM of a body: `body` itself, or, for an EncodedBody, its bytes

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "client/object_meta_internal.h"
 #include "common/protocol.h"
 #include "trellis/object.h"
 #include "trellis/object_id.h"
@@ -72,7 +73,7 @@ void ExerciseAccessors(const json& body) {
   // Trees: what CreateObject carries and what GetMeta/ListObjects return.
   auto tree = body.find("tree");
   if (tree != body.end()) {
-    auto meta = trellis::ObjectMeta::FromJson(*tree);
+    auto meta = trellis::ObjectMetaAccess::FromJson(*tree);
     if (meta.ok()) {
       (void)meta->type_name();
       (void)meta->id();
@@ -88,7 +89,7 @@ void ExerciseAccessors(const json& body) {
   for (const char* list : {"trees", "objects"}) {
     auto it = body.find(list);
     if (it == body.end() || !it->is_array()) continue;
-    for (const json& t : *it) (void)trellis::ObjectMeta::FromJson(t);
+    for (const json& t : *it) (void)trellis::ObjectMetaAccess::FromJson(t);
   }
 }
 

@@ -3,7 +3,19 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <random>
+
+// msgpack-cxx's packer writes the reference inputs (as in protocol.cc).
+#ifndef MSGPACK_NO_BOOST
+#define MSGPACK_NO_BOOST
+#endif
+#ifndef MSGPACK_DEFAULT_API_VERSION
+#define MSGPACK_DEFAULT_API_VERSION 3
+#endif
+#include <msgpack.hpp>
 
 namespace trellis::protocol {
 namespace {
@@ -176,6 +188,229 @@ TEST(ProtocolTest, DeepNestingIsRefused) {
   auto r = DecodeBody(body.data(), body.size());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("deeper"), std::string::npos);
+}
+
+TEST(ProtocolTest, MalformedBodiesSayWhatIsWrong) {
+  auto message = [](std::vector<uint8_t> body) {
+    auto r = DecodeBody(body.data(), body.size());
+    EXPECT_FALSE(r.ok());
+    return r.status().message();
+  };
+  EXPECT_EQ(message({0x81, 0xa1, 'a', 0xc1}),
+            "frame body is not valid MessagePack: byte 3 is not a "
+            "MessagePack type");
+  EXPECT_EQ(message({0x81, 0xa1, 'a'}),
+            "frame body is not valid MessagePack: truncated");
+  EXPECT_EQ(message({}), "frame body is not valid MessagePack: truncated");
+  EXPECT_EQ(message({0x80, 0x01, 0x02}),
+            "frame body is not valid MessagePack: 2 trailing bytes after the "
+            "value");
+  EXPECT_EQ(message({0x81, 0x01, 0x02}),
+            "frame body is not valid MessagePack: a map key is not a string");
+  EXPECT_EQ(message({0x81, 0x80, 0x02}),
+            "frame body is not valid MessagePack: a map key is not a string");
+  EXPECT_EQ(message({0x92, 0x01, 0x02}),
+            "frame body must be a MessagePack map");
+  std::vector<uint8_t> deep(64, 0x91);  // 64 arrays in a map: 65 levels
+  deep.insert(deep.begin(), {0x81, 0xa1, 'a'});
+  deep.push_back(0xc0);
+  EXPECT_EQ(message(deep),
+            "frame body nests deeper than 64 levels of maps and arrays");
+  deep.erase(deep.begin() + 3);  // 64 levels: the limit itself is fine
+  EXPECT_TRUE(DecodeBody(deep.data(), deep.size()).ok());
+  // An ext32 claiming 4 GiB - 1 bytes (msgpack-cxx throws on it).
+  EXPECT_NE(message({0x81, 0xa1, 'a', 0xc9, 0xff, 0xff, 0xff, 0xff, 1})
+                .find("not valid MessagePack"),
+            std::string::npos);
+}
+
+// Differential: DecodeBody (msgpack-cxx's parser) against nlohmann's own
+// MessagePack reader, on bodies msgpack-cxx's packer writes with values at
+// every size and width boundary (in shortest and in wider encodings), and
+// on every prefix and on random corruptions of them. Both must agree on
+// whether a body is valid and on its DOM (compared re-encoded, so that NaN
+// equals NaN).
+struct VectorStream {
+  std::vector<uint8_t>* out;
+  void write(const char* b, size_t n) { out->insert(out->end(), b, b + n); }
+};
+
+std::vector<std::vector<uint8_t>> ReferenceBodies() {
+  std::vector<std::vector<uint8_t>> bodies;
+  auto body = [&](auto&& pack_value) {
+    std::vector<uint8_t> out;
+    VectorStream stream{&out};
+    msgpack::packer<VectorStream> p(stream);
+    p.pack_map(2);
+    p.pack(std::string("v"));
+    pack_value(p);
+    p.pack(std::string("w"));
+    p.pack_nil();
+    bodies.push_back(std::move(out));
+  };
+  using P = msgpack::packer<VectorStream>;
+  for (uint64_t u :
+       {uint64_t{0}, uint64_t{0x7f}, uint64_t{0x80}, uint64_t{0xff},
+        uint64_t{0x100}, uint64_t{0xffff}, uint64_t{0x10000},
+        uint64_t{0xffffffff}, uint64_t{0x100000000}, UINT64_MAX}) {
+    body([&](P& p) { p.pack_uint64(u); });
+    body([&](P& p) { p.pack_fix_uint64(u); });  // 9 bytes whatever the value
+    if (u <= 0xff) body([&](P& p) { p.pack_fix_uint8(uint8_t(u)); });
+  }
+  for (int64_t i :
+       {int64_t{-1}, int64_t{-32}, int64_t{-33}, int64_t{-128}, int64_t{-129},
+        int64_t{-32768}, int64_t{-32769}, int64_t{INT32_MIN},
+        int64_t{INT32_MIN} - 1, INT64_MIN, INT64_MAX, int64_t{5}}) {
+    body([&](P& p) { p.pack_int64(i); });
+    body([&](P& p) { p.pack_fix_int64(i); });
+    if (i >= INT8_MIN && i <= INT8_MAX) {
+      body([&](P& p) { p.pack_fix_int8(int8_t(i)); });  // int8 of 5, too
+    }
+  }
+  // Floats written by hand: the packer writes integral ones as integers.
+  auto float_body = [&](uint8_t tag, uint64_t bits, int bytes) {
+    std::vector<uint8_t> out = {0x82, 0xa1, 'v', tag};
+    for (int i = bytes - 1; i >= 0; --i)
+      out.push_back(uint8_t(bits >> (8 * i)));
+    out.insert(out.end(), {0xa1, 'w', 0xc0});
+    bodies.push_back(std::move(out));
+  };
+  for (double d : {0.0, -0.0, 1.5, 2.0, 1e300,
+                   std::numeric_limits<double>::infinity(), std::nan("")}) {
+    uint64_t bits64;
+    std::memcpy(&bits64, &d, sizeof bits64);
+    float_body(0xcb, bits64, 8);
+    float f = static_cast<float>(d);
+    uint32_t bits32;
+    std::memcpy(&bits32, &f, sizeof bits32);
+    float_body(0xca, bits32, 4);
+  }
+  for (size_t n : {0, 1, 31, 32, 255, 256, 65535, 65536}) {
+    std::string s(n, 's');
+    body([&](P& p) { p.pack(s); });
+    body([&](P& p) {
+      p.pack_bin(uint32_t(n));
+      p.pack_bin_body(s.data(), uint32_t(n));
+    });
+  }
+  for (size_t n : {1, 2, 4, 8, 16, 3, 255, 256, 65536}) {
+    std::string s(n, 'e');
+    body([&](P& p) {
+      p.pack_ext(n, int8_t(-1));
+      p.pack_ext_body(s.data(), uint32_t(n));
+    });
+  }
+  body([](P& p) {
+    p.pack_map(2);  // a repeated key: the last value counts
+    p.pack(std::string("k"));
+    p.pack(1);
+    p.pack(std::string("k"));
+    p.pack(2);
+  });
+  body([](P& p) { p.pack_true(); });
+  body([](P& p) {
+    p.pack_array(3);
+    p.pack_map(0);
+    p.pack_array(0);
+    p.pack(std::string(""));
+  });
+  for (int levels : {62, 63, 64}) {  // plus the body's map: 63, 64, 65
+    body([&](P& p) {
+      for (int i = 0; i < levels; ++i) {
+        if (i % 2) {
+          p.pack_array(1);
+        } else {
+          p.pack_map(1);
+          p.pack(std::string("d"));
+        }
+      }
+      p.pack(7);
+    });
+  }
+  return bodies;
+}
+
+// What nlohmann's reader says of `body`: its DOM re-encoded, or nullopt if
+// it is not a body DecodeBody must accept.
+std::optional<std::vector<uint8_t>> Reference(
+    const std::vector<uint8_t>& body) {
+  json dom;
+  try {
+    dom = json::from_msgpack(body);
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+  if (!dom.is_object() || NestingDepth(dom) > kMaxBodyDepth) {
+    return std::nullopt;
+  }
+  return json::to_msgpack(dom);
+}
+
+void ExpectSameAsReference(const std::vector<uint8_t>& body) {
+  auto got = DecodeBody(body.data(), body.size());
+  auto want = Reference(body);
+  ASSERT_EQ(got.ok(), want.has_value())
+      << json::from_msgpack(body, true, false);
+  if (got.ok()) EXPECT_EQ(json::to_msgpack(*got), *want);
+}
+
+TEST(ProtocolTest, DecodeBodyAgreesWithNlohmannsReader) {
+  std::vector<std::vector<uint8_t>> bodies = ReferenceBodies();
+  size_t valid = 0;
+  for (const auto& body : bodies) {
+    ASSERT_NO_FATAL_FAILURE(ExpectSameAsReference(body));
+    valid += DecodeBody(body.data(), body.size()).ok();
+  }
+  EXPECT_EQ(valid, bodies.size() - 1);  // all but the one nested 65 deep
+  std::mt19937 rng(13);
+  for (const auto& body : bodies) {
+    if (body.size() > 4096) continue;
+    for (size_t n = 0; n < body.size(); ++n) {  // every prefix
+      ASSERT_NO_FATAL_FAILURE(ExpectSameAsReference(
+          std::vector<uint8_t>(body.begin(), body.begin() + n)));
+    }
+    for (int i = 0; i < 50; ++i) {
+      std::vector<uint8_t> damaged = body;
+      for (int k = 0; k < 1 + int(rng() % 3); ++k) {
+        damaged[rng() % damaged.size()] = static_cast<uint8_t>(rng());
+      }
+      ASSERT_NO_FATAL_FAILURE(ExpectSameAsReference(damaged));
+    }
+  }
+}
+
+TEST(ProtocolTest, EncodingBuildingBlocksAreTheShortestForms) {
+  for (int64_t v :
+       {int64_t{0}, int64_t{127}, int64_t{128}, int64_t{-1}, int64_t{-32},
+        int64_t{-33}, int64_t{-128}, int64_t{-129}, int64_t{-32768},
+        int64_t{-32769}, int64_t{INT32_MIN}, int64_t{INT32_MIN} - 1,
+        int64_t{0x10000}, INT64_MIN, INT64_MAX}) {
+    std::vector<uint8_t> bytes;
+    AppendMsgpackInt(v, &bytes);
+    EXPECT_EQ(bytes, json::to_msgpack(json(v))) << v;
+  }
+  for (size_t n : {0, 255, 256, 65535, 65536}) {
+    std::vector<uint8_t> data(n, 0x5a), bytes;
+    AppendMsgpackBinary(data.data(), n, &bytes);
+    EXPECT_EQ(bytes, json::to_msgpack(json::binary(data))) << n;
+  }
+  std::vector<uint8_t> bytes;
+  AppendMsgpackBool(true, &bytes);
+  AppendMsgpackBool(false, &bytes);
+  AppendMsgpackDouble(1.5, &bytes);  // always 64-bit, unlike nlohmann
+  EXPECT_EQ(bytes, (std::vector<uint8_t>{0xc3, 0xc2, 0xcb, 0x3f, 0xf8, 0, 0, 0,
+                                         0, 0, 0}));
+  // Integral values stay doubles (msgpack-cxx's packer would write ints).
+  for (double d : {0.0, -0.0, 2.0, -7.0, 1e18}) {
+    bytes.clear();
+    AppendMsgpackDouble(d, &bytes);
+    ASSERT_EQ(bytes.size(), 9u);
+    EXPECT_EQ(bytes[0], 0xcb);
+    json back = json::from_msgpack(bytes);
+    EXPECT_TRUE(back.is_number_float()) << d;
+    EXPECT_EQ(std::signbit(back.get<double>()), std::signbit(d));
+    EXPECT_EQ(back.get<double>(), d);
+  }
 }
 
 TEST(ProtocolTest, TypedAccessorsNameTheField) {

@@ -99,7 +99,26 @@ TEST(DaemonCliTest, ReserveFaultsInTheArena) {
   ASSERT_TRUE(d.ok()) << d.status();
   auto c = Client::Connect((*d)->socket());
   ASSERT_TRUE(c.ok());
-  EXPECT_EQ((*c)->Status()->raw["reserved"], true);
+  EXPECT_TRUE((*c)->Status()->reserved);
+}
+
+TEST(DaemonCliTest, TheInstanceIdIsTheOneTheMetadataStoreAssigned) {
+  // The local metadata store assigns --instance-id, else a random id.
+  auto d = DaemonProcess::Start({"--size", "16M", "--instance-id", "4242"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto c = Client::Connect((*d)->socket());
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)->instance_id(), 4242);
+  EXPECT_EQ((*c)->Status()->instance_id, 4242);
+  uint8_t byte = 1;
+  auto id = (*c)->PutBlob(&byte, 1);
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(id->instance_id(), 4242);
+  auto random = DaemonProcess::Start({"--size", "16M"});
+  ASSERT_TRUE(random.ok());
+  auto r = Client::Connect((*random)->socket());
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE((*r)->instance_id(), 0);
 }
 
 // A raw connection for speaking (bad) protocol to the daemon.

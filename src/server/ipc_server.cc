@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/fd_passing.h"
 #include "common/socket_path.h"
 
 namespace trellis::server {
@@ -30,26 +31,12 @@ Status IpcServer::CheckHello(const nlohmann::json&) const {
 Result<size_t> IpcServer::SendHelloReply(int socket,
                                          const std::vector<uint8_t>& reply) {
   // The reply travels with the arena fd. It is the first write on this
-  // socket, so nothing is queued before it.
-  int fd = store()->arena().fd();
-  struct iovec iov = {const_cast<uint8_t*>(reply.data()), reply.size()};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-  ssize_t sent;
-  do {
-    sent = sendmsg(socket, &msg, MSG_NOSIGNAL);
-  } while (sent < 0 && errno == EINTR);
-  if (sent < 0) return Status::FromErrno("sendmsg", errno);
-  return static_cast<size_t>(sent);
+  // socket, so nothing is queued before it; what the socket does not take
+  // now is written by the session.
+  auto sent =
+      SendWithFd(socket, reply.data(), reply.size(), store()->arena().fd());
+  if (sent.ok() && *sent == 0) return Status::IOError("socket full");
+  return sent;
 }
 
 namespace {

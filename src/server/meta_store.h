@@ -1,13 +1,24 @@
-// MetaStore: where names and published (persisted) object trees live.
+// MetaStore: where names, published (persisted) object trees and the
+// cluster's instances live.
 //
 // The daemon talks to this interface only; which backend serves it (local,
-// or etcd in a multi-node deployment) is decided once, in MakeMetaStore.
+// or etcd in a multi-node deployment) is decided once, at start-up.
 //
-// Contract for all backends: calls are made from the daemon's event loop
-// thread; a backend that needs I/O does it without blocking that thread for
-// long, and reports names bound by others through the name listener.
+// Contract for all backends:
+// * Every call is made on the daemon's loop thread, returns at once and never
+//   blocks on I/O.
+// * `done` runs exactly once, on the loop thread: either before the call
+//   returns (the local backend) or later (a remote backend posts it to the
+//   loop). Callers must be correct either way.
+// * Destroying the store drops the completions still pending: they are never
+//   called.
+// * Errors: ObjectNotFound for unbound names and unpublished ids,
+//   ObjectExists for PutName(overwrite=false) on a bound name, Invalid for an
+//   empty name, IOError/Disconnected naming the backing service when it
+//   cannot be reached.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -20,31 +31,63 @@
 
 namespace trellis::server {
 
+// What an instance tells the cluster about itself (etcd: under a lease).
+struct InstanceInfo {
+  uint16_t instance_id = 0;  // assigned by Register
+  std::string hostname;
+  std::string ipc_socket;
+  std::string rpc_endpoint;  // "host:port", empty if no RPC server
+  uint64_t arena_size = 0;
+  uint64_t arena_used = 0;
+};
+
 class MetaStore {
  public:
+  template <typename T>
+  using Callback = std::function<void(Result<T>)>;
+  using StatusCallback = std::function<void(Status)>;
   using NameListener = std::function<void(const std::string&, ObjectID)>;
+  using NameList = std::vector<std::pair<std::string, ObjectID>>;
 
   virtual ~MetaStore() = default;
+  // "local", "etcd", ...
   virtual std::string backend() const = 0;
 
+  // Registers this daemon and assigns it an instance id unique in the
+  // cluster (self.instance_id is ignored). The local backend assigns the id
+  // it was made with, or a random one. Called once, before anything else.
+  virtual void Register(InstanceInfo self, Callback<uint16_t> done) = 0;
+
   // Binds `name` to `id`. With overwrite=false a bound name is ObjectExists.
-  virtual Status PutName(const std::string& name, ObjectID id,
-                         bool overwrite) = 0;
+  virtual void PutName(const std::string& name, ObjectID id, bool overwrite,
+                       StatusCallback done) = 0;
   // ObjectNotFound naming `name` if unbound.
-  virtual Result<ObjectID> GetName(const std::string& name) const = 0;
-  virtual Status DropName(const std::string& name) = 0;
-  // Names matching the glob `pattern`, sorted, at most `limit`.
-  virtual std::vector<std::pair<std::string, ObjectID>> ListNames(
-      const std::string& pattern, size_t limit) const = 0;
-  // Unbinds every name bound to `id` (the object was deleted).
-  virtual void DropNamesOf(ObjectID id) = 0;
+  virtual void GetName(const std::string& name, Callback<ObjectID> done) = 0;
+  // ObjectNotFound naming `name` if unbound.
+  virtual void DropName(const std::string& name, StatusCallback done) = 0;
+  // Names matching the glob `pattern` (fnmatch), sorted, at most `limit`.
+  virtual void ListNames(const std::string& pattern, size_t limit,
+                         Callback<NameList> done) = 0;
+  // Unbinds every name bound to `id` (none is fine): the object was deleted.
+  virtual void DropNamesOf(ObjectID id, StatusCallback done) = 0;
 
-  // Publishes the tree of a persisted object cluster-wide (local: records it).
-  virtual Status Publish(ObjectID id, const nlohmann::json& tree) = 0;
-  virtual void Unpublish(ObjectID id) = 0;
-  virtual bool IsPublished(ObjectID id) const = 0;
+  // Publishes the tree of a persisted object cluster-wide (replacing an
+  // earlier tree of `id`).
+  virtual void Publish(ObjectID id, const nlohmann::json& tree,
+                       StatusCallback done) = 0;
+  // Withdraws a published tree (an id never published is fine).
+  virtual void Unpublish(ObjectID id, StatusCallback done) = 0;
+  // The published tree of a persisted object of any instance;
+  // ObjectNotFound if `id` is not published.
+  virtual void GetPublished(ObjectID id, Callback<nlohmann::json> done) = 0;
 
-  // Called after every successful PutName, on the event loop thread.
+  // The registered instances (local: just this one).
+  virtual void ListInstances(Callback<std::vector<InstanceInfo>> done) = 0;
+
+  // Called on the loop thread for every name bound (by this daemon, or, in a
+  // cluster, by others): by the local backend inside PutName, before its
+  // `done`; by a remote one whenever it learns of the binding, before or
+  // after the binder's `done`. Set once, before the first call.
   void SetNameListener(NameListener listener) {
     listener_ = std::move(listener);
   }
@@ -58,7 +101,9 @@ class MetaStore {
   NameListener listener_;
 };
 
-// The embedded backend: everything in this process, nothing shared.
-std::unique_ptr<MetaStore> MakeLocalMetaStore();
+// The embedded backend: everything in this process, nothing shared. Every
+// call completes before it returns. Register assigns `instance_id`, or, if
+// it is 0, a random id in 1..65535.
+std::unique_ptr<MetaStore> MakeLocalMetaStore(uint16_t instance_id = 0);
 
 }  // namespace trellis::server

@@ -6,8 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <mutex>
 #include <unordered_map>
+
+#include "common/mutex.h"
 
 namespace trellis::server {
 namespace {
@@ -25,7 +26,7 @@ class DirectorySpillStorage final : public SpillStorage {
   Status Write(ObjectID id, const uint8_t* data, uint64_t size) override {
     uint64_t generation;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(&mutex_);
       generation = next_generation_++;
     }
     std::string path = PathOf(id, generation);
@@ -52,7 +53,7 @@ class DirectorySpillStorage final : public SpillStorage {
     // The new copy replaces any earlier one.
     std::function<void()> drop_earlier;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(&mutex_);
       auto [it, fresh] = files_.try_emplace(id, generation);
       if (!fresh) {
         drop_earlier = Deleter(id, it->second);
@@ -66,7 +67,7 @@ class DirectorySpillStorage final : public SpillStorage {
   Status Read(ObjectID id, uint8_t* data, uint64_t size) override {
     std::string path;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(&mutex_);
       auto it = files_.find(id);
       if (it == files_.end()) {
         return Status::IOError("no spill file for " + id.ToString() + " in " +
@@ -96,7 +97,7 @@ class DirectorySpillStorage final : public SpillStorage {
   }
 
   std::function<void()> Detach(ObjectID id) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     auto it = files_.find(id);
     if (it == files_.end()) return [] {};
     std::function<void()> deleter = Deleter(id, it->second);
@@ -105,7 +106,7 @@ class DirectorySpillStorage final : public SpillStorage {
   }
 
   void RemoveAll() override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     for (const auto& [id, generation] : files_) {
       unlink(PathOf(id, generation).c_str());
     }
@@ -124,9 +125,10 @@ class DirectorySpillStorage final : public SpillStorage {
   }
 
   const std::string dir_;
-  std::mutex mutex_;
-  uint64_t next_generation_ = 1;                  // guarded by mutex_
-  std::unordered_map<ObjectID, uint64_t> files_;  // id -> generation; mutex_
+  Mutex mutex_;
+  uint64_t next_generation_ TRELLIS_GUARDED_BY(mutex_) = 1;
+  // id -> generation of its current file
+  std::unordered_map<ObjectID, uint64_t> files_ TRELLIS_GUARDED_BY(mutex_);
 };
 
 }  // namespace

@@ -1,33 +1,52 @@
-// Store: the transport-independent core of trellisd. It owns the arena, the
-// allocator, the object table, the metadata store and the spill storage, and
-// executes decoded requests (docs/protocol.md) on behalf of clients.
+// Store: the transport-independent core of trellisd. It executes decoded
+// requests (docs/protocol.md) on behalf of clients.
+//
+// Structure:
+// * Store (store.cc: dispatch and the object/blob requests; store_names.cc:
+//   the requests that touch names and published trees) owns the arena, the
+//   allocator, the object table (object_table.h: the lifecycle state
+//   machine), the memory manager and the metadata store. Handle looks the
+//   request type up in a table of handlers, one small member function per
+//   request type: synchronous ones return Result<json>, asynchronous ones
+//   (waiting for memory, a reload or the MetaStore) take the reply callback.
+//   Bodies are parsed with the accessors of common/protocol.h and
+//   request_body.h.
+// * MemoryManager (memory_manager.h) decides spills and reloads and makes
+//   requests that need memory wait for them; the copies run on workers.
+// * MetaStore (meta_store.h) holds names and published trees; its calls
+//   complete through callbacks, possibly later (a remote backend), so the
+//   name requests are asynchronous. NameWaiters and NameLocks (names.h) are
+//   their helpers.
+// * Time, background work and spill storage are injected (StoreHooks,
+//   SpillStorage), so the store is unit-tested with fakes
+//   (src/testing/: fake clock, manual executor, fake spill storage, a
+//   MetaStore that completes later) and the loop never blocks on disk I/O.
 //
 // Not thread-safe: every call, and every callback it makes, happens on the
-// daemon's event loop thread. Time and background work are injected
-// (StoreHooks), so the loop never blocks on disk I/O: spills and reloads run
-// on worker threads and finish on the loop.
+// daemon's event loop thread.
 //
 // Memory pressure: a request that needs arena memory (CreateBlobs, PutBlobs,
 // a reload) and does not fit waits while least recently used unheld blobs
 // are spilled, then is retried; when nothing more can be spilled it fails at
 // once with OutOfMemory saying what was asked, what is free and what readers
 // hold. Above the high watermark, blobs are spilled in the background down to
-// the low watermark.
+// the low watermark (MemoryManager has the details).
 #pragma once
 
-#include <chrono>
+#include <array>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <list>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <unordered_map>
+#include <vector>
 
 #include "server/allocator.h"
 #include "server/arena.h"
+#include "server/clock.h"
+#include "server/memory_manager.h"
 #include "server/meta_store.h"
+#include "server/names.h"
 #include "server/object_table.h"
 #include "server/spill_storage.h"
 #include "trellis/status.h"
@@ -37,6 +56,7 @@ namespace trellis::server {
 struct StoreOptions {
   uint64_t size = 0;
   bool reserve = false;
+  // This daemon's id, as assigned by MetaStore::Register.
   uint16_t instance_id = 1;
   // Largest payload a PutBlobs request may carry per blob.
   uint64_t max_inline_blob = 1u << 20;
@@ -46,12 +66,10 @@ struct StoreOptions {
 };
 
 struct StoreHooks {
-  // Runs `fn` on the loop after `delay`.
-  std::function<void(std::chrono::milliseconds, std::function<void()>)>
-      run_after;
-  // Runs `work` on a worker thread, then `done` on the loop.
-  std::function<void(std::function<void()> work, std::function<void()> done)>
-      run_in_background;
+  // Time and timers (GetName timeouts). Not owned; must outlive the store.
+  Clock* clock = nullptr;
+  // Runs spill and reload copies and spill file deletes off the loop.
+  RunInBackground run_in_background;
 };
 
 class Store {
@@ -59,7 +77,8 @@ class Store {
   using Done = std::function<void(Result<json>)>;
 
   // `spill` may be null (no spilling); `spill_error` then says why, if a
-  // spill directory was asked for but unusable.
+  // spill directory was asked for but unusable. Invalid for watermarks that
+  // are out of order or missing hooks; the arena's errors.
   static Result<std::unique_ptr<Store>> Create(
       const StoreOptions& options, std::unique_ptr<MetaStore> meta,
       std::unique_ptr<SpillStorage> spill, std::string spill_error,
@@ -69,18 +88,19 @@ class Store {
   const Arena& arena() const { return *arena_; }
   uint16_t instance_id() const { return table_.instance_id(); }
 
-  // Registers a new client and returns its id.
+  // Registers a new client and returns its id (never reused).
   ClientId Connect();
   // Drops everything the client held or was writing, and its waiters.
+  // Requests of the client still in flight finish without replying.
   void Disconnect(ClientId client);
   // The body of the Hello reply for `client`.
   json HelloReply(ClientId client) const;
 
   // Executes one request of `type` (any request but Hello). Calls `done`
   // exactly once with the reply body or an error, possibly later (a GetName
-  // that waits, a request waiting for memory or a reload), except for
-  // Release, which has no reply and never calls it. `done` is not called
-  // after Disconnect(client).
+  // that waits, a request waiting for memory, a reload or the MetaStore),
+  // except for Release, which has no reply and never calls it. `done` is not
+  // called after Disconnect(client). `body` need not outlive the call.
   void Handle(ClientId client, uint16_t type, const json& body, Done done);
 
   // Where bytes [offset, offset + size) of a CREATED blob of `client` are
@@ -93,103 +113,84 @@ class Store {
                                  uint64_t size);
 
  private:
-  struct Waiter {
-    uint64_t waiter_id;
-    ClientId client;
-    std::string name;
-    Done done;
-  };
-  using WaiterList = std::list<Waiter>;
-  // What a request allocates: `total` aligned bytes, the largest single
-  // allocation `largest` of them (which needs one free range).
-  struct MemoryNeed {
-    uint64_t total;
-    uint64_t largest;
-  };
-  static MemoryNeed NeedOf(const std::vector<uint64_t>& sizes);
-  // A request waiting for memory. `attempt` does the request's work and
-  // returns false, having changed nothing, if the memory is still short.
-  struct PendingAlloc {
-    MemoryNeed need;
-    std::function<bool()> attempt;
-    std::function<void(Status)> fail;
-  };
+  // A request handler. It returns an error to reply with at once, leaving
+  // `done` untouched; or OK, having taken `done` (moved from it) to call
+  // exactly once, now or later.
+  using Handler = Status (Store::*)(ClientId, const json&, Done&);
+  using SyncHandler = Result<json> (Store::*)(ClientId, const json&);
+  using IdsHandler = void (Store::*)(ClientId, std::vector<ObjectID>, Done);
+  static constexpr size_t kHandlerSlots = 32;  // > the largest request type
+  using HandlerTable = std::array<Handler, kHandlerSlots>;
+  static const HandlerTable& Handlers();
+  // Adapters to Handler: a synchronous handler, and one that takes the
+  // body's "ids".
+  template <SyncHandler F>
+  Status Sync(ClientId client, const json& body, Done& done);
+  template <IdsHandler F>
+  Status WithIds(ClientId client, const json& body, Done& done);
 
   Store(const StoreOptions& options, std::unique_ptr<Arena> arena,
         std::unique_ptr<MetaStore> meta, std::unique_ptr<SpillStorage> spill,
         std::string spill_error, StoreHooks hooks);
 
-  void CreateBlobs(ClientId client, const json& body, Done done);
-  void PutBlobs(ClientId client, const json& body, Done done);
-  Result<json> CreateObject(ClientId client, const json& body);
-  void GetMeta(ClientId client, const json& body, Done done);
-  // The objects bound to the body's "names" (GetMeta by name), or
-  // ObjectNotFound naming the first unbound one.
-  Result<std::vector<ObjectID>> IdsOfNames(const json& body) const;
-  void GetBlobs(ClientId client, const json& body, Done done);
-  Result<json> PutName(const json& body);
-  void GetName(ClientId client, const json& body, Done done);
-  Result<json> ListNames(const json& body);
-  Result<json> Delete(const json& body);
-  Result<json> Persist(const json& body);
-  Result<json> ListObjects(const json& body);
-  void Pin(ClientId client, const json& body, Done done);
-  void Evict(const json& body, Done done);
-  Result<json> MemoryTrim();
-  json StatusReply() const;
-  Status BindName(const std::string& name, ObjectID id, bool overwrite);
-  void OnNameBound(const std::string& name, ObjectID id);
+  // `done`, called only while `client` is connected.
+  Done ForClient(ClientId client, Done done) const;
 
-  // --- memory pressure ---
-  void WithMemory(MemoryNeed need, std::function<bool()> attempt,
-                  std::function<void(Status)> fail);
-  // Retries waiting requests in order. When the head still does not fit:
-  // with `may_spill`, starts spilling for it; otherwise fails everything
-  // still waiting with OutOfMemory(`reason`).
-  void PumpPending(bool may_spill = true, const std::string& reason = "");
-  void FailPending(const std::string& reason);
-  void SpillAboveHighWatermark();
-  // Starts copying `job` to spill storage; `then` (optional) gets the result.
-  void LaunchSpill(const SpillJob& job, std::function<void(Status)> then);
-  void OnSpillDone(const SpillJob& job, Status written,
-                   std::function<void(Status)> then);
-  // Drops the spill copy of `blob` (deleting the file off the loop).
-  void DropSpillFile(ObjectID blob);
-  // Calls `then` once every blob reachable from `ids` is in memory (or with
-  // the first error). The blobs stay in memory until `then` returns.
-  void EnsureResident(const std::vector<ObjectID>& ids,
-                      std::function<void(Status)> then);
-  void RequestReload(ObjectID blob, std::function<void(Status)> then);
-  void FinishReloadWaiters(ObjectID blob, const Status& status);
-  Status OutOfMemory(uint64_t bytes, const std::string& reason) const;
+  // --- the requests (store.cc) ---
+  Status CreateBlobs(ClientId client, const json& body, Done& done);
+  Status PutBlobs(ClientId client, const json& body, Done& done);
+  // Allocates blobs of `sizes` once memory allows; with `payload` (one binary
+  // per size) fills and seals them.
+  void AllocateBlobs(ClientId client, std::vector<uint64_t> sizes,
+                     std::shared_ptr<const json> payload, Done done);
+  Result<json> Seal(ClientId client, const json& body);
+  Result<json> Abort(ClientId client, const json& body);
+  Status GetMeta(ClientId client, const json& body, Done& done);
+  // With `relocate`, blob offsets are positions in the layout of the held
+  // blobs read back to back (ObjectTable::GetTreeRelocated).
+  void GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
+                Done done);
+  void GetBlobs(ClientId client, std::vector<ObjectID> ids, Done done);
+  Status Release(ClientId client, const json& body, Done& done);
+  Result<json> ListObjects(ClientId client, const json& body);
+  Result<json> StatusReply(ClientId client, const json& body);
+  void Pin(ClientId client, std::vector<ObjectID> ids, Done done);
+  Result<json> Unpin(ClientId client, const json& body);
+  void Evict(ClientId client, std::vector<ObjectID> ids, Done done);
+  Result<json> MemoryTrim(ClientId client, const json& body);
+
+  // --- the requests that touch names or published trees (store_names.cc) ---
+  // CreateObject runs as a chain of steps (lock the name, check it, build,
+  // publish, bind, reply), each possibly completing later.
+  struct CreateCall;
+  Status CreateObject(ClientId client, const json& body, Done& done);
+  void CheckNameFree(std::shared_ptr<CreateCall> call);
+  void BuildObject(std::shared_ptr<CreateCall> call);
+  void BindCreated(std::shared_ptr<CreateCall> call);
+  void FinishCreate(std::shared_ptr<CreateCall> call, Status status);
+  // The objects bound to `names`, or the error of the first unbound one.
+  void ResolveNames(std::vector<std::string> names,
+                    MetaStore::Callback<std::vector<ObjectID>> done);
+  Status PutName(ClientId client, const json& body, Done& done);
+  // Whether `id` may be named: ObjectNotFound or NotSealed if not.
+  Status CheckNameable(ObjectID id) const;
+  Status GetName(ClientId client, const json& body, Done& done);
+  Status DropName(ClientId client, const json& body, Done& done);
+  Status ListNames(ClientId client, const json& body, Done& done);
+  Status Delete(ClientId client, const json& body, Done& done);
+  Status Persist(ClientId client, const json& body, Done& done);
 
   StoreOptions options_;
   std::unique_ptr<Arena> arena_;
   Allocator allocator_;
   ObjectTable table_;
-  std::unique_ptr<MetaStore> meta_;
-  std::unique_ptr<SpillStorage> spill_;  // null: spilling off
-  std::string spill_error_;              // why spilling is off or last failure
-  StoreHooks hooks_;
+  MemoryManager memory_;
   ClientId next_client_ = 1;
-  uint64_t next_waiter_ = 1;
-  WaiterList waiters_;
-
-  std::deque<PendingAlloc> pending_;
-  uint64_t spills_in_flight_ = 0;
-  uint64_t spill_bytes_in_flight_ = 0;
-  bool spill_failed_in_round_ = false;
-  // Spill files being deleted by workers. Until they are gone their disk
-  // space is not free, so a spill that failed meanwhile is retried after.
-  uint64_t file_deletes_in_flight_ = 0;
-  bool retry_after_deletes_ = false;
-  std::unordered_map<ObjectID, std::vector<std::function<void(Status)>>>
-      reload_waiters_;
-  struct Counters {
-    uint64_t spills = 0, spilled_bytes = 0, spill_failures = 0;
-    uint64_t reloads = 0, reloaded_bytes = 0, reload_failures = 0;
-    uint64_t out_of_memory = 0, trimmed_bytes = 0;
-  } counters_;
+  uint64_t trimmed_bytes_ = 0;
+  NameWaiters waiters_;
+  NameLocks name_locks_;
+  // Last: destroyed first, dropping completions that refer to the above.
+  std::unique_ptr<MetaStore> meta_;
 };
 
 }  // namespace trellis::server

@@ -6,14 +6,16 @@
 
 #include <CLI/CLI.hpp>
 #include <asio.hpp>
+#include <climits>
 #include <csignal>
 #include <cstdio>
-#include <random>
+#include <optional>
 
 #include "common/protocol.h"
 #include "common/size_parse.h"
 #include "common/socket_path.h"
 #include "server/arena.h"
+#include "server/asio_hooks.h"
 #include "server/ipc_server.h"
 #include "server/meta_store.h"
 #include "server/rpc_server.h"
@@ -25,6 +27,12 @@ namespace {
 int Refuse(const std::string& reason) {
   std::fprintf(stderr, "trellisd: %s\n", reason.c_str());
   return 1;
+}
+
+std::string Hostname() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "";
+  return name;
 }
 
 }  // namespace
@@ -59,7 +67,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-frame", max_frame_text,
                  "largest request body accepted (default 64M)");
   app.add_option("--instance-id", instance_id,
-                 "16-bit id of this daemon, 1-65535 (default: random)")
+                 "16-bit id of this daemon, 1-65535 (default: assigned by the "
+                 "metadata store; the local one picks a random id)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--spill-dir", spill_dir,
                  "spill cold objects to files here when memory runs short");
@@ -113,10 +122,6 @@ int main(int argc, char** argv) {
     return Refuse("--socket-mode must be an octal mode like 0600, got '" +
                   socket_mode_text + "'");
   }
-  if (instance_id == 0) {
-    std::random_device rd;
-    instance_id = static_cast<int>(rd() % 65535) + 1;
-  }
 
   // A spill directory that cannot be used is reported, and the daemon runs
   // without spilling (puts that do not fit fail with OutOfMemory saying why).
@@ -133,8 +138,31 @@ int main(int argc, char** argv) {
   }
 
   asio::io_context io(1);
+  // The metadata store assigns this daemon's instance id (the local backend:
+  // --instance-id, else a random one). A remote backend answers on the loop.
+  std::unique_ptr<MetaStore> meta =
+      MakeLocalMetaStore(static_cast<uint16_t>(instance_id));
+  InstanceInfo self;
+  self.hostname = Hostname();
+  self.ipc_socket = socket_path;
+  self.arena_size = size;
+  std::optional<Result<uint16_t>> registered;
+  meta->Register(self, [&registered](Result<uint16_t> id) {
+    registered.emplace(std::move(id));
+  });
+  while (!registered && io.run_one() > 0) {
+  }
+  if (!registered) return Refuse("the metadata store never answered Register");
+  if (!registered->ok()) {
+    return Refuse("cannot register with the " + meta->backend() +
+                  " metadata store: " + registered->status().ToString());
+  }
+  instance_id = **registered;
+  io.restart();  // in case run_one ran out of work
+
   // Spill and reload copies run here, off the event loop.
   asio::thread_pool workers(2);
+  AsioClock clock(io);
   StoreOptions store_options;
   store_options.size = size;
   store_options.reserve = reserve;
@@ -142,23 +170,10 @@ int main(int argc, char** argv) {
   store_options.spill_high = spill_high;
   store_options.spill_low = spill_low;
   StoreHooks hooks;
-  hooks.run_after = [&io](std::chrono::milliseconds delay,
-                          std::function<void()> fn) {
-    auto timer = std::make_shared<asio::steady_timer>(io, delay);
-    timer->async_wait([timer, fn = std::move(fn)](const asio::error_code& ec) {
-      if (!ec) fn();
-    });
-  };
-  hooks.run_in_background = [&io, &workers](std::function<void()> work,
-                                            std::function<void()> done) {
-    asio::post(workers,
-               [&io, work = std::move(work), done = std::move(done)]() mutable {
-                 work();
-                 asio::post(io, std::move(done));
-               });
-  };
-  auto store = Store::Create(store_options, MakeLocalMetaStore(),
-                             std::move(spill), spill_error, hooks);
+  hooks.clock = &clock;
+  hooks.run_in_background = PostToPool(io, workers);
+  auto store = Store::Create(store_options, std::move(meta), std::move(spill),
+                             spill_error, hooks);
   if (!store.ok()) return Refuse(store.status().ToString());
 
   IpcOptions ipc_options;

@@ -75,7 +75,9 @@ Status Describe(trellis::Client& client, const std::string& name) {
   TRELLIS_ASSIGN_OR_RAISE(trellis::ObjectMeta index, df.index_meta());
   json out = {
       {"num_rows", df.num_rows()},
-      {"index", {{"typename", index.type_name()}, {"fields", index.fields()}}},
+      {"index",
+       {{"typename", index.type_name()},
+        {"fields", json::parse(index.ToJsonString()).value("fields", json())}}},
       {"columns", json::array()}};
   for (size_t c = 0; c < df.num_columns(); ++c) {
     TRELLIS_ASSIGN_OR_RAISE(trellis::ObjectMeta meta, df.column_meta(c));

@@ -1,0 +1,99 @@
+// Transport: how a ClientCore reaches its daemon. Internal to libtrellis.
+//
+// ClientCore speaks the frame protocol (common/protocol.h) and knows
+// nothing of sockets; a Transport moves its bytes and, when the daemon is on
+// this machine, maps the daemon's arena so blobs are written and read in
+// place. The one implementation today is the UNIX-socket transport
+// (ConnectUnixTransport): frames over a UNIX stream socket, the arena memfd
+// passed with the Hello reply (SCM_RIGHTS) and mapped shared.
+//
+// Remote daemons (the cluster issue) add a TCP transport. It has no shared
+// arena (arena() stays null), so ClientCore must then move blob bytes
+// through frames. What changes, and what does not:
+//   - Transport: Send/Receive over a TCP socket (with the same poll-then-
+//     block Receive: ReceiveSoon works on any stream socket), Attach that
+//     keeps nothing from the Hello reply, peer() "host:port".
+//   - ClientCore::Start: today it refuses a transport without an arena
+//     (NotImplemented); it then records that it has none.
+//   - Writers: Client::CreateBlobs hands out BlobWriters whose data() is a
+//     client-owned buffer (the writer owns it) instead of arena memory, and
+//     Seal uploads it; PutBlob's inline path already sends bytes.
+//   - Readers: GetBlobs/GetMeta fetch the bytes into a Lease that owns them
+//     (common/lease.h: Lease::BlobData is keyed by blob id for this), and a
+//     Blob points into that lease. Blob, ObjectMeta::AsBlob, Tensor and
+//     DataFrame read through the lease, so their callers do not change.
+//   - Client::arena_base()/InArena() report no arena (null, false).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/fd_passing.h"
+#include "common/protocol.h"
+#include "trellis/status.h"
+
+namespace trellis {
+
+class SharedArena;
+
+// One connection to a daemon. Send, Receive, Attach and Close are called by
+// one thread at a time (ClientCore serialises them under its io mutex);
+// arena() and peer() may be called from any thread once Attach returned.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // Writes all of [data, data+size) (whole frames), blocking until the
+  // bytes are handed to the connection. Disconnected, naming peer(), if the
+  // connection fails; the caller then Closes the transport.
+  virtual Status Send(const uint8_t* data, size_t size) = 0;
+
+  // Reads up to `capacity` bytes of what the daemon sent, blocking until at
+  // least one arrived; returns the count (> 0). Disconnected, naming
+  // peer(), when the daemon closed the connection or the read fails.
+  //
+  // Latency: replies usually arrive within microseconds, and being put to
+  // sleep and woken costs more than that on these machines. Once attached,
+  // an implementation polls briefly (yielding the CPU between polls) before
+  // it blocks: see ReceiveSoon.
+  virtual Result<size_t> Receive(uint8_t* buffer, size_t capacity) = 0;
+
+  // Called once, with the body of the daemon's Hello reply (already checked
+  // to be a Reply), before any other request. A local transport maps the
+  // arena whose descriptor came with the reply. Invalid if the reply lacks
+  // what the transport needs; IOError if mapping fails. On error the
+  // transport is unusable and its destruction releases what it received.
+  virtual Status Attach(const protocol::json& hello) = 0;
+
+  // The daemon's arena as mapped by Attach; null before, and always for a
+  // transport without one (a remote daemon). Stays valid (and mapped) until
+  // the transport is destroyed, even after Close.
+  virtual SharedArena* arena() = 0;
+
+  // Closes the connection; later Send/Receive fail with Disconnected. The
+  // arena stays mapped. Idempotent.
+  virtual void Close() = 0;
+
+  // Who is at the other end, for messages: a socket path, "host:port".
+  virtual const std::string& peer() const = 0;
+};
+
+// Connects to the daemon listening on the UNIX socket `path`. Invalid if
+// the path is too long for a socket address; Disconnected if nothing serves
+// it.
+Result<std::unique_ptr<Transport>> ConnectUnixTransport(
+    const std::string& path);
+
+// A UNIX-socket transport over `socket`, a connected UNIX stream socket that
+// it takes over; `peer` names the other end in messages. (Tests use it with
+// one end of a socketpair playing the daemon.)
+std::unique_ptr<Transport> MakeUnixTransport(UniqueFd socket, std::string peer);
+
+// recv(2) on the stream socket `fd` of up to `capacity` bytes: polls for
+// what has arrived for a few hundred microseconds, yielding the CPU between
+// polls, then blocks. Returns recv's result (errno set when it is < 0).
+ssize_t ReceiveSoon(int fd, uint8_t* buffer, size_t capacity);
+
+}  // namespace trellis

@@ -1,0 +1,271 @@
+// The Store's requests that touch the MetaStore: names (CreateObject with a
+// name, GetMeta by names, PutName, GetName, DropName, ListNames, Delete) and
+// published trees (Persist). Every MetaStore call may complete later, after
+// the request's body is gone and perhaps after its client disconnected.
+#include "common/protocol.h"
+#include "server/callbacks.h"
+#include "server/request_body.h"
+#include "server/store.h"
+
+namespace trellis::server {
+
+using protocol::GetBool;
+using protocol::GetId;
+using protocol::GetIds;
+using protocol::GetMap;
+using protocol::GetString;
+using protocol::IdsToJson;
+
+namespace {
+
+Result<json> IdReply(const Result<ObjectID>& id) {
+  if (!id.ok()) return id.status();
+  return json{{"id", id->value()}};
+}
+
+MetaStore::StatusCallback EmptyReplyTo(Store::Done done) {
+  return [done = std::move(done)](Status st) { done(EmptyReply(st)); };
+}
+
+}  // namespace
+
+// --------------------------------------------------------------- CreateObject
+
+// One CreateObject in flight. Steps: lock the name (if any), check it is free
+// (overwrite=false), build the object, publish it (persist), bind the name,
+// reply, unlock.
+struct Store::CreateCall {
+  ClientId client;
+  // The tree: in the request's body while Handle runs; copied to
+  // `tree_copy` if Handle returns before it was built. Null once built.
+  const json* tree;
+  json tree_copy;
+  std::string name;  // empty: no name (and no lock)
+  bool overwrite;
+  bool persist;
+  ObjectID id;  // once built
+  Done done;    // ForClient
+};
+
+Status Store::CreateObject(ClientId client, const json& body, Done& done) {
+  TRELLIS_ASSIGN_OR_RAISE(const json* tree, GetMap(body, "tree"));
+  TRELLIS_ASSIGN_OR_RAISE(std::string name, GetOptionalName(body, "name"));
+  TRELLIS_ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
+  TRELLIS_ASSIGN_OR_RAISE(bool persist, GetBool(body, "persist", false));
+  auto call = std::make_shared<CreateCall>(
+      CreateCall{client, tree, json(), std::move(name), overwrite, persist,
+                 ObjectID(), ForClient(client, std::move(done))});
+  if (call->name.empty()) {
+    BuildObject(call);
+  } else {
+    name_locks_.Acquire(call->name, [this, call] { CheckNameFree(call); });
+  }
+  if (call->tree) {  // waits for the lock or the MetaStore: keep the tree
+    call->tree_copy = *call->tree;
+    call->tree = &call->tree_copy;
+  }
+  return Status::OK();
+}
+
+void Store::CheckNameFree(std::shared_ptr<CreateCall> call) {
+  if (!call->overwrite) {
+    // Fails before anything is created. No bind of the name from this
+    // daemon can come between this check and ours (the name is locked).
+    meta_->GetName(call->name, [this, call](Result<ObjectID> bound) {
+      if (bound.ok()) {
+        return FinishCreate(call, Status::ObjectExists("name '" + call->name +
+                                                       "' is already bound"));
+      }
+      if (!bound.status().IsObjectNotFound()) {
+        return FinishCreate(call, bound.status());
+      }
+      BuildObject(call);
+    });
+    return;
+  }
+  BuildObject(call);
+}
+
+void Store::BuildObject(std::shared_ptr<CreateCall> call) {
+  const json* tree = call->tree;
+  call->tree = nullptr;
+  // Gone meanwhile: its unsealed blobs, which the tree may use, are aborted.
+  if (!table_.HasClient(call->client)) return FinishCreate(call, Status::OK());
+  auto id = table_.CreateObject(call->client, *tree);
+  if (!id.ok()) return FinishCreate(call, id.status());
+  call->id = *id;
+  if (!call->persist) return BindCreated(call);
+  auto expanded = table_.GetTree(call->client, call->id, nullptr);
+  if (!expanded.ok()) return FinishCreate(call, expanded.status());
+  Status persisted = table_.Persist(call->id);
+  if (!persisted.ok()) return FinishCreate(call, persisted);
+  meta_->Publish(call->id, *expanded, [this, call](Status st) {
+    if (!st.ok()) return FinishCreate(call, st);
+    BindCreated(call);
+  });
+}
+
+void Store::BindCreated(std::shared_ptr<CreateCall> call) {
+  if (call->name.empty()) return FinishCreate(call, Status::OK());
+  // In a cluster another instance may bind the name between the check and
+  // this bind: the object then exists unnamed and the reply is ObjectExists.
+  meta_->PutName(call->name, call->id, call->overwrite,
+                 [this, call](Status st) { FinishCreate(call, st); });
+}
+
+void Store::FinishCreate(std::shared_ptr<CreateCall> call, Status status) {
+  call->tree = nullptr;
+  if (!status.ok()) {
+    call->done(status);
+  } else {
+    call->done(json{{"id", call->id.value()}});
+  }
+  if (!call->name.empty()) name_locks_.Release(call->name);
+}
+
+// ------------------------------------------------------------------- names
+
+void Store::ResolveNames(std::vector<std::string> names,
+                         MetaStore::Callback<std::vector<ObjectID>> done) {
+  struct Gather {
+    std::vector<ObjectID> ids;
+    std::vector<Status> errors;
+    MetaStore::Callback<std::vector<ObjectID>> done;
+  };
+  size_t n = names.size();
+  auto gather = std::make_shared<Gather>(Gather{
+      std::vector<ObjectID>(n), std::vector<Status>(n), std::move(done)});
+  auto join = JoinStatuses(n, [gather](Status) {
+    for (Status& st : gather->errors) {
+      if (!st.ok()) return gather->done(std::move(st));  // the first in order
+    }
+    gather->done(std::move(gather->ids));
+  });
+  for (size_t i = 0; i < n; ++i) {
+    meta_->GetName(names[i], [gather, join, i](Result<ObjectID> id) {
+      if (id.ok()) {
+        gather->ids[i] = *id;
+      } else {
+        gather->errors[i] = id.status();
+      }
+      join(Status::OK());
+    });
+  }
+}
+
+Status Store::CheckNameable(ObjectID id) const {
+  const ObjectEntry* e = table_.Find(id);
+  if (!e) {
+    return Status::ObjectNotFound("object " + id.ToString() + " not found");
+  }
+  if (e->state != ObjectState::kSealed) {
+    return Status::NotSealed("object " + id.ToString() +
+                             " is not sealed and cannot be named");
+  }
+  return Status::OK();
+}
+
+Status Store::PutName(ClientId client, const json& body, Done& done) {
+  TRELLIS_ASSIGN_OR_RAISE(std::string name, GetString(body, "name"));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectID id, GetId(body, "id"));
+  TRELLIS_ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
+  name_locks_.Acquire(name, [this, client, name, id, overwrite,
+                             done = ForClient(client, std::move(done))] {
+    Status nameable = CheckNameable(id);
+    if (!nameable.ok() || !table_.HasClient(client)) {  // gone: no reply
+      done(EmptyReply(nameable));
+      name_locks_.Release(name);
+      return;
+    }
+    meta_->PutName(name, id, overwrite, [this, name, done](Status st) {
+      done(EmptyReply(st));
+      name_locks_.Release(name);
+    });
+  });
+  return Status::OK();
+}
+
+Status Store::GetName(ClientId client, const json& body, Done& done) {
+  TRELLIS_ASSIGN_OR_RAISE(std::string name, GetString(body, "name"));
+  TRELLIS_ASSIGN_OR_RAISE(bool wait, GetBool(body, "wait", false));
+  TRELLIS_ASSIGN_OR_RAISE(std::chrono::milliseconds timeout,
+                          GetMilliseconds(body, "timeout_ms"));
+  if (!wait) {
+    meta_->GetName(name, [done = ForClient(client, std::move(done))](
+                             Result<ObjectID> id) { done(IdReply(id)); });
+    return Status::OK();
+  }
+  // Wait first, then look: a binding that the MetaStore reports between the
+  // two is not missed. Waiters are dropped when their client disconnects.
+  uint64_t waiter = waiters_.Add(
+      client, name, timeout,
+      [done = std::move(done)](Result<ObjectID> id) { done(IdReply(id)); });
+  meta_->GetName(name, [this, waiter](Result<ObjectID> id) {
+    if (!id.ok() && id.status().IsObjectNotFound()) return;  // keep waiting
+    waiters_.Answer(waiter, std::move(id));
+  });
+  return Status::OK();
+}
+
+Status Store::DropName(ClientId client, const json& body, Done& done) {
+  TRELLIS_ASSIGN_OR_RAISE(std::string name, GetString(body, "name"));
+  meta_->DropName(name, EmptyReplyTo(ForClient(client, std::move(done))));
+  return Status::OK();
+}
+
+Status Store::ListNames(ClientId client, const json& body, Done& done) {
+  TRELLIS_ASSIGN_OR_RAISE(ListRequest list, ParseList(body));
+  meta_->ListNames(
+      list.pattern, list.limit,
+      [done = ForClient(client, std::move(done))](
+          Result<MetaStore::NameList> bound) {
+        if (!bound.ok()) return done(bound.status());
+        json names = json::array(), ids = json::array();
+        for (const auto& [name, id] : *bound) {
+          names.push_back(name);
+          ids.push_back(id.value());
+        }
+        done(json{{"names", std::move(names)}, {"ids", std::move(ids)}});
+      });
+  return Status::OK();
+}
+
+// ------------------------------------------------------- deletes and persists
+
+Status Store::Delete(ClientId client, const json& body, Done& done) {
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
+  TRELLIS_ASSIGN_OR_RAISE(bool deep, GetBool(body, "deep", true));
+  TRELLIS_ASSIGN_OR_RAISE(bool force, GetBool(body, "force", false));
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> deleted,
+                          table_.Delete(ids, deep, force));
+  // The reply waits for the names to be dropped, so that the client's next
+  // request sees them gone. If the MetaStore fails, the objects are deleted
+  // all the same; the error says that names may remain.
+  auto join = JoinStatuses(
+      2 * deleted.size(),
+      [deleted, done = ForClient(client, std::move(done))](Status st) {
+        if (!st.ok()) {
+          return done(
+              Status(st.code(), "deleted " + std::to_string(deleted.size()) +
+                                    " object(s), but their names or published "
+                                    "trees may remain: " +
+                                    st.message()));
+        }
+        done(json{{"deleted", IdsToJson(deleted)}});
+      });
+  for (ObjectID id : deleted) {
+    meta_->DropNamesOf(id, join);
+    meta_->Unpublish(id, join);
+  }
+  return Status::OK();
+}
+
+Status Store::Persist(ClientId client, const json& body, Done& done) {
+  TRELLIS_ASSIGN_OR_RAISE(ObjectID id, GetId(body, "id"));
+  TRELLIS_RETURN_NOT_OK(table_.Persist(id));
+  TRELLIS_ASSIGN_OR_RAISE(json tree, table_.GetTree(0, id, nullptr));
+  meta_->Publish(id, tree, EmptyReplyTo(ForClient(client, std::move(done))));
+  return Status::OK();
+}
+
+}  // namespace trellis::server
