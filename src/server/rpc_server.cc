@@ -128,6 +128,16 @@ Status RpcServer::Start() {
   tcp::endpoint endpoint(address, options_.port);
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  // Accepted sockets inherit these (the receive buffer must be set before
+  // listen: it decides the window scale offered).
+  if (!ec) {
+    acceptor_.set_option(
+        asio::socket_base::receive_buffer_size(kRpcSocketBuffer), ec);
+  }
+  if (!ec) {
+    acceptor_.set_option(asio::socket_base::send_buffer_size(kRpcSocketBuffer),
+                         ec);
+  }
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (!ec) endpoint_ = acceptor_.local_endpoint(ec);

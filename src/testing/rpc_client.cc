@@ -34,6 +34,11 @@ Result<std::unique_ptr<RpcTestClient>> RpcTestClient::Connect(
   }
   int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::FromErrno("socket", errno);
+  // As the daemon's (server/rpc_server.h, kRpcSocketBuffer); before connect,
+  // as the receive buffer decides the window scale.
+  int buffer = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer));
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof(buffer));
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     int err = errno;
     close(fd);
