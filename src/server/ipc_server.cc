@@ -97,9 +97,7 @@ Status IpcServer::Start() {
 void IpcServer::Stop() {
   if (!started_) return;
   started_ = false;
-  asio::error_code ignored;
-  acceptor_.close(ignored);
-  CloseSessions();
+  StopServing(acceptor_);
   unlink(options_.socket_path.c_str());
 }
 

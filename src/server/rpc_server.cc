@@ -159,9 +159,7 @@ Status RpcServer::Start() {
 void RpcServer::Stop() {
   if (!started_) return;
   started_ = false;
-  asio::error_code ignored;
-  acceptor_.close(ignored);
-  CloseSessions();
+  StopServing(acceptor_);
 }
 
 Status RpcServer::CheckHello(const json& hello) const {

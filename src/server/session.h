@@ -63,6 +63,13 @@ class SessionServer {
   void StartSession(Socket socket, std::string peer);
   // Closes every connection now (pending replies are dropped).
   void CloseSessions();
+  // Stops accepting on `acceptor`, then closes every connection.
+  template <typename Acceptor>
+  void StopServing(Acceptor& acceptor) {
+    asio::error_code ignored;
+    acceptor.close(ignored);
+    CloseSessions();
+  }
   Store* store() const { return store_; }
 
   // --- the transport's half of the handshake ---
