@@ -484,24 +484,21 @@ struct PackerWriter {
   void Nil() { pk.pack_nil(); }
 };
 
-namespace p = trellis::protocol;
-namespace o = old_encoder;
+// The AppendWriter of the AppendMsgpack* functions of namespace `ns`.
+#define APPEND_WRITER_OF(ns)                                             \
+  AppendWriter<ns::AppendMsgpackMapHeader, ns::AppendMsgpackArrayHeader, \
+               ns::AppendMsgpackString, ns::AppendMsgpackUint,           \
+               ns::AppendMsgpackInt, ns::AppendMsgpackDouble,            \
+               ns::AppendMsgpackBool, ns::AppendMsgpackBinary>
 void EncodeProduct(const json& v, std::vector<uint8_t>* out) {
-  AppendWriter<p::AppendMsgpackMapHeader, p::AppendMsgpackArrayHeader,
-               p::AppendMsgpackString, p::AppendMsgpackUint,
-               p::AppendMsgpackInt, p::AppendMsgpackDouble,
-               p::AppendMsgpackBool, p::AppendMsgpackBinary>
-      w{out};
+  APPEND_WRITER_OF(trellis::protocol) w{out};
   Walk(v, w);
 }
 void EncodeHandWritten(const json& v, std::vector<uint8_t>* out) {
-  AppendWriter<o::AppendMsgpackMapHeader, o::AppendMsgpackArrayHeader,
-               o::AppendMsgpackString, o::AppendMsgpackUint,
-               o::AppendMsgpackInt, o::AppendMsgpackDouble,
-               o::AppendMsgpackBool, o::AppendMsgpackBinary>
-      w{out};
+  APPEND_WRITER_OF(old_encoder) w{out};
   Walk(v, w);
 }
+#undef APPEND_WRITER_OF
 void EncodePacker(const json& v, std::vector<uint8_t>* out) {
   PackerWriter w{VectorStream{out}};
   Walk(v, w);
@@ -582,14 +579,6 @@ class PyBuilder : public msgpack::null_visitor {
     stack_.push_back({dict, true, 0, nullptr});
     return true;
   }
-  bool start_map_key() {
-    in_key_ = true;
-    return true;
-  }
-  bool end_map_key() {
-    in_key_ = false;
-    return true;
-  }
   bool end_map() {
     stack_.pop_back();
     return true;
@@ -615,7 +604,7 @@ class PyBuilder : public msgpack::null_visitor {
       PyList_SET_ITEM(l.container, l.index++, v);
       return true;
     }
-    if (in_key_) {
+    if (!l.key) {  // a map's items alternate: no key held, so this is one
       if (!PyUnicode_Check(v)) {
         Py_DECREF(v);
         return false;
@@ -649,7 +638,6 @@ class PyBuilder : public msgpack::null_visitor {
   size_t input_size_;
   std::vector<Level> stack_;
   PyObject* root_ = nullptr;
-  bool in_key_ = false;
   std::array<Slot, 256> slots_;
 };
 

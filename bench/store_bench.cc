@@ -414,19 +414,12 @@ void BM_SmallPutBatch(benchmark::State& state) {
   SetRate(state, kBatch);
 }
 
+// SmallGet (kGetEach) and SmallGetBatch (kGetBatch).
+template <ReaderOp kOp>
 void BM_SmallGet(benchmark::State& state) {
   std::vector<ObjectID> ids = PutSmallPool(kSmallPool);
   for (auto _ : state) {
-    state.SetIterationTime(ReaderRun(kGetEach, ids, kSmallSize));
-  }
-  DeleteAll(*g_client, &ids);
-  SetRate(state, kSmallPool);
-}
-
-void BM_SmallGetBatch(benchmark::State& state) {
-  std::vector<ObjectID> ids = PutSmallPool(kSmallPool);
-  for (auto _ : state) {
-    state.SetIterationTime(ReaderRun(kGetBatch, ids, kSmallSize));
+    state.SetIterationTime(ReaderRun(kOp, ids, kSmallSize));
   }
   DeleteAll(*g_client, &ids);
   SetRate(state, kSmallPool);
@@ -518,9 +511,9 @@ void RegisterAll() {
   for (auto [name, fn] :
        std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
            {"SmallPut", BM_SmallPut},
-           {"SmallGet", BM_SmallGet},
+           {"SmallGet", BM_SmallGet<kGetEach>},
            {"SmallPutBatch", BM_SmallPutBatch},
-           {"SmallGetBatch", BM_SmallGetBatch},
+           {"SmallGetBatch", BM_SmallGet<kGetBatch>},
            {"TensorPut", BM_TensorPut},
            {"TensorGet", BM_TensorGet},
            {"RoundTrip", BM_RoundTrip},

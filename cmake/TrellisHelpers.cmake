@@ -14,3 +14,14 @@ function(add_trellis_test name)
     set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}")
   endif()
 endfunction()
+
+# add_trellis_tests(LIBS libs... SOURCES a_test.cc b_test.cc...)
+# add_trellis_test for each source, all linked against the same LIBS; each
+# test is named after its source file (src/common/foo_test.cc -> foo_test).
+function(add_trellis_tests)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+  foreach(_source ${T_SOURCES})
+    get_filename_component(_name ${_source} NAME_WE)
+    add_trellis_test(${_name} SOURCES ${_source} LIBS ${T_LIBS})
+  endforeach()
+endfunction()

@@ -2,26 +2,23 @@
 # (trellis_testing, which runs trellisd for them, is defined in the top-level
 # CMakeLists.txt: the benchmarks use it too.)
 
-add_trellis_test(protocol_test SOURCES src/common/protocol_test.cc
-  LIBS trellis_common)
-add_trellis_test(allocator_test SOURCES src/server/allocator_test.cc
-  LIBS trellis_server)
-add_trellis_test(object_table_test SOURCES src/server/object_table_test.cc
-  LIBS trellis_server)
-add_trellis_test(tree_codec_test SOURCES src/server/tree_codec_test.cc
-  LIBS trellis_server)
-add_trellis_test(eviction_policy_test SOURCES src/server/eviction_policy_test.cc
-  LIBS trellis_server)
-add_trellis_test(size_parse_test SOURCES src/common/size_parse_test.cc
-  LIBS trellis_common)
-add_trellis_test(client_test SOURCES src/client/client_test.cc
-  LIBS trellis trellis_testing)
-add_trellis_test(daemon_test SOURCES src/server/daemon_test.cc
-  LIBS trellis trellis_testing)
-add_trellis_test(spill_test SOURCES src/server/spill_test.cc
-  LIBS trellis trellis_testing)
-add_trellis_test(etcd_client_test SOURCES src/server/etcd_client_test.cc
-  LIBS trellis_etcd trellis_etcd_testing)
+add_trellis_tests(LIBS trellis_common SOURCES
+  src/common/protocol_test.cc
+  src/common/size_parse_test.cc
+  src/common/fd_passing_test.cc)
+add_trellis_tests(LIBS trellis_server SOURCES
+  src/server/allocator_test.cc
+  src/server/object_table_test.cc
+  src/server/tree_codec_test.cc
+  src/server/eviction_policy_test.cc
+  src/server/spill_storage_test.cc)
+add_trellis_tests(LIBS trellis trellis_testing SOURCES
+  src/client/client_test.cc
+  src/server/daemon_test.cc
+  src/server/spill_test.cc)
+add_trellis_tests(LIBS trellis_etcd trellis_etcd_testing SOURCES
+  src/server/etcd_client_test.cc
+  src/server/etcd_meta_store_test.cc)
 
 # Fakes for unit tests of the daemon's parts: no daemon, no root, no sleeps.
 add_library(trellis_fakes STATIC
@@ -29,16 +26,10 @@ add_library(trellis_fakes STATIC
   src/testing/deferred_meta_store.cc)
 target_link_libraries(trellis_fakes PUBLIC trellis_server)
 
-add_trellis_test(meta_store_test SOURCES src/server/meta_store_test.cc
-  LIBS trellis_fakes)
-add_trellis_test(memory_manager_test SOURCES src/server/memory_manager_test.cc
-  LIBS trellis_fakes)
-add_trellis_test(store_test SOURCES src/server/store_test.cc
-  LIBS trellis_fakes)
-add_trellis_test(spill_storage_test SOURCES src/server/spill_storage_test.cc
-  LIBS trellis_server)
-add_trellis_test(fd_passing_test SOURCES src/common/fd_passing_test.cc
-  LIBS trellis_common)
+add_trellis_tests(LIBS trellis_fakes SOURCES
+  src/server/meta_store_test.cc
+  src/server/memory_manager_test.cc
+  src/server/store_test.cc)
 
 # Every public header stands alone: one translation unit including all of
 # include/trellis/*.h (generated, so a new header is covered) and the tests

@@ -17,8 +17,10 @@ daemon and mapping its arena on first use, which are real costs of a step.
 import argparse
 import os
 import pickle
+import time
+from contextlib import contextmanager
 
-from common import EXCHANGES
+from common import EXCHANGES, StepTimer, maybe_profile
 
 
 def default_exchange_dir(kind):
@@ -125,3 +127,16 @@ def step_arg_parser(description):
     parser.add_argument("--profile", default=None, metavar="PATH",
                         help="write cProfile stats of the step to PATH")
     return parser
+
+
+@contextmanager
+def run_step(args, t0):
+    """What every step does around its work: yields (exchange, timer), the
+    exchange chosen by `args` (from step_arg_parser) and a StepTimer started
+    at `t0` (time.perf_counter() at the top of the step) that has counted the
+    imports since; the body runs under --profile."""
+    exchange = make_exchange(args.exchange, args.exchange_dir)
+    timer = StepTimer(start=t0)
+    timer.add("imports", time.perf_counter() - t0)
+    with maybe_profile(args.profile):
+        yield exchange, timer

@@ -15,8 +15,8 @@ import pandas as pd  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from common import (DATA_NAMES, MAX_GR_LIV_AREA, RANDOM_STATE, TARGET,  # noqa: E402
-                    TEST_SIZE, StepTimer, emit_report, maybe_profile)
-from exchange import make_exchange, step_arg_parser  # noqa: E402
+                    TEST_SIZE, emit_report)
+from exchange import run_step, step_arg_parser  # noqa: E402
 
 
 def nbytes(obj):
@@ -30,10 +30,7 @@ def main():
     parser.add_argument("--input", required=True, help="raw table (pickle)")
     args = parser.parse_args()
 
-    exchange = make_exchange(args.exchange, args.exchange_dir)
-    timer = StepTimer(start=_T0)
-    timer.add("imports", time.perf_counter() - _T0)
-    with maybe_profile(args.profile):
+    with run_step(args, _T0) as (exchange, timer):
         with timer.phase("load"):
             df = pd.read_pickle(args.input)
         raw_rows = len(df)

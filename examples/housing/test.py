@@ -16,8 +16,8 @@ import pandas as pd  # noqa: E402,F401
 from sklearn.linear_model import LinearRegression  # noqa: E402,F401
 from sklearn.metrics import mean_squared_error  # noqa: E402
 
-from common import MODEL_NAME, StepTimer, emit_report, maybe_profile  # noqa: E402
-from exchange import make_exchange, step_arg_parser  # noqa: E402
+from common import MODEL_NAME, emit_report  # noqa: E402
+from exchange import run_step, step_arg_parser  # noqa: E402
 
 
 def main():
@@ -25,10 +25,7 @@ def main():
     parser.add_argument("--output", required=True,
                         help="text file the MSE is appended to")
     args = parser.parse_args()
-    exchange = make_exchange(args.exchange, args.exchange_dir)
-    timer = StepTimer(start=_T0)
-    timer.add("imports", time.perf_counter() - _T0)
-    with maybe_profile(args.profile):
+    with run_step(args, _T0) as (exchange, timer):
         with timer.phase("read"):
             x_test_data = exchange.get("x_test")
             y_test_data = exchange.get("y_test")

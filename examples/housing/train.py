@@ -15,16 +15,13 @@ _T0 = time.perf_counter()
 import pandas as pd  # noqa: E402,F401
 from sklearn.linear_model import LinearRegression  # noqa: E402
 
-from common import MODEL_NAME, StepTimer, emit_report, maybe_profile  # noqa: E402
-from exchange import make_exchange, step_arg_parser  # noqa: E402
+from common import MODEL_NAME, emit_report  # noqa: E402
+from exchange import run_step, step_arg_parser  # noqa: E402
 
 
 def main():
     args = step_arg_parser(__doc__.splitlines()[0]).parse_args()
-    exchange = make_exchange(args.exchange, args.exchange_dir)
-    timer = StepTimer(start=_T0)
-    timer.add("imports", time.perf_counter() - _T0)
-    with maybe_profile(args.profile):
+    with run_step(args, _T0) as (exchange, timer):
         with timer.phase("read"):
             x_train_data = exchange.get("x_train")
             y_train_data = exchange.get("y_train")

@@ -34,6 +34,25 @@ namespace trellis {
 
 class ClientCore;
 
+// One daemon of a cluster, as it registered itself (Client::ClusterInfo).
+struct ClusterMember {
+  uint16_t instance_id = 0;
+  std::string hostname;
+  std::string ipc_socket;
+  std::string rpc_endpoint;  // "host:port"; empty without --rpc
+  uint64_t arena_size = 0;
+  uint64_t arena_used = 0;  // as last reported (etcd: at most 5 s old)
+};
+
+// The cluster a daemon belongs to. A daemon on the local backend is a
+// cluster of one: `cluster` is empty and `members` holds just itself.
+struct ClusterInfo {
+  std::string cluster;
+  std::string backend;
+  uint16_t instance_id = 0;            // the daemon answering
+  std::vector<ClusterMember> members;  // live members, by instance id
+};
+
 struct PutOptions {
   std::string name;       // bind this name to the new object (if not empty)
   bool overwrite = true;  // rebind a name already bound to another object
@@ -146,6 +165,9 @@ class Client {
   // Every field of TRELLIS_STORE_STATUS_FIELDS (trellis/store_status.h).
   // One round trip.
   Result<StoreStatus> Status();
+  // The cluster's members (those whose lease is alive). One round trip; the
+  // daemon asks its metadata store (IOError/Disconnected if etcd is down).
+  Result<trellis::ClusterInfo> ClusterInfo();
   uint16_t instance_id() const;
   uint64_t arena_size() const;
   // This process's mapping of the arena: [arena_base, arena_base+arena_size).

@@ -13,19 +13,35 @@
 
 namespace trellis {
 
-// Error codes. The numeric values are part of the wire protocol
-// (docs/protocol.md): never renumber, only append.
+// The error codes, X(Name, number): StatusCode::kName, Status::Name(msg),
+// status.IsName() and StatusCodeName (which returns "Name") are made from
+// this list. The numbers are part of the wire protocol (docs/protocol.md):
+// never renumber, only append.
+//   ObjectNotFound  no object, blob or name with that key
+//   ObjectExists    a name or id that must be new is taken
+//   NotSealed       the object is still being written
+//   OutOfMemory     the arena cannot hold the request
+//   Invalid         malformed input or a call that breaks a rule
+//   IOError         a system call failed
+//   Disconnected    the peer went away or the connection is closed
+//   Timeout         a blocking call ran out of time
+//   NotImplemented  recognised but not supported by this build/backend
+#define TRELLIS_STATUS_CODES(X) \
+  X(ObjectNotFound, 1)          \
+  X(ObjectExists, 2)            \
+  X(NotSealed, 3)               \
+  X(OutOfMemory, 4)             \
+  X(Invalid, 5)                 \
+  X(IOError, 6)                 \
+  X(Disconnected, 7)            \
+  X(Timeout, 8)                 \
+  X(NotImplemented, 9)
+
 enum class StatusCode : int {
   kOk = 0,
-  kObjectNotFound = 1,  // no object, blob or name with that key
-  kObjectExists = 2,    // a name or id that must be new is taken
-  kNotSealed = 3,       // the object is still being written
-  kOutOfMemory = 4,     // the arena cannot hold the request
-  kInvalid = 5,         // malformed input or a call that breaks a rule
-  kIOError = 6,         // a system call failed
-  kDisconnected = 7,    // the peer went away or the connection is closed
-  kTimeout = 8,         // a blocking call ran out of time
-  kNotImplemented = 9,  // recognised but not supported by this build/backend
+#define TRELLIS_STATUS_CODE_ENUMERATOR(name, number) k##name = number,
+  TRELLIS_STATUS_CODES(TRELLIS_STATUS_CODE_ENUMERATOR)
+#undef TRELLIS_STATUS_CODE_ENUMERATOR
 };
 
 // Returns the stable name of a code, e.g. "ObjectNotFound".
@@ -38,47 +54,21 @@ class [[nodiscard]] Status {
       : code_(code), message_(std::move(message)) {}
 
   static Status OK() { return Status(); }
-  static Status ObjectNotFound(std::string msg) {
-    return {StatusCode::kObjectNotFound, std::move(msg)};
-  }
-  static Status ObjectExists(std::string msg) {
-    return {StatusCode::kObjectExists, std::move(msg)};
-  }
-  static Status NotSealed(std::string msg) {
-    return {StatusCode::kNotSealed, std::move(msg)};
-  }
-  static Status OutOfMemory(std::string msg) {
-    return {StatusCode::kOutOfMemory, std::move(msg)};
-  }
-  static Status Invalid(std::string msg) {
-    return {StatusCode::kInvalid, std::move(msg)};
-  }
-  static Status IOError(std::string msg) {
-    return {StatusCode::kIOError, std::move(msg)};
-  }
+  // Status::ObjectNotFound(msg) ... and IsObjectNotFound() ..., one of each
+  // per code.
+#define TRELLIS_STATUS_CODE_METHODS(name, number) \
+  static Status name(std::string msg) {           \
+    return {StatusCode::k##name, std::move(msg)}; \
+  }                                               \
+  bool Is##name() const { return code_ == StatusCode::k##name; }
+  TRELLIS_STATUS_CODES(TRELLIS_STATUS_CODE_METHODS)
+#undef TRELLIS_STATUS_CODE_METHODS
   // An IOError whose message ends with strerror(errnum).
   static Status FromErrno(const std::string& what, int errnum);
-  static Status Disconnected(std::string msg) {
-    return {StatusCode::kDisconnected, std::move(msg)};
-  }
-  static Status Timeout(std::string msg) {
-    return {StatusCode::kTimeout, std::move(msg)};
-  }
-  static Status NotImplemented(std::string msg) {
-    return {StatusCode::kNotImplemented, std::move(msg)};
-  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
   const std::string& message() const { return message_; }
-  bool IsObjectNotFound() const { return code_ == StatusCode::kObjectNotFound; }
-  bool IsObjectExists() const { return code_ == StatusCode::kObjectExists; }
-  bool IsNotSealed() const { return code_ == StatusCode::kNotSealed; }
-  bool IsOutOfMemory() const { return code_ == StatusCode::kOutOfMemory; }
-  bool IsInvalid() const { return code_ == StatusCode::kInvalid; }
-  bool IsIOError() const { return code_ == StatusCode::kIOError; }
-  bool IsDisconnected() const { return code_ == StatusCode::kDisconnected; }
-  bool IsTimeout() const { return code_ == StatusCode::kTimeout; }
 
   // "OK" or "<CodeName>: <message>".
   std::string ToString() const;

@@ -16,6 +16,7 @@
 #define TRELLIS_STORE_STATUS_FIELDS(X)                                        \
   X(uint16_t, instance_id, "the daemon's instance id (high bits of its ids)") \
   X(std::string, backend, "metadata store backend, e.g. \"local\"")           \
+  X(std::string, cluster, "cluster joined (--cluster; empty: local backend)") \
   X(uint64_t, arena_size, "arena bytes")                                      \
   X(bool, reserved, "the arena was pre-faulted at start (--reserve)")         \
   X(uint64_t, used, "bytes allocated to blobs (64-byte granules)")            \

@@ -41,31 +41,36 @@ void RegisterErrors(py::module_& m) {
   if (!g_base) throw py::error_already_set();
   m.add_object("TrellisError", py::handle(g_base));
 
-  auto code = [](StatusCode c) { return static_cast<int>(c); };
-  g_by_code[code(StatusCode::kObjectNotFound)] =
-      MakeClass(m, "ObjectNotFound", PyExc_KeyError,
-                "No object, blob or name with that key.");
-  g_by_code[code(StatusCode::kObjectExists)] =
-      MakeClass(m, "ObjectExists", PyExc_ValueError,
-                "A name or id that must be new is taken.");
-  g_by_code[code(StatusCode::kNotSealed)] = MakeClass(
-      m, "NotSealed", PyExc_RuntimeError, "The object is still being written.");
-  g_by_code[code(StatusCode::kOutOfMemory)] =
-      MakeClass(m, "OutOfMemory", PyExc_MemoryError,
-                "The daemon's arena cannot hold the request.");
-  g_by_code[code(StatusCode::kInvalid)] =
-      MakeClass(m, "InvalidArgument", PyExc_ValueError,
-                "Malformed input or a call that breaks a rule.");
-  g_by_code[code(StatusCode::kIOError)] =
-      MakeClass(m, "TrellisIOError", PyExc_OSError, "A system call failed.");
-  g_by_code[code(StatusCode::kDisconnected)] =
-      MakeClass(m, "DaemonNotReachable", PyExc_ConnectionError,
-                "No daemon serves the socket, or the connection was lost.");
-  g_by_code[code(StatusCode::kTimeout)] = MakeClass(
-      m, "Timeout", PyExc_TimeoutError, "A blocking call ran out of time.");
-  g_by_code[code(StatusCode::kNotImplemented)] =
-      MakeClass(m, "Unsupported", PyExc_NotImplementedError,
-                "Recognised but not supported by this daemon or build.");
+  // The class ThrowIfError raises for each code.
+  struct {
+    StatusCode code;
+    const char* name;
+    PyObject* builtin;
+    const char* doc;
+  } const classes[] = {
+      {StatusCode::kObjectNotFound, "ObjectNotFound", PyExc_KeyError,
+       "No object, blob or name with that key."},
+      {StatusCode::kObjectExists, "ObjectExists", PyExc_ValueError,
+       "A name or id that must be new is taken."},
+      {StatusCode::kNotSealed, "NotSealed", PyExc_RuntimeError,
+       "The object is still being written."},
+      {StatusCode::kOutOfMemory, "OutOfMemory", PyExc_MemoryError,
+       "The daemon's arena cannot hold the request."},
+      {StatusCode::kInvalid, "InvalidArgument", PyExc_ValueError,
+       "Malformed input or a call that breaks a rule."},
+      {StatusCode::kIOError, "TrellisIOError", PyExc_OSError,
+       "A system call failed."},
+      {StatusCode::kDisconnected, "DaemonNotReachable", PyExc_ConnectionError,
+       "No daemon serves the socket, or the connection was lost."},
+      {StatusCode::kTimeout, "Timeout", PyExc_TimeoutError,
+       "A blocking call ran out of time."},
+      {StatusCode::kNotImplemented, "Unsupported", PyExc_NotImplementedError,
+       "Recognised but not supported by this daemon or build."},
+  };
+  for (const auto& c : classes) {
+    g_by_code[static_cast<int>(c.code)] =
+        MakeClass(m, c.name, c.builtin, c.doc);
+  }
   g_unsupported_type =
       MakeClass(m, "UnsupportedType", PyExc_TypeError,
                 "A Python value that trellis cannot store (the message says "

@@ -252,6 +252,27 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     return out;
   }
 
+  py::dict ClusterInfo() {
+    auto info = Unwrap(WithoutGil([&] { return client_->ClusterInfo(); }));
+    py::list members;
+    for (const ClusterMember& m : info.members) {
+      py::dict d;
+      d["instance_id"] = m.instance_id;
+      d["hostname"] = m.hostname;
+      d["ipc_socket"] = m.ipc_socket;
+      d["rpc_endpoint"] = m.rpc_endpoint;
+      d["arena_size"] = m.arena_size;
+      d["arena_used"] = m.arena_used;
+      members.append(d);
+    }
+    py::dict out;
+    out["cluster"] = info.cluster;
+    out["backend"] = info.backend;
+    out["instance_id"] = info.instance_id;
+    out["members"] = members;
+    return out;
+  }
+
   void Close() {
     WithoutGil([&] {
       client_->Close();
@@ -523,6 +544,7 @@ object, or any view made from it, lives.)doc")
       .def("list_names", &PyClient::ListNames, py::arg("pattern"),
            py::arg("limit"))
       .def("status", &PyClient::Status)
+      .def("cluster_info", &PyClient::ClusterInfo)
       .def("close", &PyClient::Close)
       .def_property_readonly(
           "arena_base",

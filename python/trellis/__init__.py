@@ -18,6 +18,7 @@ UnsupportedType (TypeError), ObjectExists (ValueError), NotSealed
 (RuntimeError), TrellisIOError (OSError), Unsupported (NotImplementedError).
 """
 
+import inspect
 import os
 import threading
 
@@ -45,6 +46,7 @@ __all__ = [
     "connect", "Client", "ObjectID", "ObjectMeta", "Blob", "BlobWriter", "Daemon",
     "put", "get", "put_name", "get_name", "drop_name", "list_names", "persist",
     "delete", "list_objects", "get_meta", "create_blob", "get_blob", "status",
+    "cluster_info",
     "pin", "unpin", "evict", "memory_trim",
     "start_daemon", "stop_daemon", "default_client", "default_socket",
     "TrellisError", "ObjectNotFound", "ObjectExists", "NotSealed", "OutOfMemory",
@@ -89,76 +91,24 @@ def stop_daemon(socket=None, timeout=10.0):
     return _daemon.stop(path, timeout)
 
 
-def put(value, name=None, persist=False, overwrite=True):
-    return default_client().put(value, name=name, persist=persist, overwrite=overwrite)
+def _forward(name):
+    """trellis.<name>: Client.<name> called on the default client, with its
+    signature and doc (arguments are checked by the method)."""
+    method = getattr(Client, name)
+
+    def call(*args, **kwargs):
+        return method(default_client(), *args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = method.__doc__
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(
+        parameters=list(signature.parameters.values())[1:])  # no self
+    return call
 
 
-def get(oid=None, *, name=None, wait=False, timeout=None, fetch=False):
-    return default_client().get(oid, name=name, wait=wait, timeout=timeout, fetch=fetch)
-
-
-def put_name(oid, name, overwrite=True):
-    return default_client().put_name(oid, name, overwrite)
-
-
-def get_name(name, wait=False, timeout=None):
-    return default_client().get_name(name, wait=wait, timeout=timeout)
-
-
-def drop_name(name):
-    return default_client().drop_name(name)
-
-
-def list_names(pattern="*", limit=100000):
-    return default_client().list_names(pattern, limit)
-
-
-def persist(oid):
-    return default_client().persist(oid)
-
-
-def delete(oid, deep=True, force=False):
-    return default_client().delete(oid, deep=deep, force=force)
-
-
-def list_objects(pattern="*", limit=100000):
-    return default_client().list_objects(pattern, limit)
-
-
-def get_meta(oid):
-    return default_client().get_meta(oid)
-
-
-def create_blob(size):
-    return default_client().create_blob(size)
-
-
-def get_blob(blob_id):
-    return default_client().get_blob(blob_id)
-
-
-def status():
-    return default_client().status()
-
-
-def pin(oid):
-    return default_client().pin(oid)
-
-
-def unpin(oid):
-    return default_client().unpin(oid)
-
-
-def evict(oid):
-    return default_client().evict(oid)
-
-
-def memory_trim():
-    return default_client().memory_trim()
-
-
-for _f in (put, get, put_name, get_name, drop_name, list_names, persist, delete,
-           list_objects, get_meta, create_blob, get_blob, status, pin, unpin,
-           evict, memory_trim):
-    _f.__doc__ = getattr(Client, _f.__name__).__doc__ or _f.__doc__
-del _f
+for _name in ("put", "get", "put_name", "get_name", "drop_name", "list_names",
+              "persist", "delete", "list_objects", "get_meta", "create_blob",
+              "get_blob", "status", "cluster_info", "pin", "unpin", "evict", "memory_trim"):
+    globals()[_name] = _forward(_name)
+del _name

@@ -318,6 +318,15 @@ class Client:
         each one means (trellis.client.status_fields())."""
         return self._core.status()
 
+    def cluster_info(self):
+        """The cluster this daemon belongs to: {"cluster", "backend",
+        "instance_id" (the daemon answering), "members": [{"instance_id",
+        "hostname", "ipc_socket", "rpc_endpoint", "arena_size",
+        "arena_used"}, ...]}. A daemon without --etcd is a cluster of one
+        (cluster "", members: itself). Raises DaemonNotReachable if the
+        daemon cannot reach etcd."""
+        return self._core.cluster_info()
+
 
 def status_fields():
     """{name: description} of every field of Client.status(), from the one

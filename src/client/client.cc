@@ -522,6 +522,41 @@ Result<StoreStatus> Client::Status() {
   return protocol::DecodeStatus(reply);
 }
 
+Result<ClusterInfo> Client::ClusterInfo() {
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply, core_->Call(MessageType::kClusterInfo, json::object()));
+  trellis::ClusterInfo info;
+  TRELLIS_ASSIGN_OR_RAISE(info.cluster, protocol::GetString(reply, "cluster"));
+  TRELLIS_ASSIGN_OR_RAISE(info.backend, protocol::GetString(reply, "backend"));
+  TRELLIS_ASSIGN_OR_RAISE(uint64_t self,
+                          protocol::GetUint(reply, "instance_id"));
+  info.instance_id = static_cast<uint16_t>(self);
+  auto members = reply.find("members");
+  if (members == reply.end() || !members->is_array()) {
+    return Status::Invalid("ClusterInfo reply: 'members' must be an array");
+  }
+  for (const json& m : *members) {
+    if (!m.is_object()) {
+      return Status::Invalid("ClusterInfo reply: a member must be a map");
+    }
+    ClusterMember member;
+    TRELLIS_ASSIGN_OR_RAISE(uint64_t id, protocol::GetUint(m, "instance_id"));
+    member.instance_id = static_cast<uint16_t>(id);
+    TRELLIS_ASSIGN_OR_RAISE(member.hostname,
+                            protocol::GetString(m, "hostname"));
+    TRELLIS_ASSIGN_OR_RAISE(member.ipc_socket,
+                            protocol::GetString(m, "ipc_socket"));
+    TRELLIS_ASSIGN_OR_RAISE(member.rpc_endpoint,
+                            protocol::GetString(m, "rpc_endpoint"));
+    TRELLIS_ASSIGN_OR_RAISE(member.arena_size,
+                            protocol::GetUint(m, "arena_size"));
+    TRELLIS_ASSIGN_OR_RAISE(member.arena_used,
+                            protocol::GetUint(m, "arena_used"));
+    info.members.push_back(std::move(member));
+  }
+  return info;
+}
+
 uint16_t Client::instance_id() const { return core_->instance_id(); }
 uint64_t Client::arena_size() const { return core_->size(); }
 const uint8_t* Client::arena_base() const { return core_->base(); }

@@ -82,6 +82,22 @@ class ClientTest : public ::testing::Test {
   std::unique_ptr<Client> client_;
 };
 
+// Without --etcd a daemon is a cluster of one: itself, named by its socket.
+TEST_F(ClientTest, ClusterInfoOfALocalDaemonIsItself) {
+  auto info = client_->ClusterInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->cluster, "");
+  EXPECT_EQ(info->backend, "local");
+  EXPECT_EQ(info->instance_id, client_->instance_id());
+  ASSERT_EQ(info->members.size(), 1u);
+  const ClusterMember& self = info->members[0];
+  EXPECT_EQ(self.instance_id, client_->instance_id());
+  EXPECT_EQ(self.ipc_socket, daemon_->socket());
+  EXPECT_EQ(self.arena_size, client_->arena_size());
+  EXPECT_EQ(self.rpc_endpoint, "");
+  EXPECT_EQ(client_->Status()->cluster, "");
+}
+
 TEST_F(ClientTest, BlobPutInOneProcessIsReadInAnother) {
   auto data = Pattern(3 << 20, 7);
   auto id = client_->PutBlob(data.data(), data.size());

@@ -181,6 +181,8 @@ std::string MessageTypeName(uint16_t type) {
       return "BlobData";
     case MessageType::kReadBlobs:
       return "ReadBlobs";
+    case MessageType::kClusterInfo:
+      return "ClusterInfo";
     case MessageType::kReply:
       return "Reply";
     case MessageType::kError:
@@ -191,9 +193,10 @@ std::string MessageTypeName(uint16_t type) {
 
 bool IsRequestType(uint16_t type) {
   // BlobData is not a request frame: it only travels as bulk frames.
-  return (type >= static_cast<uint16_t>(MessageType::kHello) &&
-          type <= static_cast<uint16_t>(MessageType::kMemoryTrim)) ||
-         type == static_cast<uint16_t>(MessageType::kReadBlobs);
+  return type >= static_cast<uint16_t>(MessageType::kHello) &&
+         (type <= static_cast<uint16_t>(MessageType::kMemoryTrim) ||
+          type == static_cast<uint16_t>(MessageType::kReadBlobs) ||
+          type == static_cast<uint16_t>(MessageType::kClusterInfo));
 }
 
 namespace {

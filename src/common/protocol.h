@@ -78,8 +78,9 @@ enum class MessageType : uint16_t {
   kMemoryTrim = 21,
   kBlobData = 22,   // bulk frames only: a chunk of one blob's bytes
   kReadBlobs = 23,  // reply, then the blobs' bytes as BlobData bulk frames
-  kReply = 256,     // success; body is the request's result map
-  kError = 257,     // failure; body {code, message}
+  kClusterInfo = 24,
+  kReply = 256,  // success; body is the request's result map
+  kError = 257,  // failure; body {code, message}
 };
 
 // Name of a type for messages, e.g. "GetMeta"; "Unknown(<n>)" otherwise.

@@ -8,24 +8,11 @@ const char* StatusCodeName(StatusCode code) {
   switch (code) {
     case StatusCode::kOk:
       return "OK";
-    case StatusCode::kObjectNotFound:
-      return "ObjectNotFound";
-    case StatusCode::kObjectExists:
-      return "ObjectExists";
-    case StatusCode::kNotSealed:
-      return "NotSealed";
-    case StatusCode::kOutOfMemory:
-      return "OutOfMemory";
-    case StatusCode::kInvalid:
-      return "Invalid";
-    case StatusCode::kIOError:
-      return "IOError";
-    case StatusCode::kDisconnected:
-      return "Disconnected";
-    case StatusCode::kTimeout:
-      return "Timeout";
-    case StatusCode::kNotImplemented:
-      return "NotImplemented";
+#define TRELLIS_STATUS_CODE_CASE(name, number) \
+  case StatusCode::k##name:                    \
+    return #name;
+      TRELLIS_STATUS_CODES(TRELLIS_STATUS_CODE_CASE)
+#undef TRELLIS_STATUS_CODE_CASE
   }
   return "Unknown";
 }

@@ -115,6 +115,14 @@ Result<RangeResult> ParseRange(const json& reply) {
   return out;
 }
 
+// A Txn's "compare": the key (base64) has this mod_revision (0: absent).
+json ModRevisionIs(const std::string& key_base64, int64_t mod_revision) {
+  return json::array({{{"key", key_base64},
+                       {"target", "MOD"},
+                       {"result", "EQUAL"},
+                       {"mod_revision", std::to_string(mod_revision)}}});
+}
+
 int64_t HeaderRevision(const json& reply) {
   auto h = reply.find("header");
   return h != reply.end() && h->is_object() ? Int64(*h, "revision") : 0;
@@ -402,14 +410,9 @@ Result<CasResult> EtcdClient::CompareAndSwap(const std::string& key,
   const std::string k = Base64Encode(key);
   json put = {{"key", k}, {"value", Base64Encode(value)}};
   if (lease != 0) put["lease"] = std::to_string(lease);
-  json body = {
-      {"compare", json::array({{{"key", k},
-                                {"target", "MOD"},
-                                {"result", "EQUAL"},
-                                {"mod_revision",
-                                 std::to_string(expected_mod_revision)}}})},
-      {"success", json::array({{{"request_put", put}}})},
-      {"failure", json::array({{{"request_range", {{"key", k}}}}})}};
+  json body = {{"compare", ModRevisionIs(k, expected_mod_revision)},
+               {"success", json::array({{{"request_put", put}}})},
+               {"failure", json::array({{{"request_range", {{"key", k}}}}})}};
   TRELLIS_ASSIGN_OR_RAISE(json reply,
                           pool_->Call(options_, "/v3/kv/txn", body));
   CasResult out;
@@ -435,6 +438,19 @@ Result<bool> EtcdClient::PutIfAbsent(const std::string& key,
   // the same transaction as CompareAndSwap on 0.
   TRELLIS_ASSIGN_OR_RAISE(CasResult r, CompareAndSwap(key, 0, value, lease));
   return r.swapped;
+}
+
+Result<bool> EtcdClient::DeleteIfUnchanged(const std::string& key,
+                                           int64_t expected_mod_revision) {
+  const std::string k = Base64Encode(key);
+  json body = {
+      {"compare", ModRevisionIs(k, expected_mod_revision)},
+      {"success", json::array({{{"request_delete_range", {{"key", k}}}}})}};
+  TRELLIS_ASSIGN_OR_RAISE(json reply,
+                          pool_->Call(options_, "/v3/kv/txn", body));
+  // A compare on an absent key sees mod_revision 0: never "unchanged" for
+  // a revision that was read from an existing key.
+  return Bool(reply, "succeeded") && expected_mod_revision > 0;
 }
 
 Status EtcdClient::Compact(int64_t revision) {

@@ -180,6 +180,11 @@ class EtcdClient {
   Result<CasResult> CompareAndSwap(const std::string& key,
                                    int64_t expected_mod_revision,
                                    const std::string& value, int64_t lease = 0);
+  // Removes the key only if its mod_revision is `expected_mod_revision`,
+  // atomically (a Txn). Returns whether this call removed it: false if the
+  // key was changed, removed or re-created since it was read.
+  Result<bool> DeleteIfUnchanged(const std::string& key,
+                                 int64_t expected_mod_revision);
   // Discards history older than `revision` (watches and reads at older
   // revisions then fail as compacted). Invalid if already compacted past it
   // or `revision` is in the future.

@@ -286,6 +286,34 @@ TEST_F(EtcdClientTest, CompareAndSwapOnStaleRevisionFailsAndShowsCurrent) {
   EXPECT_GT(cas->revision, *r1);
 }
 
+TEST_F(EtcdClientTest, DeleteIfUnchangedOnlyDeletesTheRevisionRead) {
+  auto r0 = client_->Put("k", "a");
+  ASSERT_TRUE(r0.ok());
+  auto r1 = client_->Put("k", "b");
+  ASSERT_TRUE(r1.ok());
+  auto stale = client_->DeleteIfUnchanged("k", *r0);
+  ASSERT_TRUE(stale.ok()) << stale.status();
+  EXPECT_FALSE(*stale);
+  auto got = client_->Get("k");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->value, "b");
+  auto current = client_->DeleteIfUnchanged("k", *r1);
+  ASSERT_TRUE(current.ok()) << current.status();
+  EXPECT_TRUE(*current);
+  got = client_->Get("k");
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(got->has_value());
+  // Gone, or re-created at a new revision: nothing to delete for r1.
+  auto again = client_->DeleteIfUnchanged("k", *r1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  ASSERT_TRUE(client_->Put("k", "c").ok());
+  again = client_->DeleteIfUnchanged("k", *r1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  EXPECT_FALSE(*client_->DeleteIfUnchanged("absent", 0));
+}
+
 TEST_F(EtcdClientTest, LeaseKeepAliveRevokeAndMissingLease) {
   auto lease = client_->LeaseGrant(30);
   ASSERT_TRUE(lease.ok()) << lease.status();

@@ -102,6 +102,10 @@ class LocalMetaStore final : public MetaStore {
     done(it->second);
   }
 
+  void UpdateUsage(uint64_t arena_used) override {
+    self_.arena_used = arena_used;
+  }
+
   void ListInstances(Callback<std::vector<InstanceInfo>> done) override {
     std::vector<InstanceInfo> instances;
     if (self_.instance_id != 0) instances.push_back(self_);

@@ -52,6 +52,9 @@ class MetaStore {
   virtual ~MetaStore() = default;
   // "local", "etcd", ...
   virtual std::string backend() const = 0;
+  // The name of the cluster this daemon is a member of; "" for the local
+  // backend (a cluster of one).
+  virtual std::string cluster_name() const { return std::string(); }
 
   // Registers this daemon and assigns it an instance id unique in the
   // cluster (self.instance_id is ignored). The local backend assigns the id
@@ -83,6 +86,10 @@ class MetaStore {
 
   // The registered instances (local: just this one).
   virtual void ListInstances(Callback<std::vector<InstanceInfo>> done) = 0;
+  // Tells the store this daemon's current arena use, for the member list
+  // (InstanceInfo::arena_used); the daemon calls it now and then. Never
+  // blocks, no completion; a remote backend publishes it when it sees fit.
+  virtual void UpdateUsage(uint64_t arena_used) {}
 
   // Called on the loop thread for every name bound (by this daemon, or, in a
   // cluster, by others): by the local backend inside PutName, before its

@@ -123,6 +123,7 @@ const Store::HandlerTable& Store::Handlers() {
     on(MessageType::kUnpin, &Store::Sync<&Store::Unpin>);
     on(MessageType::kEvict, &Store::WithIds<&Store::Evict>);
     on(MessageType::kMemoryTrim, &Store::Sync<&Store::MemoryTrim>);
+    on(MessageType::kClusterInfo, &Store::ClusterInfo);
     return t;
   }();
   return table;
@@ -341,6 +342,7 @@ Result<json> Store::StatusReply(ClientId, const json&) {
   return protocol::StatusBody({
       .instance_id = table_.instance_id(),
       .backend = meta_->backend(),
+      .cluster = meta_->cluster_name(),
       .arena_size = arena_->size(),
       .reserved = arena_->reserved(),
       .used = allocator_.used(),

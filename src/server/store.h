@@ -86,6 +86,8 @@ class Store {
   ~Store();
 
   const Arena& arena() const { return *arena_; }
+  // Bytes of the arena allocated to blobs now.
+  uint64_t arena_used() const { return allocator_.used(); }
   uint16_t instance_id() const { return table_.instance_id(); }
 
   // Registers a new client and returns its id (never reused).
@@ -177,6 +179,8 @@ class Store {
   Status GetName(ClientId client, const json& body, Done& done);
   Status DropName(ClientId client, const json& body, Done& done);
   Status ListNames(ClientId client, const json& body, Done& done);
+  // The cluster's name, backend and registered instances.
+  Status ClusterInfo(ClientId client, const json& body, Done& done);
   Status Delete(ClientId client, const json& body, Done& done);
   Status Persist(ClientId client, const json& body, Done& done);
 

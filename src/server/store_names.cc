@@ -230,6 +230,27 @@ Status Store::ListNames(ClientId client, const json& body, Done& done) {
   return Status::OK();
 }
 
+Status Store::ClusterInfo(ClientId client, const json&, Done& done) {
+  meta_->ListInstances([this, done = ForClient(client, std::move(done))](
+                           Result<std::vector<InstanceInfo>> instances) {
+    if (!instances.ok()) return done(instances.status());
+    json members = json::array();
+    for (const InstanceInfo& i : *instances) {
+      members.push_back({{"instance_id", i.instance_id},
+                         {"hostname", i.hostname},
+                         {"ipc_socket", i.ipc_socket},
+                         {"rpc_endpoint", i.rpc_endpoint},
+                         {"arena_size", i.arena_size},
+                         {"arena_used", i.arena_used}});
+    }
+    done(json{{"cluster", meta_->cluster_name()},
+              {"backend", meta_->backend()},
+              {"instance_id", table_.instance_id()},
+              {"members", std::move(members)}});
+  });
+  return Status::OK();
+}
+
 // ------------------------------------------------------- deletes and persists
 
 Status Store::Delete(ClientId client, const json& body, Done& done) {

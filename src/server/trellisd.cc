@@ -16,6 +16,7 @@
 #include "common/socket_path.h"
 #include "server/arena.h"
 #include "server/asio_hooks.h"
+#include "server/etcd_meta_store.h"
 #include "server/ipc_server.h"
 #include "server/meta_store.h"
 #include "server/rpc_server.h"
@@ -35,6 +36,41 @@ std::string Hostname() {
   return name;
 }
 
+std::vector<std::string> SplitEndpoints(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    std::string ep = text.substr(start, comma - start);
+    if (!ep.empty()) out.push_back(std::move(ep));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// The one place that picks the metadata store: etcd with --etcd (a member
+// of a cluster), else the embedded local one (a cluster of one).
+trellis::Result<std::unique_ptr<trellis::server::MetaStore>> MakeMetaStore(
+    asio::io_context& io, const std::string& etcd, const std::string& cluster,
+    int instance_id) {
+  using namespace trellis::server;
+  if (etcd.empty()) {
+    return MakeLocalMetaStore(static_cast<uint16_t>(instance_id));
+  }
+  if (instance_id != 0) {
+    return trellis::Status::Invalid(
+        "--instance-id cannot be combined with --etcd: the cluster assigns "
+        "instance ids");
+  }
+  EtcdMetaStoreOptions options;
+  options.endpoints = SplitEndpoints(etcd);
+  options.cluster = cluster;
+  return MakeEtcdMetaStore(std::move(options), [&io](std::function<void()> fn) {
+    asio::post(io, std::move(fn));
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -52,6 +88,8 @@ int main(int argc, char** argv) {
   std::string spill_dir;
   double spill_high = 0.9;
   double spill_low = 0.7;
+  std::string etcd;
+  std::string cluster = "trellis";
   app.add_option("--socket", socket_path,
                  "UNIX socket to serve (default: $TRELLIS_SOCKET, else "
                  "/tmp/trellis-$UID/trellis.sock)");
@@ -78,6 +116,15 @@ int main(int argc, char** argv) {
   app.add_option("--spill-low", spill_low,
                  "spill down to this fraction of --size (default 0.7)")
       ->check(CLI::Range(0.0, 1.0));
+  CLI::Option* etcd_option = app.add_option(
+      "--etcd", etcd,
+      "join a cluster whose metadata is in etcd: client URLs, "
+      "comma-separated (http://HOST:PORT or HOST:PORT); default: "
+      "the local metadata store, no cluster");
+  app.add_option("--cluster", cluster,
+                 "with --etcd: the cluster's name; daemons with the same name "
+                 "on the same etcd share names and objects (default trellis)")
+      ->needs(etcd_option);
   RpcFlags rpc_flags;
   auto* rpc_flag = app.add_option(
       "--rpc", rpc_flags.endpoint,
@@ -137,28 +184,41 @@ int main(int argc, char** argv) {
     }
   }
 
+  std::signal(SIGPIPE, SIG_IGN);  // before any thread (etcd's) starts
   asio::io_context io(1);
   // The metadata store assigns this daemon's instance id (the local backend:
-  // --instance-id, else a random one). A remote backend answers on the loop.
-  std::unique_ptr<MetaStore> meta =
-      MakeLocalMetaStore(static_cast<uint16_t>(instance_id));
+  // --instance-id, else a random one; etcd: the cluster's next id). A remote
+  // backend answers on the loop. If etcd cannot be reached now the daemon
+  // does not start (within a few etcd timeouts): a member that never
+  // registered would serve names nobody else sees.
+  auto made = MakeMetaStore(io, etcd, cluster, instance_id);
+  if (!made.ok()) return Refuse(made.status().message());
+  std::unique_ptr<MetaStore> meta = std::move(*made);
   InstanceInfo self;
   self.hostname = Hostname();
   self.ipc_socket = socket_path;
+  self.rpc_endpoint = "";  // no RPC server yet
   self.arena_size = size;
   std::optional<Result<uint16_t>> registered;
   meta->Register(self, [&registered](Result<uint16_t> id) {
     registered.emplace(std::move(id));
   });
-  while (!registered && io.run_one() > 0) {
+  {
+    auto waiting = asio::make_work_guard(io);  // the answer comes from a thread
+    while (!registered && io.run_one() > 0) {
+    }
   }
   if (!registered) return Refuse("the metadata store never answered Register");
   if (!registered->ok()) {
+    if (!etcd.empty()) {  // "cannot join cluster 'NAME': etcd ..."
+      return Refuse(registered->status().message());
+    }
     return Refuse("cannot register with the " + meta->backend() +
                   " metadata store: " + registered->status().ToString());
   }
   instance_id = **registered;
-  io.restart();  // in case run_one ran out of work
+  io.restart();                      // in case run_one ran out of work
+  MetaStore* metadata = meta.get();  // owned by the store from here on
 
   // Spill and reload copies run here, off the event loop.
   asio::thread_pool workers(2);
@@ -188,6 +248,18 @@ int main(int argc, char** argv) {
   Status started = server.Start();
   if (!started.ok()) return Refuse(started.message());
 
+  // The arena use in the member list, now and then (the backend decides
+  // how often it is written).
+  asio::steady_timer usage_timer(io);
+  std::function<void()> report_usage = [&] {
+    metadata->UpdateUsage((*store)->arena_used());
+    usage_timer.expires_after(std::chrono::seconds(1));
+    usage_timer.async_wait([&](const asio::error_code& ec) {
+      if (!ec) report_usage();
+    });
+  };
+  report_usage();
+
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const asio::error_code& ec, int signo) {
     if (ec) return;
@@ -196,12 +268,14 @@ int main(int argc, char** argv) {
     if (*rpc) (*rpc)->Stop();
     io.stop();
   });
-  std::signal(SIGPIPE, SIG_IGN);
 
-  spdlog::info(
-      "serving {}{} (arena {} bytes{}, instance {}, protocol {})", socket_path,
-      *rpc ? " and tcp " + EndpointString((*rpc)->endpoint()) : "", size,
-      reserve ? ", reserved" : "", instance_id, protocol::kProtocolVersion);
+  spdlog::info("serving {}{} (arena {} bytes{}, instance {}, protocol {}, {})",
+               socket_path,
+               *rpc ? " and tcp " + EndpointString((*rpc)->endpoint()) : "",
+               size, reserve ? ", reserved" : "", instance_id,
+               protocol::kProtocolVersion,
+               etcd.empty() ? std::string("local metadata")
+                            : "cluster '" + cluster + "' at etcd " + etcd);
   io.run();
   server.Stop();
   if (*rpc) (*rpc)->Stop();
