@@ -544,7 +544,7 @@ TEST(ProtocolTest, ReadBlobsIsARequestAndBlobDataIsNot) {
   EXPECT_FALSE(IsRequestType(static_cast<uint16_t>(MessageType::kBlobData)));
   EXPECT_EQ(MessageTypeName(22), "BlobData");
   EXPECT_EQ(MessageTypeName(23), "ReadBlobs");
-  EXPECT_FALSE(IsRequestType(24));
+  EXPECT_FALSE(IsRequestType(25));
 }
 
 TEST(ObjectIdTest, PrintsAndParses) {
