@@ -51,3 +51,7 @@ target_include_directories(public_headers_objects PRIVATE
   ${CMAKE_SOURCE_DIR}/src/client/testdata/poison ${CMAKE_SOURCE_DIR}/include)
 add_trellis_test(public_headers_test
   SOURCES $<TARGET_OBJECTS:public_headers_objects> LIBS trellis)
+add_trellis_test(rpc_server_test SOURCES src/server/rpc_server_test.cc
+  LIBS trellis trellis_server trellis_testing)
+target_compile_definitions(rpc_server_test PRIVATE
+  TRELLIS_FUZZ_CORPUS="${CMAKE_SOURCE_DIR}/src/common/fuzz_corpus")

@@ -177,6 +177,10 @@ std::string MessageTypeName(uint16_t type) {
       return "Evict";
     case MessageType::kMemoryTrim:
       return "MemoryTrim";
+    case MessageType::kBlobData:
+      return "BlobData";
+    case MessageType::kReadBlobs:
+      return "ReadBlobs";
     case MessageType::kClusterInfo:
       return "ClusterInfo";
     case MessageType::kReply:
@@ -188,8 +192,10 @@ std::string MessageTypeName(uint16_t type) {
 }
 
 bool IsRequestType(uint16_t type) {
+  // BlobData is not a request frame: it only travels as bulk frames.
   return type >= static_cast<uint16_t>(MessageType::kHello) &&
          (type <= static_cast<uint16_t>(MessageType::kMemoryTrim) ||
+          type == static_cast<uint16_t>(MessageType::kReadBlobs) ||
           type == static_cast<uint16_t>(MessageType::kClusterInfo));
 }
 
@@ -515,6 +521,95 @@ json CreateObjectBody(
     AppendMsgpackString(name, &body);
   }
   return EncodedBody(std::move(body));
+}
+
+// ---------------------------------------------------------------- bulk frames
+
+namespace {
+void PutLe64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint64_t GetLe64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+}  // namespace
+
+std::array<uint8_t, kBulkHeaderSize> EncodeBulkHeader(MessageType type,
+                                                      ObjectID blob,
+                                                      uint64_t offset,
+                                                      uint64_t size) {
+  std::array<uint8_t, kBulkHeaderSize> out;
+  PutLe32(out.data(), static_cast<uint32_t>(kBulkPreambleSize + size));
+  PutLe16(out.data() + 4, static_cast<uint16_t>(type));
+  PutLe16(out.data() + 6, kFlagBulk);
+  PutLe64(out.data() + kHeaderSize, blob.value());
+  PutLe64(out.data() + kHeaderSize + 8, offset);
+  return out;
+}
+
+std::vector<uint64_t> ConcatenatedPositions(const std::vector<uint64_t>& sizes,
+                                            uint64_t* total) {
+  std::vector<uint64_t> positions;
+  positions.reserve(sizes.size());
+  uint64_t end = 0;
+  for (uint64_t size : sizes) {
+    positions.push_back(end);
+    end = (end + size + kBlobAlignment - 1) / kBlobAlignment * kBlobAlignment;
+  }
+  if (total) *total = end;
+  return positions;
+}
+
+bool FrameDecoder::NextIsBulk() const {
+  return buffered() >= kHeaderSize &&
+         (GetLe16(buffer_.data() + read_pos_ + 6) & kFlagBulk) != 0;
+}
+
+Result<std::optional<BulkHeader>> FrameDecoder::NextBulk() {
+  if (buffered() < kHeaderSize) return std::optional<BulkHeader>();
+  const uint8_t* header = buffer_.data() + read_pos_;
+  uint32_t length = GetLe32(header);
+  uint16_t flags = GetLe16(header + 6);
+  if (flags != kFlagBulk) {
+    return Status::Invalid("bulk frame flags must be " +
+                           std::to_string(kFlagBulk) + ", got " +
+                           std::to_string(flags));
+  }
+  if (length < kBulkPreambleSize) {
+    return Status::Invalid("bulk frame of " + std::to_string(length) +
+                           " bytes is shorter than its " +
+                           std::to_string(kBulkPreambleSize) +
+                           "-byte preamble");
+  }
+  if (length - kBulkPreambleSize > kMaxBulkChunk) {
+    return Status::Invalid("bulk frame payload of " +
+                           std::to_string(length - kBulkPreambleSize) +
+                           " bytes exceeds the chunk limit of " +
+                           std::to_string(kMaxBulkChunk) + " bytes");
+  }
+  if (buffered() < kBulkHeaderSize) return std::optional<BulkHeader>();
+  BulkHeader bulk;
+  bulk.type = GetLe16(header + 4);
+  bulk.blob = ObjectID(GetLe64(header + kHeaderSize));
+  bulk.offset = GetLe64(header + kHeaderSize + 8);
+  bulk.size = length - kBulkPreambleSize;
+  read_pos_ += kBulkHeaderSize;
+  return std::optional<BulkHeader>(bulk);
+}
+
+size_t FrameDecoder::Take(uint8_t* out, size_t max) {
+  size_t n = std::min(max, buffered());
+  if (n > 0) std::memcpy(out, buffer_.data() + read_pos_, n);
+  read_pos_ += n;
+  return n;
+}
+
+Result<json> BodyDom(const json& body) {
+  if (!IsEncodedBody(body)) return body;
+  const auto& bytes = body.get_binary();
+  return DecodeBody(bytes.data(), bytes.size());
 }
 
 }  // namespace trellis::protocol

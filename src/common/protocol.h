@@ -26,6 +26,7 @@
 // protocol_test.cc).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -75,7 +76,8 @@ enum class MessageType : uint16_t {
   kUnpin = 19,
   kEvict = 20,
   kMemoryTrim = 21,
-  // 22 and 23 are the RPC transport's WriteBlob/ReadBlobs.
+  kBlobData = 22,   // bulk frames only: a chunk of one blob's bytes
+  kReadBlobs = 23,  // reply, then the blobs' bytes as BlobData bulk frames
   kClusterInfo = 24,
   kReply = 256,  // success; body is the request's result map
   kError = 257,  // failure; body {code, message}
@@ -116,6 +118,40 @@ json ErrorBody(const Status& status);
 // Turns an Error body back into a Status (Invalid if the body is malformed).
 Status StatusFromErrorBody(const json& body);
 
+// Bulk frames carry raw bytes of a blob (docs/protocol.md, "Bulk frames"):
+// header flags kFlagBulk, then a 16-byte preamble {u64 blob id, u64 offset
+// within the blob} (little-endian), then the payload. They are never
+// decoded into a buffer: the receiver reads the payload straight into its
+// destination.
+inline constexpr uint16_t kFlagBulk = 1;
+inline constexpr size_t kBulkPreambleSize = 16;
+inline constexpr size_t kBulkHeaderSize = kHeaderSize + kBulkPreambleSize;
+// Largest payload of one bulk frame.
+inline constexpr uint64_t kMaxBulkChunk = 8u << 20;
+
+// Blobs read back to back into one buffer (ReadBlobs) start at multiples
+// of this; GetMeta {relocate: true} gives offsets in that layout.
+inline constexpr uint64_t kBlobAlignment = 64;
+// Where each blob of `sizes` starts in that layout: 0 for the first, then
+// each at the first multiple of kBlobAlignment after the one before it.
+// `*total` (if not null) is the layout's size, aligned the same way.
+std::vector<uint64_t> ConcatenatedPositions(const std::vector<uint64_t>& sizes,
+                                            uint64_t* total);
+
+struct BulkHeader {
+  uint16_t type = 0;
+  ObjectID blob;
+  uint64_t offset = 0;  // of the payload's first byte within the blob
+  uint64_t size = 0;    // payload bytes (at most kMaxBulkChunk)
+};
+
+// The header and preamble of a bulk frame carrying `size` (<=
+// kMaxBulkChunk) payload bytes; the payload follows them on the stream.
+std::array<uint8_t, kBulkHeaderSize> EncodeBulkHeader(MessageType type,
+                                                      ObjectID blob,
+                                                      uint64_t offset,
+                                                      uint64_t size);
+
 // Splits a byte stream into frames. Not thread-safe.
 class FrameDecoder {
  public:
@@ -139,6 +175,21 @@ class FrameDecoder {
   Result<std::optional<RawFrame>> NextRaw();
   size_t buffered() const { return buffer_.size() - read_pos_; }
 
+  // Bulk frames (flag kFlagBulk; see BulkHeader). Next and NextRaw refuse
+  // them (non-zero flags); a peer that accepts them asks NextIsBulk first.
+  // True if a whole header is buffered and it has the BULK flag.
+  bool NextIsBulk() const;
+  // Consumes the header and preamble of the next frame, which must be bulk
+  // (NextIsBulk), and returns them; std::nullopt until all 24 bytes are
+  // buffered; Invalid if the header is malformed (flags other than BULK, a
+  // body shorter than the preamble or a payload over kMaxBulkChunk). The
+  // payload is then the next BulkHeader::size bytes of the stream: Take what
+  // is buffered, read the rest straight into the destination.
+  Result<std::optional<BulkHeader>> NextBulk();
+  // Copies up to `max` buffered bytes to `out` and consumes them; returns
+  // how many.
+  size_t Take(uint8_t* out, size_t max);
+
  private:
   uint32_t max_frame_;
   std::vector<uint8_t> buffer_;
@@ -151,6 +202,10 @@ class FrameDecoder {
 // bytes). Ext values become binaries with the ext type as subtype; a
 // repeated key keeps its last value. Never recurses on the input.
 Result<json> DecodeBody(const uint8_t* data, size_t size);
+
+// The DOM of a body: `body` itself, or, for an EncodedBody, its bytes
+// decoded (Invalid if they are not a map).
+Result<json> BodyDom(const json& body);
 
 // How deeply `v` nests maps and arrays: 0 for a scalar, 1 for a flat map.
 size_t NestingDepth(const json& v);

@@ -8,6 +8,9 @@
 // fuzzer explores both the bytes and how a socket happens to split them.
 // Everything after those two bytes is the byte stream a peer sent.
 //
+// Bulk frames (flag BULK) are taken as a peer that accepts them takes them:
+// NextBulk, then the payload with Take.
+//
 // Invariants checked (a violation aborts, which libFuzzer reports):
 //  * the decoder never crashes, hangs or reads out of bounds (ASan/UBSan);
 //  * a decoded body is a map, and re-encoding it gives bytes that decode to
@@ -17,6 +20,7 @@
 // The seed corpus in src/common/fuzz_corpus/ holds valid frames of every
 // request type and of the replies, each prefixed by the two control bytes;
 // they were written with protocol::EncodeFrame.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -50,7 +54,8 @@ void ExerciseAccessors(const json& body) {
       "names",       "objects",  "deleted",
       "code",        "message",  "arena_size",
       "instance_id", "reserved", "max_inline_blob",
-      "client_id",   "missing"};
+      "client_id",   "relocate", "token",
+      "transport",   "missing"};
   for (const char* key : kKeys) {
     (void)protocol::GetUint(body, key);
     (void)protocol::GetInt(body, key);
@@ -116,6 +121,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   bool failed = false;
   size_t frames = 0;
+  uint64_t payload_left = 0;  // of the current bulk frame
+  static uint8_t payload[4096];
   size_t pos = 0;
   while (pos < size && !failed) {
     // xorshift32: chunks of 1..64 bytes, or now and then the whole rest.
@@ -127,6 +134,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     decoder.Feed(data + pos, chunk);
     pos += chunk;
     while (true) {
+      // Bulk frames, as a peer that accepts them takes them: the header,
+      // then the payload copied out as it arrives.
+      if (payload_left > 0) {
+        payload_left -= decoder.Take(
+            payload, std::min<uint64_t>(payload_left, sizeof(payload)));
+        if (payload_left > 0 && decoder.buffered() == 0) break;
+        continue;
+      }
+      if (decoder.NextIsBulk()) {
+        auto bulk = decoder.NextBulk();
+        if (!bulk.ok()) {
+          Check(bulk.status().IsInvalid());
+          failed = true;
+          break;
+        }
+        if (!bulk->has_value()) break;
+        Check((*bulk)->size <= protocol::kMaxBulkChunk);
+        payload_left = (*bulk)->size;
+        ++frames;
+        continue;
+      }
       auto next = decoder.Next();
       if (!next.ok()) {
         Check(next.status().IsInvalid());

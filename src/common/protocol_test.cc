@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -430,6 +431,120 @@ TEST(ProtocolTest, ErrorBodiesRoundTrip) {
   EXPECT_TRUE(back.IsOutOfMemory());
   EXPECT_EQ(back.message(), "arena full");
   EXPECT_TRUE(StatusFromErrorBody(json{{"code", 999}}).IsInvalid());
+}
+
+TEST(ProtocolTest, BulkFramesInterleaveWithFramesAcrossArbitrarySplits) {
+  std::vector<uint8_t> stream;
+  AppendFrame(MessageType::kSeal, json{{"ids", {7}}}, &stream);
+  const std::string payload = "0123456789";
+  auto header =
+      EncodeBulkHeader(MessageType::kBlobData, ObjectID(7), 5, payload.size());
+  stream.insert(stream.end(), header.begin(), header.end());
+  stream.insert(stream.end(), payload.begin(), payload.end());
+  AppendFrame(MessageType::kStatus, json::object(), &stream);
+  for (size_t split = 0; split <= stream.size(); ++split) {
+    FrameDecoder d(64);  // the frame limit does not apply to bulk frames
+    std::vector<uint16_t> types;
+    std::string got;
+    uint64_t left = 0;
+    auto drain = [&] {
+      while (true) {
+        if (left > 0) {
+          char buf[4];
+          size_t n = d.Take(reinterpret_cast<uint8_t*>(buf),
+                            std::min<uint64_t>(left, sizeof(buf)));
+          got.append(buf, n);
+          left -= n;
+          if (n == 0) return;
+          continue;
+        }
+        if (d.NextIsBulk()) {
+          auto bulk = d.NextBulk();
+          ASSERT_TRUE(bulk.ok()) << bulk.status();
+          if (!bulk->has_value()) return;
+          EXPECT_EQ((*bulk)->type,
+                    static_cast<uint16_t>(MessageType::kBlobData));
+          EXPECT_EQ((*bulk)->blob, ObjectID(7));
+          EXPECT_EQ((*bulk)->offset, 5u);
+          left = (*bulk)->size;
+          types.push_back((*bulk)->type);
+          continue;
+        }
+        auto f = d.Next();
+        ASSERT_TRUE(f.ok()) << f.status();
+        if (!f->has_value()) return;
+        types.push_back((*f)->type);
+      }
+    };
+    d.Feed(stream.data(), split);
+    drain();
+    d.Feed(stream.data() + split, stream.size() - split);
+    drain();
+    EXPECT_EQ(types, (std::vector<uint16_t>{4, 22, 17})) << "split " << split;
+    EXPECT_EQ(got, payload) << "split " << split;
+  }
+}
+
+TEST(ProtocolTest, MalformedBulkHeadersAreRejected) {
+  auto header = [](uint32_t length, uint16_t flags) {
+    std::vector<uint8_t> h(kBulkHeaderSize, 0);
+    std::memcpy(h.data(), &length, 4);
+    h[4] = 22;
+    std::memcpy(h.data() + 6, &flags, 2);
+    return h;
+  };
+  struct Case {
+    std::vector<uint8_t> bytes;
+    const char* says;
+  } cases[] = {
+      {header(15, 1), "shorter than its 16-byte preamble"},
+      {header(16 + (8u << 20) + 1, 1), "exceeds the chunk limit"},
+      {header(16, 5), "bulk frame flags must be 1, got 5"},
+  };
+  for (const Case& c : cases) {
+    FrameDecoder d;
+    d.Feed(c.bytes.data(), kHeaderSize);  // the header alone suffices
+    ASSERT_TRUE(d.NextIsBulk());
+    auto bulk = d.NextBulk();
+    ASSERT_TRUE(bulk.status().IsInvalid());
+    EXPECT_NE(bulk.status().message().find(c.says), std::string::npos)
+        << bulk.status();
+    EXPECT_FALSE(d.Next().ok());  // and the stream stays failed
+  }
+  // The largest chunk is fine; Next refuses a bulk frame.
+  FrameDecoder d;
+  auto largest = header(16 + (8u << 20), 1);
+  d.Feed(largest.data(), largest.size());
+  EXPECT_FALSE(d.Next().ok());
+  auto bulk = d.NextBulk();
+  ASSERT_TRUE(bulk.ok() && bulk->has_value());
+  EXPECT_EQ((*bulk)->size, kMaxBulkChunk);
+}
+
+TEST(ProtocolTest, ConcatenatedPositionsAlignEachBlob) {
+  uint64_t total = 1;
+  EXPECT_TRUE(ConcatenatedPositions({}, &total).empty());
+  EXPECT_EQ(total, 0u);
+  EXPECT_EQ(ConcatenatedPositions({0, 1, 64, 65, 3}, &total),
+            (std::vector<uint64_t>{0, 0, 64, 128, 256}));
+  EXPECT_EQ(total, 320u);
+}
+
+TEST(ProtocolTest, BodyDomDecodesEncodedBodies) {
+  json dom = {{"ids", {1, 2}}};
+  EXPECT_EQ(*BodyDom(dom), dom);
+  auto decoded = BodyDom(IdsBody({ObjectID(1), ObjectID(2)}));
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ((*decoded)["ids"], json({1, 2}));
+  EXPECT_TRUE(BodyDom(EncodedBody({0xc1})).status().IsInvalid());
+}
+
+TEST(ProtocolTest, ReadBlobsIsARequestAndBlobDataIsNot) {
+  EXPECT_TRUE(IsRequestType(static_cast<uint16_t>(MessageType::kReadBlobs)));
+  EXPECT_FALSE(IsRequestType(static_cast<uint16_t>(MessageType::kBlobData)));
+  EXPECT_EQ(MessageTypeName(22), "BlobData");
+  EXPECT_EQ(MessageTypeName(23), "ReadBlobs");
+  EXPECT_FALSE(IsRequestType(25));
 }
 
 TEST(ObjectIdTest, PrintsAndParses) {

@@ -1,11 +1,7 @@
 // IpcServer: serves a Store to local clients over a UNIX domain socket.
 //
-// Each connection must start with Hello; the reply carries the arena's memfd
-// (SCM_RIGHTS). Afterwards frames are decoded and handed to the Store one at
-// a time: while a request waits (a blocking GetName) later frames of the same
-// connection stay queued, so replies are always in request order. A malformed
-// or oversized frame, an unknown type or a protocol violation gets an Error
-// reply and the connection is closed; other connections are unaffected.
+// Connections behave as session.h says; the IPC half of the handshake is
+// that the Hello reply carries the arena's memfd (SCM_RIGHTS).
 //
 // Runs entirely on the io_context's thread.
 #pragma once
@@ -13,10 +9,9 @@
 #include <sys/types.h>
 
 #include <asio.hpp>
-#include <memory>
 #include <string>
-#include <unordered_set>
 
+#include "server/session.h"
 #include "server/store.h"
 #include "trellis/status.h"
 
@@ -28,10 +23,10 @@ struct IpcOptions {
   uint32_t max_frame = 64u << 20;
 };
 
-class IpcServer {
+class IpcServer : public SessionServer {
  public:
   IpcServer(asio::io_context& io, Store* store, IpcOptions options);
-  ~IpcServer();
+  ~IpcServer() override;
 
   // Binds and listens. Fails if a live daemon already serves the path;
   // removes a stale socket file left by a dead one.
@@ -39,18 +34,15 @@ class IpcServer {
   // Stops accepting, closes every connection and removes the socket file.
   void Stop();
 
-  size_t session_count() const;
+ protected:
+  Status CheckHello(const nlohmann::json& hello) const override;
+  // Sends the reply with the arena's memfd attached.
+  Result<size_t> SendHelloReply(int socket,
+                                const std::vector<uint8_t>& frame) override;
 
  private:
-  class Session;
-  void Accept();
-  void OnSessionClosed(const std::shared_ptr<Session>& session);
-
-  asio::io_context& io_;
-  Store* store_;
   IpcOptions options_;
   asio::local::stream_protocol::acceptor acceptor_;
-  std::unordered_set<std::shared_ptr<Session>> sessions_;
   bool started_ = false;
 };
 

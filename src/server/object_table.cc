@@ -230,6 +230,28 @@ Status ObjectTable::GetTreeEncoded(ClientId client, ObjectID id,
   return Status::OK();
 }
 
+Status ObjectTable::GetTreeRelocated(ClientId client, ObjectID id,
+                                     std::vector<uint8_t>* out,
+                                     std::vector<ObjectID>* held,
+                                     uint64_t* end) {
+  TRELLIS_ASSIGN_OR_RAISE(ObjectEntry * e, FindSealed(id));
+  const TreeCache& cache = codec_.CacheOf(*e);
+  TRELLIS_RETURN_NOT_OK(HoldBlobs(client, id, cache, held).status());
+  std::vector<uint64_t> sizes;
+  sizes.reserve(cache.blobs.size());
+  for (ObjectID blob : cache.blobs) sizes.push_back(entries_.at(blob).size);
+  uint64_t tree_bytes = 0;
+  std::vector<uint64_t> at =
+      protocol::ConcatenatedPositions(sizes, &tree_bytes);
+  BlobPositions positions;
+  for (size_t i = 0; i < at.size(); ++i) {
+    positions[cache.blobs[i]] = *end + at[i];
+  }
+  *end += tree_bytes;
+  codec_.Encode(*e, out, &positions);
+  return Status::OK();
+}
+
 Result<BlobSlot> ObjectTable::GetBlob(ClientId client, ObjectID id) {
   ObjectEntry* e = FindVisible(id);
   if (!e) return Status::ObjectNotFound("blob " + id.ToString() + " not found");

@@ -136,6 +136,14 @@ class ObjectTable final : public EntryLookup {
   // offset), so a repeated get costs a copy plus one hold per blob.
   Status GetTreeEncoded(ClientId client, ObjectID id, std::vector<uint8_t>* out,
                         std::vector<ObjectID>* held);
+  // As GetTreeEncoded, for a reader that reads the blobs it holds into one
+  // buffer (ReadBlobs over TCP, laid out as protocol::ConcatenatedPositions
+  // of all of *held): each blob node's offset is the blob's position in that
+  // buffer. `*end` is the layout's size so far (0 before the first tree) and
+  // is advanced past this tree's blobs. Encoded afresh (not cached).
+  Status GetTreeRelocated(ClientId client, ObjectID id,
+                          std::vector<uint8_t>* out,
+                          std::vector<ObjectID>* held, uint64_t* end);
   // A visible, sealed blob, held once for the client.
   Result<BlobSlot> GetBlob(ClientId client, ObjectID id);
   // Drops one hold per id (ids the client does not hold are Invalid; those

@@ -98,6 +98,39 @@ TEST_F(ObjectTableTest, GetHoldsEachDistinctBlobOnceAndCachesTheEncoding) {
   EXPECT_EQ(table_.Stats().deleted_pending, 0u);
 }
 
+TEST_F(ObjectTableTest, RelocatedTreesGivePositionsInTheHeldBlobsLayout) {
+  ObjectID a = SealedBlob(100);
+  ObjectID b = SealedBlob(0);
+  ObjectID c = SealedBlob(65);
+  ObjectID inner = Composite({c, a});
+  ObjectID root = Composite({a, b, inner});
+  std::vector<uint8_t> first, second, cached;
+  std::vector<ObjectID> held;
+  uint64_t end = 0;
+  ASSERT_TRUE(table_.GetTreeRelocated(kReader, root, &first, &held, &end).ok());
+  EXPECT_EQ(held, (std::vector<ObjectID>{a, b, c}));
+  EXPECT_EQ(end, 256u);  // a at 0, b at 128, c at 128 (b is empty)
+  json tree = json::from_msgpack(first);
+  EXPECT_EQ(tree["members"]["m0"]["offset"], 0u);
+  EXPECT_EQ(tree["members"]["m1"]["offset"], 128u);
+  EXPECT_EQ(tree["members"]["m2"]["members"]["m0"]["offset"], 128u);
+  EXPECT_EQ(tree["members"]["m2"]["members"]["m1"]["offset"], 0u);
+  // A second tree continues the layout where the first ended.
+  ASSERT_TRUE(table_.GetTreeRelocated(kReader, c, &second, &held, &end).ok());
+  EXPECT_EQ(json::from_msgpack(second)["offset"], 256u);
+  EXPECT_EQ(end, 384u);
+  // The cached (arena) encoding is untouched.
+  ASSERT_TRUE(table_.GetTreeEncoded(kReader, root, &cached, &held).ok());
+  EXPECT_EQ(json::from_msgpack(cached),
+            *table_.GetTree(kReader, root, nullptr));
+  EXPECT_NE(cached, first);
+  ASSERT_TRUE(table_.Release(kReader, held).ok());
+  EXPECT_EQ(table_.Stats().held_bytes, 0u);
+  EXPECT_TRUE(
+      table_.GetTreeRelocated(kReader, ObjectID(99), &first, &held, &end)
+          .IsObjectNotFound());
+}
+
 TEST_F(ObjectTableTest, CachedTreesFollowReloadedBlobs) {
   ObjectID blob = SealedBlob(256);
   ObjectID root = Composite({blob});

@@ -13,6 +13,7 @@
 
 namespace trellis::server {
 
+using protocol::GetBool;
 using protocol::GetIds;
 using protocol::GetUints;
 using protocol::MessageType;
@@ -232,26 +233,31 @@ Status Store::Release(ClientId client, const json& body, Done& done) {
 }
 
 Status Store::GetMeta(ClientId client, const json& body, Done& done) {
+  // relocate: offsets for a remote reader of ReadBlobs(held) (protocol.md).
+  TRELLIS_ASSIGN_OR_RAISE(bool relocate, GetBool(body, "relocate", false));
   if (!body.contains("names")) {
-    return WithIds<&Store::GetTrees>(client, body, done);
+    TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
+    GetTrees(client, std::move(ids), relocate, std::move(done));
+    return Status::OK();
   }
   if (body.contains("ids")) {
     return Status::Invalid("GetMeta takes 'ids' or 'names', not both");
   }
   TRELLIS_ASSIGN_OR_RAISE(std::vector<std::string> names,
                           GetStrings(body, "names"));
-  ResolveNames(std::move(names),
-               [this, client, done = ForClient(client, std::move(done))](
-                   Result<std::vector<ObjectID>> ids) {
-                 if (!ids.ok()) return done(ids.status());
-                 GetTrees(client, std::move(*ids), done);
-               });
+  ResolveNames(std::move(names), [this, client, relocate,
+                                  done = ForClient(client, std::move(done))](
+                                     Result<std::vector<ObjectID>> ids) {
+    if (!ids.ok()) return done(ids.status());
+    GetTrees(client, std::move(*ids), relocate, done);
+  });
   return Status::OK();
 }
 
-void Store::GetTrees(ClientId client, std::vector<ObjectID> ids, Done done) {
+void Store::GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
+                     Done done) {
   std::vector<ObjectID> wanted = ids;
-  memory_.EnsureResident(wanted, [this, client, ids = std::move(ids),
+  memory_.EnsureResident(wanted, [this, client, ids = std::move(ids), relocate,
                                   done = std::move(done)](Status st) {
     if (!table_.HasClient(client)) return;
     if (!st.ok()) return done(st);
@@ -262,8 +268,11 @@ void Store::GetTrees(ClientId client, std::vector<ObjectID> ids, Done done) {
     protocol::AppendMsgpackMapHeader(2, &body);
     protocol::AppendMsgpackString("trees", &body);
     protocol::AppendMsgpackArrayHeader(ids.size(), &body);
+    uint64_t end = 0;  // of the relocated layout
     for (ObjectID id : ids) {
-      Status got = table_.GetTreeEncoded(client, id, &body, &held);
+      Status got = relocate
+                       ? table_.GetTreeRelocated(client, id, &body, &held, &end)
+                       : table_.GetTreeEncoded(client, id, &body, &held);
       if (!got.ok()) {
         (void)table_.Release(client, held);  // all or nothing
         return done(got);
@@ -397,6 +406,27 @@ Result<json> Store::MemoryTrim(ClientId, const json&) {
   uint64_t trimmed = before > after ? before - after : 0;
   trimmed_bytes_ += trimmed;
   return json{{"trimmed_bytes", trimmed}, {"resident_bytes", after}};
+}
+
+Result<uint8_t*> Store::WritableRange(ClientId client, ObjectID id,
+                                      uint64_t offset, uint64_t size) {
+  const ObjectEntry* e = table_.Find(id);
+  if (!e || !e->is_blob) {
+    return Status::ObjectNotFound("blob " + id.ToString() + " not found");
+  }
+  if (e->state != ObjectState::kCreated || e->creator != client) {
+    return Status::Invalid("blob " + id.ToString() +
+                           (e->state != ObjectState::kCreated
+                                ? " is sealed"
+                                : " is being written by another client"));
+  }
+  if (offset > e->size || size > e->size - offset) {
+    return Status::Invalid("bytes [" + std::to_string(offset) + ", " +
+                           std::to_string(offset + size) +
+                           ") are outside blob " + id.ToString() + " of " +
+                           std::to_string(e->size) + " bytes");
+  }
+  return arena_->base() + e->offset + offset;
 }
 
 }  // namespace trellis::server

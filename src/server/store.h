@@ -105,6 +105,15 @@ class Store {
   // called after Disconnect(client). `body` need not outlive the call.
   void Handle(ClientId client, uint16_t type, const json& body, Done done);
 
+  // Where bytes [offset, offset + size) of a CREATED blob of `client` are
+  // in the arena, for a transport that writes them there (WriteBlob bulk
+  // frames). Valid until the blob is sealed or aborted or the client
+  // disconnects. ObjectNotFound if `id` is no blob; Invalid if it is not
+  // being written by this client (sealed, or another client's) or the range
+  // is not within its size.
+  Result<uint8_t*> WritableRange(ClientId client, ObjectID id, uint64_t offset,
+                                 uint64_t size);
+
  private:
   // A request handler. It returns an error to reply with at once, leaving
   // `done` untouched; or OK, having taken `done` (moved from it) to call
@@ -139,7 +148,10 @@ class Store {
   Result<json> Seal(ClientId client, const json& body);
   Result<json> Abort(ClientId client, const json& body);
   Status GetMeta(ClientId client, const json& body, Done& done);
-  void GetTrees(ClientId client, std::vector<ObjectID> ids, Done done);
+  // With `relocate`, blob offsets are positions in the layout of the held
+  // blobs read back to back (ObjectTable::GetTreeRelocated).
+  void GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
+                Done done);
   void GetBlobs(ClientId client, std::vector<ObjectID> ids, Done done);
   Status Release(ClientId client, const json& body, Done& done);
   Result<json> ListObjects(ClientId client, const json& body);

@@ -683,5 +683,52 @@ TEST_P(StoreTest, MemoryTrimCountsWhatItReturned) {
   EXPECT_EQ(StatusReply()["trimmed_bytes_total"], r["trimmed_bytes"]);
 }
 
+TEST_P(StoreTest, WritableRangeIsTheCreatorsUnsealedBlobOnly) {
+  json created = Ok(writer_, MessageType::kCreateBlobs, {{"sizes", {100}}});
+  ObjectID id(created["ids"][0].get<uint64_t>());
+  uint64_t offset = created["offsets"][0];
+  auto range = store_->WritableRange(writer_, id, 10, 90);
+  ASSERT_TRUE(range.ok()) << range.status();
+  EXPECT_EQ(*range, store_->arena().base() + offset + 10);
+  EXPECT_TRUE(store_->WritableRange(writer_, id, 100, 0).ok());
+  EXPECT_TRUE(Contains(store_->WritableRange(writer_, id, 10, 91).status(),
+                       "outside blob"));
+  EXPECT_TRUE(
+      store_->WritableRange(writer_, id, UINT64_MAX, 2).status().IsInvalid());
+  EXPECT_TRUE(Contains(store_->WritableRange(reader_, id, 0, 1).status(),
+                       "another client"));
+  Ok(writer_, MessageType::kSeal, Ids({id}));
+  EXPECT_TRUE(
+      Contains(store_->WritableRange(writer_, id, 0, 1).status(), "sealed"));
+  ObjectID object = CreateObject(writer_, {{"tree", Tree(id, 1)}});
+  EXPECT_TRUE(
+      store_->WritableRange(writer_, object, 0, 0).status().IsObjectNotFound());
+  EXPECT_TRUE(store_->WritableRange(writer_, ObjectID(12345), 0, 0)
+                  .status()
+                  .IsObjectNotFound());
+}
+
+TEST_P(StoreTest, GetMetaRelocatesByIdsAndByNames) {
+  ObjectID small = PutBlob(writer_, 10, 1);
+  ObjectID blob = PutBlob(writer_, 100, 2);
+  ObjectID object =
+      CreateObject(writer_, {{"tree", Tree(blob, 1)}, {"name", "relocated"}});
+  for (json body : {json{{"ids", {small.value(), object.value()}}},
+                    json{{"names", {"relocated"}}}}) {
+    bool by_name = body.contains("names");
+    body["relocate"] = true;
+    json got = Ok(reader_, MessageType::kGetMeta, body);
+    const json& tree = got["trees"][by_name ? 0 : 1];
+    // Positions in the back-to-back layout of `held`: 0, then 64.
+    EXPECT_EQ(tree["members"]["b"]["offset"], by_name ? 0u : 64u) << body;
+    if (!by_name) EXPECT_EQ(got["trees"][0]["offset"], 0u);
+    Send(reader_, MessageType::kRelease, {{"ids", got["held"]}});
+  }
+  EXPECT_EQ(StatusReply()["held_bytes"], 0u);
+  auto bad = Call(reader_, MessageType::kGetMeta,
+                  {{"ids", {object.value()}}, {"relocate", "yes"}});
+  EXPECT_TRUE(Contains(bad.status(), "'relocate'"));
+}
+
 }  // namespace
 }  // namespace trellis::server

@@ -148,8 +148,8 @@ json TreeCodec::Expand(const ObjectEntry& entry) const {
   return node;
 }
 
-void TreeCodec::Encode(const ObjectEntry& entry,
-                       std::vector<uint8_t>* out) const {
+void TreeCodec::Encode(const ObjectEntry& entry, std::vector<uint8_t>* out,
+                       const BlobPositions* positions) const {
   bool offset = entry.is_blob && entry.resident();
   protocol::AppendMsgpackMapHeader(entry.is_blob ? 4 + offset : 6, out);
   protocol::AppendMsgpackString("typename", out);
@@ -163,7 +163,8 @@ void TreeCodec::Encode(const ObjectEntry& entry,
   if (entry.is_blob) {
     if (offset) {
       protocol::AppendMsgpackString("offset", out);
-      protocol::AppendMsgpackUint(entry.offset, out);
+      protocol::AppendMsgpackUint(
+          positions ? positions->at(entry.id) : entry.offset, out);
     }
     return;
   }
@@ -173,7 +174,7 @@ void TreeCodec::Encode(const ObjectEntry& entry,
   protocol::AppendMsgpackMapHeader(entry.members.size(), out);
   for (const auto& [name, child] : entry.members) {
     protocol::AppendMsgpackString(name, out);
-    Encode(Member(child), out);
+    Encode(Member(child), out, positions);
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -34,6 +35,9 @@ class EntryLookup {
 };
 
 using Members = std::vector<std::pair<std::string, ObjectID>>;
+// Offsets to give blob nodes in place of their arena offsets (TreeCodec::
+// Encode).
+using BlobPositions = std::unordered_map<ObjectID, uint64_t>;
 
 // True if `node` names an existing object, {"id": <non-zero>}; then *id is
 // that id (if id is not null).
@@ -78,8 +82,11 @@ class TreeCodec {
   json Expand(const ObjectEntry& entry) const;
   // Expand's result appended to *out as MessagePack, without building JSON.
   // The same value, though not the same bytes as json::to_msgpack of it (that
-  // sorts the keys).
-  void Encode(const ObjectEntry& entry, std::vector<uint8_t>* out) const;
+  // sorts the keys). With `positions`, a blob node's offset is its entry
+  // there (every blob of the tree must have one) instead of its arena
+  // offset.
+  void Encode(const ObjectEntry& entry, std::vector<uint8_t>* out,
+              const BlobPositions* positions = nullptr) const;
 
  private:
   // `budget`: the MessagePack levels the node may take.

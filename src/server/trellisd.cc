@@ -19,6 +19,7 @@
 #include "server/etcd_meta_store.h"
 #include "server/ipc_server.h"
 #include "server/meta_store.h"
+#include "server/rpc_server.h"
 #include "server/spill_storage.h"
 #include "server/store.h"
 
@@ -124,6 +125,18 @@ int main(int argc, char** argv) {
                  "with --etcd: the cluster's name; daemons with the same name "
                  "on the same etcd share names and objects (default trellis)")
       ->needs(etcd_option);
+  RpcFlags rpc_flags;
+  auto* rpc_flag = app.add_option(
+      "--rpc", rpc_flags.endpoint,
+      "also serve over TCP on [HOST:]PORT (HOST 127.0.0.1 unless given; "
+      "port 0 picks a free one)");
+  app.add_option("--rpc-token", rpc_flags.token_file,
+                 "file holding the secret RPC clients must present (needed "
+                 "for a non-loopback --rpc host)")
+      ->needs(rpc_flag);
+  app.add_option("--rpc-port-file", rpc_flags.port_file,
+                 "write the RPC port here once listening")
+      ->needs(rpc_flag);
   CLI11_PARSE(app, argc, argv);
   if (spill_low > spill_high) {
     return Refuse("--spill-low must not exceed --spill-high");
@@ -227,6 +240,10 @@ int main(int argc, char** argv) {
   ipc_options.socket_path = socket_path;
   ipc_options.socket_mode = static_cast<mode_t>(mode);
   ipc_options.max_frame = static_cast<uint32_t>(*max_frame);
+  // RPC first: once the socket accepts connections, the port file exists.
+  auto rpc = StartRpcServer(io, store->get(), rpc_flags,
+                            static_cast<uint32_t>(*max_frame));
+  if (!rpc.ok()) return Refuse(rpc.status().message());
   IpcServer server(io, store->get(), ipc_options);
   Status started = server.Start();
   if (!started.ok()) return Refuse(started.message());
@@ -248,16 +265,20 @@ int main(int argc, char** argv) {
     if (ec) return;
     spdlog::info("signal {}: shutting down", signo);
     server.Stop();
+    if (*rpc) (*rpc)->Stop();
     io.stop();
   });
 
-  spdlog::info("serving {} (arena {} bytes{}, instance {}, protocol {}, {})",
-               socket_path, size, reserve ? ", reserved" : "", instance_id,
+  spdlog::info("serving {}{} (arena {} bytes{}, instance {}, protocol {}, {})",
+               socket_path,
+               *rpc ? " and tcp " + EndpointString((*rpc)->endpoint()) : "",
+               size, reserve ? ", reserved" : "", instance_id,
                protocol::kProtocolVersion,
                etcd.empty() ? std::string("local metadata")
                             : "cluster '" + cluster + "' at etcd " + etcd);
   io.run();
   server.Stop();
+  if (*rpc) (*rpc)->Stop();
   workers.join();  // no copy may run against the arena once it is unmapped
   return 0;
 }

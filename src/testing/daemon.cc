@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <thread>
 
@@ -108,7 +110,19 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
   std::vector<std::string> args = {"--socket", d->socket_, "--log-level",
                                    "warn"};
   args.insert(args.end(), options.args.begin(), options.args.end());
-  auto pid = Spawn(options.trellisd, args, -1);
+  std::string port_file = d->dir_ + "/rpc.port";
+  if (!options.rpc.empty()) {
+    args.insert(args.end(),
+                {"--rpc", options.rpc, "--rpc-port-file", port_file});
+  }
+  int log_fd = -1;
+  if (options.capture_stderr) {
+    log_fd = open((d->dir_ + "/stderr.log").c_str(),
+                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (log_fd < 0) return Status::FromErrno("open stderr.log", errno);
+  }
+  auto pid = Spawn(options.trellisd, args, log_fd);
+  if (log_fd >= 0) close(log_fd);
   if (!pid.ok()) return pid.status();
   d->pid_ = *pid;
   auto deadline = Clock::now() + options.start_timeout;
@@ -127,7 +141,21 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  if (!options.rpc.empty()) {  // written before the socket listens
+    std::ifstream in(port_file);
+    unsigned port = 0;
+    if (!(in >> port) || port == 0 || port > 65535) {
+      return Status::IOError(options.trellisd + " wrote no RPC port to " +
+                             port_file);
+    }
+    d->rpc_port_ = static_cast<uint16_t>(port);
+  }
   return d;
+}
+
+std::string DaemonProcess::Log() const {
+  std::ifstream in(dir_ + "/stderr.log");
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 int TerminateChild(pid_t* pid) {

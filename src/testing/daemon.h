@@ -25,6 +25,12 @@ struct DaemonOptions {
   // How long the daemon may take to accept connections (it listens only
   // once its arena is set up: a --reserve of GiBs takes seconds).
   std::chrono::milliseconds start_timeout = std::chrono::seconds(5);
+  // If not empty, also serve RPC: `--rpc <rpc> --rpc-port-file <dir>/rpc.port`
+  // are passed, and rpc_port() is the port the daemon chose.
+  std::string rpc;
+  // Send the daemon's stderr to <dir>/stderr.log (Log() reads it) instead
+  // of ours.
+  bool capture_stderr = false;
 };
 
 class DaemonProcess {
@@ -47,6 +53,10 @@ class DaemonProcess {
   const std::string& socket() const { return socket_; }
   const std::string& dir() const { return dir_; }
   pid_t pid() const { return pid_; }
+  // The RPC port (DaemonOptions::rpc), 0 if there is no RPC server.
+  uint16_t rpc_port() const { return rpc_port_; }
+  // What the daemon has written to stderr so far (with capture_stderr).
+  std::string Log() const;
   // Sends SIGTERM and blocks until the daemon exits; returns its exit code
   // (128+signal if killed), -1 if already stopped.
   int Stop();
@@ -56,6 +66,7 @@ class DaemonProcess {
   std::string dir_;
   std::string socket_;
   pid_t pid_ = -1;
+  uint16_t rpc_port_ = 0;
 };
 
 // Runs trellisd with `args` to completion; returns its exit code and stderr.
