@@ -61,10 +61,14 @@ struct PutOptions {
 
 // A blob being written. Only its creator sees it until Seal. Destroying an
 // unsealed writer aborts the blob (its memory is reused). Not thread-safe.
+// For a remote client (Client::ConnectRpc), data() is a buffer the writer
+// owns, and Seal (or the CreateObject that references the blob) uploads it.
 class BlobWriter {
  public:
   BlobWriter(std::shared_ptr<ClientCore> core, ObjectID id, uint8_t* data,
              uint64_t size);
+  BlobWriter(std::shared_ptr<ClientCore> core, ObjectID id,
+             std::shared_ptr<uint8_t> owned, uint64_t size);
   ~BlobWriter();
   BlobWriter(const BlobWriter&) = delete;
   BlobWriter& operator=(const BlobWriter&) = delete;
@@ -83,6 +87,7 @@ class BlobWriter {
   ObjectID id_;
   uint8_t* data_;
   uint64_t size_;
+  std::shared_ptr<uint8_t> owned_;  // remote: the buffer data_ points into
 };
 
 class Client {
@@ -92,6 +97,19 @@ class Client {
   // Disconnected if nothing serves it, Invalid on a protocol mismatch.
   static Result<std::unique_ptr<Client>> Connect(
       const std::string& socket = "");
+  // Connects to the RPC (TCP) server of a daemon on any machine
+  // (trellisd --rpc), at `endpoint` "HOST:PORT" or "[V6]:PORT", presenting
+  // `token` (empty: the content of the file $TRELLIS_RPC_TOKEN_FILE, if
+  // set, else none). The same API with the same errors, but nothing is
+  // shared: writers fill client buffers that Seal uploads, gets copy the
+  // bytes into buffers that the returned Blobs/ObjectMetas own (no holds
+  // stay at the daemon), and arena_base()/InArena() report no arena.
+  // Errors: Invalid for a malformed endpoint or a refused token ("RPC token
+  // rejected: ..."); Disconnected naming the endpoint if nothing serves it
+  // or the daemon goes away later; IOError if $TRELLIS_RPC_TOKEN_FILE
+  // cannot be read.
+  static Result<std::unique_ptr<Client>> ConnectRpc(
+      const std::string& endpoint, const std::string& token = "");
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -169,10 +187,14 @@ class Client {
   // daemon asks its metadata store (IOError/Disconnected if etcd is down).
   Result<trellis::ClusterInfo> ClusterInfo();
   uint16_t instance_id() const;
-  uint64_t arena_size() const;
-  // This process's mapping of the arena: [arena_base, arena_base+arena_size).
+  // True for a client made by ConnectRpc (no shared arena).
+  bool is_remote() const;
+  uint64_t arena_size() const;  // 0 when remote
+  // This process's mapping of the arena: [arena_base, arena_base+arena_size);
+  // null when remote.
   const uint8_t* arena_base() const;
-  bool InArena(const void* p) const;
+  bool InArena(const void* p) const;  // always false when remote
+  // The daemon's address: its socket path, or "HOST:PORT" when remote.
   const std::string& socket_path() const;
 
   // Closes the connection. Later calls fail with Disconnected; objects

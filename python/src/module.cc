@@ -130,6 +130,15 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     auto client = Unwrap(WithoutGil([&] { return Client::Connect(socket); }));
     return std::shared_ptr<PyClient>(new PyClient(std::move(client)));
   }
+  // A client of the daemon whose RPC server listens at `endpoint`
+  // (Client::ConnectRpc): gets copy the bytes into client buffers, which
+  // the returned values view (read-only) and keep alive.
+  static std::shared_ptr<PyClient> ConnectRpc(const std::string& endpoint,
+                                              const std::string& token) {
+    auto client =
+        Unwrap(WithoutGil([&] { return Client::ConnectRpc(endpoint, token); }));
+    return std::shared_ptr<PyClient>(new PyClient(std::move(client)));
+  }
 
   Client& client() { return *client_; }
 
@@ -156,8 +165,12 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
         },
         overwrite, persist, name);
     const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+    // A remote writer's bytes are uploaded right before the request.
+    std::vector<ObjectID> uploads;
+    if (writer) uploads.push_back(writer->id());
     json reply = Unwrap(WithoutGil([&] {
-      return core->Call(protocol::MessageType::kCreateObject, body);
+      return core->CallAfterUpload(protocol::MessageType::kCreateObject, body,
+                                   uploads);
     }));
     if (writer) {
       core->TakeOpenBlob(writer->id());  // sealed with the object
@@ -172,11 +185,13 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   // costs more than the round trip for trees of many nodes). See
   // FromMsgpack for `frame_blocks`.
   py::tuple GetTree(ObjectID id, bool frame_blocks) {
-    return TreeOf(protocol::IdsBody({id}), frame_blocks);
+    return TreeOf(ClientInternals::core(*client_)->GetMetaBody({id}),
+                  frame_blocks);
   }
   // The same for the object bound to `name`, still one round trip.
   py::tuple GetTreeByName(const std::string& name, bool frame_blocks) {
-    return TreeOf(protocol::NamesBody({name}), frame_blocks);
+    return TreeOf(ClientInternals::core(*client_)->GetMetaByNameBody({name}),
+                  frame_blocks);
   }
 
   Blob GetBlob(ObjectID id) {
@@ -318,8 +333,11 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
       });
       throw;
     }
-    // The holds are owned (and released on any error) from here on.
-    PyLease lease{std::make_shared<ClientLease>(core, std::move(held))};
+    // The holds are owned (and released on any error) from here on; a
+    // remote client reads the blobs' bytes into a buffer the lease owns
+    // (the tree's offsets were relocated into it).
+    PyLease lease{
+        Unwrap(WithoutGil([&] { return core->LeaseOfHeld(std::move(held)); }))};
     PyObject* list = PyDict_GetItemString(body.ptr(), "trees");
     if (!list || !PyList_Check(list) || PyList_GET_SIZE(list) != 1) {
       ThrowInvalid("malformed GetMeta reply");
@@ -518,6 +536,10 @@ object, or any view made from it, lives.)doc")
 
   py::class_<PyClient, std::shared_ptr<PyClient>>(m, "Client")
       .def_static("connect", &PyClient::Connect, py::arg("socket"))
+      .def_static("connect_rpc", &PyClient::ConnectRpc, py::arg("endpoint"),
+                  py::arg("token") = "")
+      .def_property_readonly("is_remote",
+                             [](PyClient& c) { return c.client().is_remote(); })
       .def("create_blob", &PyClient::CreateBlob, py::arg("size"))
       .def("create_object", &PyClient::CreateObject, py::arg("tree"),
            py::arg("placeholder"), py::arg("writer").none(true),

@@ -176,9 +176,16 @@ class Client:
         return self._core.instance_id
 
     @property
+    def is_remote(self):
+        """True for a client of a daemon's RPC server (connect("host:port")):
+        values are copied over TCP, nothing is shared memory."""
+        return self._core.is_remote
+
+    @property
     def arena(self):
         """The address range of this process's mapping of the shared arena:
-        ``address in client.arena`` tells whether bytes are shared memory."""
+        ``address in client.arena`` tells whether bytes are shared memory.
+        Empty for a remote client."""
         base = self._core.arena_base
         return range(base, base + self._core.arena_size)
 
@@ -335,14 +342,35 @@ def status_fields():
     return _core.status_fields()
 
 
-def connect(socket=None, *, start=True, size=None):
+def is_rpc_endpoint(socket):
+    """True if `socket` names a daemon's RPC server rather than a UNIX
+    socket: it contains ":" and does not start with "/"."""
+    return isinstance(socket, str) and ":" in socket and not socket.startswith("/")
+
+
+def connect(socket=None, *, start=True, size=None, token=None):
     """Connects to the trellisd serving `socket` ($TRELLIS_SOCKET, else
     /tmp/trellis-$UID/trellis.sock).
 
-    If none serves it and `start` is true, starts an embedded trellisd
-    child there (arena `size`, else $TRELLIS_SIZE, else the daemon's
-    default) that ends with this process. Raises DaemonNotReachable if
-    none serves it and none can be started."""
+    A `socket` that contains ":" and does not start with "/" is the RPC
+    endpoint "host:port" (or "[v6]:port") of a daemon started with
+    ``trellisd --rpc``, possibly on another machine: the client then works
+    without a local daemon. The API and errors are the same, but nothing is
+    shared: put sends the bytes, get copies them into this process (arrays
+    are read-only views of that copy) and ``client.arena`` is empty.
+    `token` is the daemon's --rpc-token (default: the content of the file
+    $TRELLIS_RPC_TOKEN_FILE, if set); a missing or wrong one raises
+    InvalidArgument "RPC token rejected". Nothing is started for an
+    endpoint; DaemonNotReachable if nothing serves it.
+
+    If none serves a UNIX socket and `start` is true, starts an embedded
+    trellisd child there (arena `size`, else $TRELLIS_SIZE, else the
+    daemon's default) that ends with this process. Raises
+    DaemonNotReachable if none serves it and none can be started."""
+    if is_rpc_endpoint(socket):
+        return Client(_core.Client.connect_rpc(socket, token or ""))
+    if token is not None:
+        raise InvalidArgument("token is for RPC endpoints (host:port), not UNIX sockets")
     path = socket or _daemon.default_socket()
     try:
         return Client(_core.Client.connect(path))

@@ -12,6 +12,15 @@ using protocol::MessageType;
 
 // ---------------------------------------------------------------- ClientCore
 
+OwnedBytes AllocateOwnedBytes(uint64_t size) {
+  uint64_t rounded = std::max<uint64_t>(protocol::kBlobAlignment,
+                                        (size + protocol::kBlobAlignment - 1) /
+                                            protocol::kBlobAlignment *
+                                            protocol::kBlobAlignment);
+  return OwnedBytes(static_cast<uint8_t*>(
+      std::aligned_alloc(protocol::kBlobAlignment, rounded)));
+}
+
 ClientCore::ClientCore(std::unique_ptr<Transport> transport)
     : peer_(transport->peer()), transport_(std::move(transport)) {}
 
@@ -23,29 +32,24 @@ Result<std::shared_ptr<ClientCore>> ClientCore::Connect(
 }
 
 Result<std::shared_ptr<ClientCore>> ClientCore::Start(
-    std::unique_ptr<Transport> transport) {
+    std::unique_ptr<Transport> transport, const std::string& token) {
   std::shared_ptr<ClientCore> core(new ClientCore(std::move(transport)));
-  TRELLIS_RETURN_NOT_OK(core->Hello());
+  TRELLIS_RETURN_NOT_OK(core->Hello(token));
   return core;
 }
 
-Status ClientCore::Hello() {
+Status ClientCore::Hello(const std::string& token) {
   MutexLock lock(&io_mutex_);
-  TRELLIS_ASSIGN_OR_RAISE(
-      json reply, CallLocked(MessageType::kHello,
-                             json{{"version", protocol::kProtocolVersion}}));
+  json hello{{"version", protocol::kProtocolVersion}};
+  if (!token.empty()) hello["token"] = token;
+  TRELLIS_ASSIGN_OR_RAISE(json reply, CallLocked(MessageType::kHello, hello));
   auto instance = protocol::GetUint(reply, "instance_id");
   auto max_inline = protocol::GetUint(reply, "max_inline_blob");
   if (!instance.ok() || !max_inline.ok()) {
     return Status::Invalid("malformed Hello reply from daemon");
   }
   TRELLIS_RETURN_NOT_OK(transport_->Attach(reply));
-  arena_ = transport_->arena();
-  if (!arena_) {
-    return Status::NotImplemented("the daemon at " + peer_ +
-                                  " shares no arena with this process; "
-                                  "remote daemons are not supported yet");
-  }
+  arena_ = transport_->arena();  // null: a remote daemon
   instance_id_ = static_cast<uint16_t>(*instance);
   max_inline_blob_ = *max_inline;
   return Status::OK();
@@ -77,14 +81,166 @@ Result<protocol::FrameDecoder::RawFrame> ClientCore::ReadRawFrame() {
       return frame.status();
     }
     if (frame->has_value()) return **frame;
-    uint8_t buffer[64 * 1024];
-    auto n = transport_->Receive(buffer, sizeof(buffer));
+    TRELLIS_RETURN_NOT_OK(FillLocked());
+  }
+}
+
+Status ClientCore::FillLocked() {
+  uint8_t buffer[64 * 1024];
+  auto n = transport_->Receive(buffer, sizeof(buffer));
+  if (!n.ok()) {
+    CloseLocked();
+    return n.status();
+  }
+  decoder_.Feed(buffer, *n);
+  return Status::OK();
+}
+
+Status ClientCore::UploadLocked(ObjectID id, const uint8_t* data,
+                                uint64_t size) {
+  for (uint64_t offset = 0; offset < size; offset += protocol::kMaxBulkChunk) {
+    uint64_t chunk = std::min(protocol::kMaxBulkChunk, size - offset);
+    auto header =
+        protocol::EncodeBulkHeader(MessageType::kBlobData, id, offset, chunk);
+    Status st = transport_->SendGathered(header.data(), header.size(),
+                                         data + offset, chunk);
+    if (!st.ok()) {
+      CloseLocked();
+      return st;
+    }
+  }
+  return Status::OK();
+}
+
+Result<json> ClientCore::CallAfterUpload(MessageType type, const json& body,
+                                         const std::vector<ObjectID>& uploads) {
+  std::vector<std::pair<ObjectID, OpenBlob>> blobs;
+  if (remote()) {
+    MutexLock lock(&blobs_mutex_);
+    for (ObjectID id : uploads) {
+      auto it = open_blobs_.find(id);
+      if (it != open_blobs_.end() && it->second.data) {
+        blobs.emplace_back(id, it->second);
+      }
+    }
+  }
+  MutexLock lock(&io_mutex_);
+  if (closed_) return Status::Disconnected("client is closed");
+  for (const auto& [id, blob] : blobs) {
+    TRELLIS_RETURN_NOT_OK(UploadLocked(id, blob.data, blob.size));
+  }
+  return CallLocked(type, body);
+}
+
+Result<uint64_t> ClientCore::ReadBulkChunk(ObjectID id, uint64_t done,
+                                           uint64_t left, uint8_t* dst) {
+  std::optional<protocol::BulkHeader> bulk;
+  while (!bulk) {
+    if (decoder_.NextIsBulk()) {
+      auto next = decoder_.NextBulk();
+      if (!next.ok()) {
+        CloseLocked();
+        return next.status();
+      }
+      bulk = *next;
+    } else if (decoder_.buffered() >= protocol::kHeaderSize) {
+      // Not a bulk frame: the daemon broke off (an Error) or misbehaves.
+      TRELLIS_ASSIGN_OR_RAISE(protocol::Frame frame, ReadFrame());
+      CloseLocked();  // the rest of the stream cannot be trusted
+      if (frame.type == static_cast<uint16_t>(MessageType::kError)) {
+        return protocol::StatusFromErrorBody(frame.body);
+      }
+      return Status::Invalid("expected the bytes of blob " + id.ToString() +
+                             " from " + peer_ + ", got " +
+                             protocol::MessageTypeName(frame.type));
+    }
+    if (!bulk) TRELLIS_RETURN_NOT_OK(FillLocked());
+  }
+  if (bulk->type != static_cast<uint16_t>(MessageType::kBlobData) ||
+      bulk->blob != id || bulk->offset != done || bulk->size > left ||
+      bulk->size == 0) {
+    CloseLocked();
+    return Status::Invalid("unexpected bulk frame from " + peer_ + " for " +
+                           bulk->blob.ToString() + " at " +
+                           std::to_string(bulk->offset) + " (expected " +
+                           id.ToString() + " at " + std::to_string(done) + ")");
+  }
+  uint8_t* out = dst + done;
+  uint64_t got = decoder_.Take(out, bulk->size);
+  while (got < bulk->size) {  // the rest straight into the destination
+    auto n = transport_->Receive(out + got, bulk->size - got);
     if (!n.ok()) {
       CloseLocked();
-      return n.status();
+      return Status::Disconnected(
+          n.status().message() + " in the middle of blob " + id.ToString() +
+          " (" + std::to_string(done + got) + " bytes read)");
     }
-    decoder_.Feed(buffer, *n);
+    got += *n;
   }
+  return bulk->size;
+}
+
+Result<std::shared_ptr<Lease>> ClientCore::ReadBlobs(
+    const std::vector<ObjectID>& ids, std::vector<uint64_t>* sizes) {
+  if (!remote()) {
+    return Status::Invalid("ReadBlobs is for clients of a remote daemon");
+  }
+  MutexLock lock(&io_mutex_);
+  TRELLIS_ASSIGN_OR_RAISE(json reply,
+                          CallLocked(MessageType::kReadBlobs,
+                                     json{{"ids", protocol::IdsToJson(ids)}}));
+  auto got = protocol::GetUints(reply, "sizes");
+  if (!got.ok() || got->size() != ids.size()) {
+    CloseLocked();  // the bytes that follow cannot be framed
+    return Status::Invalid("malformed ReadBlobs reply from " + peer_);
+  }
+  *sizes = std::move(*got);
+  uint64_t total = 0;
+  std::vector<uint64_t> positions =
+      protocol::ConcatenatedPositions(*sizes, &total);
+  OwnedBytes bytes = AllocateOwnedBytes(total);
+  if (!bytes) {
+    CloseLocked();  // the daemon is sending bytes we cannot take
+    return Status::OutOfMemory("cannot allocate " + std::to_string(total) +
+                               " bytes for blobs read from " + peer_);
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    uint8_t* dst = bytes.get() + positions[i];
+    for (uint64_t done = 0; done < (*sizes)[i];) {
+      TRELLIS_ASSIGN_OR_RAISE(
+          uint64_t n, ReadBulkChunk(ids[i], done, (*sizes)[i] - done, dst));
+      done += n;
+    }
+  }
+  return std::shared_ptr<Lease>(
+      std::make_shared<OwnedLease>(std::move(bytes), total));
+}
+
+Result<std::shared_ptr<Lease>> ClientCore::LeaseOfHeld(
+    std::vector<ObjectID> held) {
+  if (!remote()) {
+    return std::shared_ptr<Lease>(
+        std::make_shared<ClientLease>(shared_from_this(), std::move(held)));
+  }
+  // The bytes are copied; the daemon need not keep them for us after that.
+  std::vector<uint64_t> sizes;
+  auto lease = held.empty()
+                   ? Result<std::shared_ptr<Lease>>(
+                         std::make_shared<OwnedLease>(AllocateOwnedBytes(0), 0))
+                   : ReadBlobs(held, &sizes);
+  Release(std::move(held));
+  return lease;
+}
+
+json ClientCore::GetMetaBody(const std::vector<ObjectID>& ids) const {
+  if (!remote()) return protocol::IdsBody(ids);
+  return json{{"ids", protocol::IdsToJson(ids)}, {"relocate", true}};
+}
+
+json ClientCore::GetMetaByNameBody(
+    const std::vector<std::string>& names) const {
+  if (!remote()) return protocol::NamesBody(names);
+  return json{{"names", names}, {"relocate", true}};
 }
 
 Status ClientCore::SendRequest(MessageType type, const json& body) {
@@ -181,9 +337,9 @@ void ClientCore::CloseLocked() {
   transport_->Close();
 }
 
-void ClientCore::AddOpenBlob(ObjectID id) {
+void ClientCore::AddOpenBlob(ObjectID id, const uint8_t* data, uint64_t size) {
   MutexLock lock(&blobs_mutex_);
-  open_blobs_.insert(id);
+  open_blobs_[id] = OpenBlob{data, size};
 }
 
 bool ClientCore::TakeOpenBlob(ObjectID id) {
@@ -206,14 +362,25 @@ BlobWriter::BlobWriter(std::shared_ptr<ClientCore> core, ObjectID id,
                        uint8_t* data, uint64_t size)
     : core_(std::move(core)), id_(id), data_(data), size_(size) {}
 
+BlobWriter::BlobWriter(std::shared_ptr<ClientCore> core, ObjectID id,
+                       std::shared_ptr<uint8_t> owned, uint64_t size)
+    : core_(std::move(core)),
+      id_(id),
+      data_(owned.get()),
+      size_(size),
+      owned_(std::move(owned)) {}
+
 BlobWriter::~BlobWriter() { (void)Abort(); }
 
 Result<ObjectID> BlobWriter::Seal() {
-  if (!core_->TakeOpenBlob(id_)) {
+  if (!core_->IsOpenBlob(id_)) {
     return Status::Invalid("blob " + id_.ToString() +
                            " is no longer open (already sealed or aborted)");
   }
-  auto reply = core_->Call(MessageType::kSeal, protocol::IdsBody({id_}));
+  // A remote blob's bytes go up first, in the same burst as the Seal.
+  auto reply = core_->CallAfterUpload(MessageType::kSeal,
+                                      protocol::IdsBody({id_}), {id_});
+  core_->TakeOpenBlob(id_);  // sealed, or (an error) the daemon dropped it
   if (!reply.ok()) return reply.status();
   return id_;
 }
@@ -229,6 +396,21 @@ Status BlobWriter::Abort() {
 Client::Client(std::shared_ptr<ClientCore> core) : core_(std::move(core)) {}
 
 Client::~Client() { Close(); }
+
+Result<std::unique_ptr<Client>> Client::ConnectRpc(const std::string& endpoint,
+                                                   const std::string& token) {
+  std::string presented = token;
+  if (presented.empty()) {
+    TRELLIS_ASSIGN_OR_RAISE(presented, RpcTokenFromEnvironment());
+  }
+  TRELLIS_ASSIGN_OR_RAISE(std::unique_ptr<Transport> transport,
+                          ConnectTcpTransport(endpoint));
+  TRELLIS_ASSIGN_OR_RAISE(auto core,
+                          ClientCore::Start(std::move(transport), presented));
+  return std::unique_ptr<Client>(new Client(std::move(core)));
+}
+
+bool Client::is_remote() const { return core_->remote(); }
 
 Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket) {
   TRELLIS_ASSIGN_OR_RAISE(
@@ -254,6 +436,28 @@ Result<std::vector<std::unique_ptr<BlobWriter>>> Client::CreateBlobs(
                           protocol::GetUints(reply, "offsets"));
   if (ids.size() != sizes.size() || offsets.size() != sizes.size()) {
     return trellis::Status::Invalid("malformed CreateBlobs reply");
+  }
+  if (core_->remote()) {
+    // No shared arena: each writer fills a buffer of its own, uploaded at
+    // Seal (or by the CreateObject that seals it).
+    std::vector<OwnedBytes> buffers;
+    for (uint64_t size : sizes) {
+      buffers.push_back(AllocateOwnedBytes(size));
+      if (!buffers.back()) {
+        (void)core_->Call(MessageType::kAbort, protocol::IdsBody(ids));
+        return trellis::Status::OutOfMemory(
+            "cannot allocate a " + std::to_string(size) +
+            "-byte buffer for a blob of a remote daemon");
+      }
+    }
+    std::vector<std::unique_ptr<BlobWriter>> writers;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      std::shared_ptr<uint8_t> owned(buffers[i].release(), FreeDeleter());
+      core_->AddOpenBlob(ids[i], owned.get(), sizes[i]);
+      writers.push_back(std::make_unique<BlobWriter>(
+          core_, ids[i], std::move(owned), sizes[i]));
+    }
+    return writers;
   }
   SharedArena& arena = core_->arena();
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -283,6 +487,26 @@ Result<ObjectID> Client::PutBlob(const void* data, uint64_t size) {
   constexpr uint64_t kInlineThreshold = 64 * 1024;
   if (size <= kInlineThreshold && size <= core_->max_inline_blob()) {
     TRELLIS_ASSIGN_OR_RAISE(auto ids, PutBlobs({{data, size}}));
+    return ids[0];
+  }
+  if (core_->remote()) {
+    // Uploaded straight from `data`: no copy into a writer's buffer.
+    TRELLIS_ASSIGN_OR_RAISE(json reply,
+                            core_->Call(MessageType::kCreateBlobs,
+                                        json{{"sizes", json::array({size})}}));
+    TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids,
+                            protocol::GetIds(reply, "ids"));
+    if (ids.size() != 1) {
+      return trellis::Status::Invalid("malformed CreateBlobs reply");
+    }
+    core_->AddOpenBlob(ids[0], static_cast<const uint8_t*>(data), size);
+    auto sealed =
+        core_->CallAfterUpload(MessageType::kSeal, protocol::IdsBody(ids), ids);
+    core_->TakeOpenBlob(ids[0]);
+    if (!sealed.ok()) {
+      (void)core_->Call(MessageType::kAbort, protocol::IdsBody(ids));
+      return sealed.status();
+    }
     return ids[0];
   }
   TRELLIS_ASSIGN_OR_RAISE(auto writer, CreateBlob(size));
@@ -315,6 +539,21 @@ Result<Blob> Client::GetBlob(ObjectID id) {
 }
 
 Result<std::vector<Blob>> Client::GetBlobs(const std::vector<ObjectID>& ids) {
+  if (core_->remote()) {
+    std::vector<uint64_t> sizes;
+    TRELLIS_ASSIGN_OR_RAISE(std::shared_ptr<Lease> lease,
+                            core_->ReadBlobs(ids, &sizes));
+    std::vector<uint64_t> positions =
+        protocol::ConcatenatedPositions(sizes, nullptr);
+    std::vector<Blob> blobs;
+    blobs.reserve(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      blobs.emplace_back(ids[i],
+                         lease->BlobData(ids[i], positions[i], sizes[i]),
+                         sizes[i], lease);
+    }
+    return blobs;
+  }
   TRELLIS_ASSIGN_OR_RAISE(
       json reply, core_->Call(MessageType::kGetBlobs, protocol::IdsBody(ids)));
   auto offsets = protocol::GetUints(reply, "offsets");
@@ -368,10 +607,12 @@ Result<ObjectID> Client::CreateObject(const ObjectMeta& meta,
   json body = protocol::CreateObjectBody(
       [&](std::vector<uint8_t>* out) { json::to_msgpack(tree, *out); },
       options.overwrite, options.persist, options.name);
-  TRELLIS_ASSIGN_OR_RAISE(json reply,
-                          core_->Call(MessageType::kCreateObject, body));
   std::vector<ObjectID> references;
   CollectReferences(tree, &references);
+  // Remote: the unsealed blobs' bytes are uploaded just before.
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply,
+      core_->CallAfterUpload(MessageType::kCreateObject, body, references));
   for (ObjectID ref : references) core_->TakeOpenBlob(ref);  // sealed now
   return protocol::GetId(reply, "id");
 }
@@ -386,9 +627,11 @@ namespace {
 Result<std::vector<ObjectMeta>> MetasOfReply(
     const std::shared_ptr<ClientCore>& core, json reply, size_t count) {
   auto held = protocol::GetIds(reply, "held");
-  // Take ownership of the holds first, so they are released on any error.
-  auto lease = std::make_shared<ClientLease>(
-      core, held.ok() ? *held : std::vector<ObjectID>{});
+  // Take ownership of the holds first, so they are released on any error
+  // (remote: the bytes are read and the holds released here).
+  TRELLIS_ASSIGN_OR_RAISE(
+      std::shared_ptr<Lease> lease,
+      core->LeaseOfHeld(held.ok() ? *held : std::vector<ObjectID>{}));
   auto trees = reply.find("trees");
   if (!held.ok() || trees == reply.end() || !trees->is_array() ||
       trees->size() != count) {
@@ -407,13 +650,14 @@ Result<std::vector<ObjectMeta>> MetasOfReply(
 Result<std::vector<ObjectMeta>> Client::GetMetas(
     const std::vector<ObjectID>& ids) {
   TRELLIS_ASSIGN_OR_RAISE(
-      json reply, core_->Call(MessageType::kGetMeta, protocol::IdsBody(ids)));
+      json reply, core_->Call(MessageType::kGetMeta, core_->GetMetaBody(ids)));
   return MetasOfReply(core_, std::move(reply), ids.size());
 }
 
 Result<ObjectMeta> Client::GetMetaByName(const std::string& name) {
-  TRELLIS_ASSIGN_OR_RAISE(json reply, core_->Call(MessageType::kGetMeta,
-                                                  protocol::NamesBody({name})));
+  TRELLIS_ASSIGN_OR_RAISE(
+      json reply,
+      core_->Call(MessageType::kGetMeta, core_->GetMetaByNameBody({name})));
   TRELLIS_ASSIGN_OR_RAISE(auto metas, MetasOfReply(core_, std::move(reply), 1));
   return std::move(metas[0]);
 }
@@ -561,6 +805,7 @@ uint16_t Client::instance_id() const { return core_->instance_id(); }
 uint64_t Client::arena_size() const { return core_->size(); }
 const uint8_t* Client::arena_base() const { return core_->base(); }
 bool Client::InArena(const void* p) const {
+  if (core_->remote()) return false;
   auto* b = static_cast<const uint8_t*>(p);
   return b >= core_->base() && b < core_->base() + core_->size();
 }

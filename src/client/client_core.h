@@ -2,12 +2,17 @@
 // everything obtained from it (writers, leases). Internal to libtrellis.
 //
 // It speaks the frame protocol over a Transport (client/transport.h), which
-// moves the bytes and maps the daemon's arena.
+// moves the bytes and maps the daemon's arena. Over a transport without an
+// arena (a remote daemon, TCP) the core is `remote()`: blob bytes are
+// uploaded from client buffers with WriteBlob bulk frames before the
+// request that seals them, and read back with ReadBlobs into buffers the
+// client owns (OwnedBytes, held by an OwnedLease).
 #pragma once
 
+#include <cstdlib>
 #include <memory>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "client/shared_arena.h"
@@ -21,7 +26,17 @@
 
 namespace trellis {
 
-class ClientCore {
+// A 64-byte-aligned heap buffer (numpy views of it need their dtype's
+// alignment; blobs in an arena are 64-aligned too).
+struct FreeDeleter {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+using OwnedBytes = std::unique_ptr<uint8_t, FreeDeleter>;
+// `size` bytes (at least one, so the pointer is never null), uninitialised.
+// Null if the allocation fails.
+OwnedBytes AllocateOwnedBytes(uint64_t size);
+
+class ClientCore : public std::enable_shared_from_this<ClientCore> {
  public:
   using json = protocol::json;
 
@@ -32,8 +47,11 @@ class ClientCore {
   // NotImplemented if the transport has no shared arena (remote daemons:
   // see transport.h). On error the transport is destroyed, releasing all
   // it holds (a descriptor received with a bad reply included).
+  //
+  // A non-empty `token` is sent in the Hello (an RPC server started with
+  // --rpc-token refuses a Hello without the right one: Invalid).
   static Result<std::shared_ptr<ClientCore>> Start(
-      std::unique_ptr<Transport> transport);
+      std::unique_ptr<Transport> transport, const std::string& token = "");
   ~ClientCore();
 
   // Sends one request and waits for its reply. Thread-safe (serialised).
@@ -54,24 +72,69 @@ class ClientCore {
   // Closes the connection; the arena stays mapped while this core lives.
   void Close() TRELLIS_EXCLUDES(io_mutex_);
 
-  // The daemon's arena, mapped in this process. Thread-safe.
+  // Uploads the bytes of the open remote blobs among `uploads` (WriteBlob
+  // bulk frames from the buffers given to AddOpenBlob), then sends the
+  // request and waits for its reply, all in one go under the io mutex (the
+  // daemon needs no reply to the chunks). For a local core, or ids that are
+  // not open remote blobs, it is Call. Thread-safe.
+  Result<json> CallAfterUpload(protocol::MessageType type, const json& body,
+                               const std::vector<ObjectID>& uploads)
+      TRELLIS_EXCLUDES(io_mutex_, blobs_mutex_);
+  // ReadBlobs {ids}: the blobs' bytes, each at its
+  // protocol::ConcatenatedPositions position of one owned buffer; their
+  // sizes in `*sizes`. Remote cores only (the bulk frames are a TCP
+  // server's). Errors: the daemon's (ObjectNotFound, ...); Disconnected if
+  // the connection fails midway (the connection is then closed);
+  // OutOfMemory if the buffer cannot be allocated. Thread-safe.
+  Result<std::shared_ptr<Lease>> ReadBlobs(const std::vector<ObjectID>& ids,
+                                           std::vector<uint64_t>* sizes)
+      TRELLIS_EXCLUDES(io_mutex_);
+  // The lease for the blobs a GetMeta reply holds (`held`, in the reply's
+  // order). Local: a ClientLease owning the holds. Remote: their bytes read
+  // with ReadBlobs into one owned buffer (where a relocated tree's offsets
+  // point), and the holds released at once. The holds are released on
+  // every error. Thread-safe.
+  Result<std::shared_ptr<Lease>> LeaseOfHeld(std::vector<ObjectID> held);
+  // The body of a GetMeta of `ids` / `names`: for a remote core with
+  // relocate:true, so the tree's offsets are positions in LeaseOfHeld's
+  // buffer.
+  json GetMetaBody(const std::vector<ObjectID>& ids) const;
+  json GetMetaByNameBody(const std::vector<std::string>& names) const;
+
+  // True if the daemon shares no arena with this process (a TCP client).
+  bool remote() const { return arena_ == nullptr; }
+  // The daemon's arena, mapped in this process; local cores only.
+  // Thread-safe.
   SharedArena& arena() const { return *arena_; }
-  uint8_t* base() const { return arena_->base(); }
-  uint64_t size() const { return arena_->size(); }
+  uint8_t* base() const { return arena_ ? arena_->base() : nullptr; }
+  uint64_t size() const { return arena_ ? arena_->size() : 0; }
   uint16_t instance_id() const { return instance_id_; }
   uint64_t max_inline_blob() const { return max_inline_blob_; }
   // The daemon's address (its socket path), for messages.
   const std::string& path() const { return peer_; }
 
   // Unsealed blobs this client created (so writers know whether to abort).
-  void AddOpenBlob(ObjectID id) TRELLIS_EXCLUDES(blobs_mutex_);
+  // For a remote core, `data` is where the blob's `size` bytes are in this
+  // process until it is sealed (CallAfterUpload sends them); the caller
+  // keeps them valid until TakeOpenBlob.
+  void AddOpenBlob(ObjectID id, const uint8_t* data = nullptr,
+                   uint64_t size = 0) TRELLIS_EXCLUDES(blobs_mutex_);
   bool TakeOpenBlob(ObjectID id) TRELLIS_EXCLUDES(blobs_mutex_);
   bool IsOpenBlob(ObjectID id) TRELLIS_EXCLUDES(blobs_mutex_);
 
  private:
   explicit ClientCore(std::unique_ptr<Transport> transport);
   // Sends Hello, attaches the transport to the reply.
-  Status Hello() TRELLIS_EXCLUDES(io_mutex_);
+  Status Hello(const std::string& token) TRELLIS_EXCLUDES(io_mutex_);
+  // Sends blob `id`'s bytes [data, data+size) as WriteBlob bulk frames.
+  Status UploadLocked(ObjectID id, const uint8_t* data, uint64_t size)
+      TRELLIS_REQUIRES(io_mutex_);
+  // Reads the next bulk frame's payload (it must be bytes [done, ...) of
+  // blob `id`, at most `left` of them) into dst + done; returns its size.
+  Result<uint64_t> ReadBulkChunk(ObjectID id, uint64_t done, uint64_t left,
+                                 uint8_t* dst) TRELLIS_REQUIRES(io_mutex_);
+  // Receives more bytes into the decoder.
+  Status FillLocked() TRELLIS_REQUIRES(io_mutex_);
   Result<json> CallLocked(protocol::MessageType type, const json& body)
       TRELLIS_REQUIRES(io_mutex_);
   // Writes queued releases and one request frame.
@@ -105,7 +168,12 @@ class ClientCore {
   std::vector<ObjectID> queued_releases_ TRELLIS_GUARDED_BY(release_mutex_);
 
   Mutex blobs_mutex_;
-  std::unordered_set<ObjectID> open_blobs_ TRELLIS_GUARDED_BY(blobs_mutex_);
+  struct OpenBlob {
+    const uint8_t* data = nullptr;  // remote: the bytes to upload
+    uint64_t size = 0;
+  };
+  std::unordered_map<ObjectID, OpenBlob> open_blobs_
+      TRELLIS_GUARDED_BY(blobs_mutex_);
 };
 
 // Access to a Client's core for code of this project built on libtrellis
@@ -115,6 +183,24 @@ class ClientInternals {
   static const std::shared_ptr<ClientCore>& core(const Client& client) {
     return client.core_;
   }
+};
+
+// Bytes a remote client read (ReadBlobs): blob offsets are positions in
+// its one buffer. Holds nothing at the daemon. Thread-safe (immutable).
+class OwnedLease final : public Lease {
+ public:
+  OwnedLease(OwnedBytes bytes, uint64_t size)
+      : bytes_(std::move(bytes)), size_(size) {}
+  const uint8_t* BlobData(ObjectID, uint64_t offset,
+                          uint64_t size) const override {
+    if (offset > size_ || size > size_ - offset) return nullptr;
+    return bytes_.get() + offset;
+  }
+  const uint8_t* data() const { return bytes_.get(); }
+
+ private:
+  OwnedBytes bytes_;
+  uint64_t size_;
 };
 
 // Holds a set of objects for as long as it lives; their bytes are in the

@@ -664,20 +664,26 @@ class ArenalessTransport final : public Transport {
   std::string peer_ = "remote:7000";
 };
 
-TEST(ClientHelloTest, ATransportWithoutASharedArenaIsNotSupportedYet) {
+TEST(ClientHelloTest, ATransportWithoutASharedArenaMakesARemoteCore) {
   auto transport = std::make_unique<ArenalessTransport>(
       protocol::EncodeFrame(protocol::MessageType::kReply, HelloBody(1 << 20)));
   auto sent = transport->sent_;
-  auto core = ClientCore::Start(std::move(transport));
-  EXPECT_EQ(core.status().code(), StatusCode::kNotImplemented) << core.status();
-  EXPECT_NE(core.status().message().find("remote:7000"), std::string::npos);
-  // The Hello went through the transport.
+  auto core = ClientCore::Start(std::move(transport), "tok");
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_TRUE((*core)->remote());
+  EXPECT_EQ((*core)->base(), nullptr);
+  EXPECT_EQ((*core)->size(), 0u);
+  EXPECT_EQ((*core)->path(), "remote:7000");
+  // The Hello, with the token, went through the transport.
   protocol::FrameDecoder decoder;
   decoder.Feed(sent->data(), sent->size());
   auto hello = decoder.Next();
   ASSERT_TRUE(hello.ok() && hello->has_value());
   EXPECT_EQ((*hello)->type,
             static_cast<uint16_t>(protocol::MessageType::kHello));
+  EXPECT_EQ((*hello)->body["token"], "tok");
+  // Its GetMeta bodies ask for relocated trees.
+  EXPECT_EQ((*core)->GetMetaBody({ObjectID(5)})["relocate"], true);
 }
 
 TEST(ClientHelloTest, ConnectToAFakeDaemonThatSendsABadHelloLeaksNothing) {

@@ -7,9 +7,9 @@
 // (ConnectUnixTransport): frames over a UNIX stream socket, the arena memfd
 // passed with the Hello reply (SCM_RIGHTS) and mapped shared.
 //
-// Remote daemons (the cluster issue) add a TCP transport. It has no shared
-// arena (arena() stays null), so ClientCore must then move blob bytes
-// through frames. What changes, and what does not:
+// Remote daemons are reached by the TCP transport (ConnectTcpTransport,
+// tcp_transport.cc). It has no shared arena (arena() stays null), so
+// ClientCore then moves blob bytes through bulk frames:
 //   - Transport: Send/Receive over a TCP socket (with the same poll-then-
 //     block Receive: ReceiveSoon works on any stream socket), Attach that
 //     keeps nothing from the Hello reply, peer() "host:port".
@@ -49,6 +49,16 @@ class Transport {
   // bytes are handed to the connection. Disconnected, naming peer(), if the
   // connection fails; the caller then Closes the transport.
   virtual Status Send(const uint8_t* data, size_t size) = 0;
+
+  // Writes [head, head+head_size) then [payload, payload+payload_size) as
+  // one stream (a bulk frame: its header and preamble, then the payload
+  // straight from the caller's buffer), with one gathered write where the
+  // transport can. Errors as Send.
+  virtual Status SendGathered(const uint8_t* head, size_t head_size,
+                              const uint8_t* payload, size_t payload_size) {
+    TRELLIS_RETURN_NOT_OK(Send(head, head_size));
+    return payload_size > 0 ? Send(payload, payload_size) : Status::OK();
+  }
 
   // Reads up to `capacity` bytes of what the daemon sent, blocking until at
   // least one arrived; returns the count (> 0). Disconnected, naming
@@ -90,6 +100,18 @@ Result<std::unique_ptr<Transport>> ConnectUnixTransport(
 // it takes over; `peer` names the other end in messages. (Tests use it with
 // one end of a socketpair playing the daemon.)
 std::unique_ptr<Transport> MakeUnixTransport(UniqueFd socket, std::string peer);
+
+// Connects to the RPC (TCP) server of the daemon at `endpoint`, "HOST:PORT"
+// or "[V6]:PORT" (HOST a name or an address, resolved with getaddrinfo),
+// with TCP_NODELAY. Invalid if the endpoint is malformed; Disconnected,
+// naming the endpoint, if it cannot be resolved or nothing accepts there.
+Result<std::unique_ptr<Transport>> ConnectTcpTransport(
+    const std::string& endpoint);
+
+// The token in the file $TRELLIS_RPC_TOKEN_FILE (one trailing newline
+// dropped, as trellisd reads --rpc-token); empty if the variable is unset.
+// IOError if the file cannot be read.
+Result<std::string> RpcTokenFromEnvironment();
 
 // recv(2) on the stream socket `fd` of up to `capacity` bytes: polls for
 // what has arrived for a few hundred microseconds, yielding the CPU between

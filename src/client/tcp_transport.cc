@@ -1,0 +1,172 @@
+// The TCP transport: frames over a TCP connection to a daemon's RPC server
+// (trellisd --rpc), for clients on machines without a local daemon. There
+// is no shared arena: blob bytes travel in bulk frames (docs/protocol.md,
+// "Bulk frames"), written from and read into client-owned buffers.
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "client/transport.h"
+
+namespace trellis {
+
+namespace {
+
+class TcpTransport final : public Transport {
+ public:
+  TcpTransport(UniqueFd socket, std::string peer)
+      : socket_(std::move(socket)), peer_(std::move(peer)) {}
+
+  Status Send(const uint8_t* data, size_t size) override {
+    return SendGathered(data, size, nullptr, 0);
+  }
+
+  Status SendGathered(const uint8_t* head, size_t head_size,
+                      const uint8_t* payload, size_t payload_size) override {
+    if (!socket_.valid()) return Status::Disconnected("client is closed");
+    struct iovec iov[2] = {{const_cast<uint8_t*>(head), head_size},
+                           {const_cast<uint8_t*>(payload), payload_size}};
+    struct msghdr msg = {};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = payload_size > 0 ? 2 : 1;
+    while (iov[0].iov_len + (payload_size > 0 ? iov[1].iov_len : 0) > 0) {
+      ssize_t n = sendmsg(socket_.get(), &msg, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        return Status::Disconnected("lost the trellis daemon at " + peer_ +
+                                    ": " + std::strerror(errno));
+      }
+      for (auto& v : iov) {  // skip what was sent
+        size_t used = std::min(v.iov_len, static_cast<size_t>(n));
+        v.iov_base = static_cast<uint8_t*>(v.iov_base) + used;
+        v.iov_len -= used;
+        n -= static_cast<ssize_t>(used);
+      }
+    }
+    return Status::OK();
+  }
+
+  Result<size_t> Receive(uint8_t* buffer, size_t capacity) override {
+    if (!socket_.valid()) return Status::Disconnected("client is closed");
+    ssize_t n;
+    do {
+      n = ReceiveSoon(socket_.get(), buffer, capacity);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      return Status::Disconnected(
+          "the trellis daemon at " + peer_ + " closed the connection" +
+          (n < 0 ? std::string(": ") + std::strerror(errno) : ""));
+    }
+    return static_cast<size_t>(n);
+  }
+
+  Status Attach(const protocol::json&) override { return Status::OK(); }
+  SharedArena* arena() override { return nullptr; }
+  void Close() override { socket_.Reset(); }
+  const std::string& peer() const override { return peer_; }
+
+ private:
+  UniqueFd socket_;
+  const std::string peer_;
+};
+
+}  // namespace
+
+static Result<std::pair<std::string, std::string>> SplitEndpoint(
+    const std::string& endpoint) {
+  std::string host, port;
+  if (!endpoint.empty() && endpoint[0] == '[') {  // [v6]:port
+    size_t close = endpoint.find(']');
+    if (close == std::string::npos || close + 1 >= endpoint.size() ||
+        endpoint[close + 1] != ':') {
+      return Status::Invalid("RPC endpoint " + endpoint +
+                             " is not HOST:PORT or [V6]:PORT");
+    }
+    host = endpoint.substr(1, close - 1);
+    port = endpoint.substr(close + 2);
+  } else {
+    size_t colon = endpoint.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      return Status::Invalid("RPC endpoint " + endpoint +
+                             " is not HOST:PORT or [V6]:PORT");
+    }
+    host = endpoint.substr(0, colon);
+    port = endpoint.substr(colon + 1);
+  }
+  if (port.empty() ||
+      port.find_first_not_of("0123456789") != std::string::npos ||
+      port.size() > 5 || std::stoul(port) == 0 || std::stoul(port) > 65535) {
+    return Status::Invalid("RPC endpoint " + endpoint +
+                           " has no valid port (1-65535)");
+  }
+  return std::make_pair(host, port);
+}
+
+Result<std::unique_ptr<Transport>> ConnectTcpTransport(
+    const std::string& endpoint) {
+  TRELLIS_ASSIGN_OR_RAISE(auto host_port, SplitEndpoint(endpoint));
+  const auto& [host, port] = host_port;
+  struct addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  struct addrinfo* found = nullptr;
+  int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
+  if (rc != 0) {
+    return Status::Disconnected("cannot resolve the trellis daemon at " +
+                                endpoint + ": " + gai_strerror(rc));
+  }
+  std::string last_error = "no address";
+  UniqueFd connected;
+  for (struct addrinfo* a = found; a; a = a->ai_next) {
+    UniqueFd fd(
+        socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    if (!fd.valid()) {
+      last_error = std::strerror(errno);
+      continue;
+    }
+    if (connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) {
+      connected = std::move(fd);
+      break;
+    }
+    last_error = std::strerror(errno);
+  }
+  freeaddrinfo(found);
+  if (!connected.valid()) {
+    return Status::Disconnected("no trellis daemon serves RPC at " + endpoint +
+                                ": " + last_error);
+  }
+  // Requests are small frames answered at once: never hold them back.
+  int one = 1;
+  setsockopt(connected.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return std::unique_ptr<Transport>(
+      new TcpTransport(std::move(connected), endpoint));
+}
+
+Result<std::string> RpcTokenFromEnvironment() {
+  const char* path = std::getenv("TRELLIS_RPC_TOKEN_FILE");
+  if (!path || !*path) return std::string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status::IOError(std::string("cannot read TRELLIS_RPC_TOKEN_FILE ") +
+                           path + ": " + std::strerror(errno));
+  }
+  std::stringstream content;
+  content << in.rdbuf();
+  std::string token = content.str();
+  // As trellisd reads --rpc-token: one trailing newline is not the token's.
+  if (!token.empty() && token.back() == '\n') token.pop_back();
+  if (!token.empty() && token.back() == '\r') token.pop_back();
+  return token;
+}
+
+}  // namespace trellis
