@@ -474,6 +474,40 @@ TEST_F(RpcTest, ReadBlobsErrorsAreOrdinaryRepliesAndIpcIsServedTheSame) {
   EXPECT_EQ((*after)["held_bytes"], 0);
 }
 
+TEST_F(RpcTest, PipelinedReadBlobsAreAnsweredInOrder) {
+  StartDaemon();
+  auto ipc = Client::Connect(daemon_->socket());
+  ASSERT_TRUE(ipc.ok());
+  std::vector<uint8_t> data = Pattern(100, 5);
+  auto id = (*ipc)->PutBlob(data.data(), data.size());
+  ASSERT_TRUE(id.ok());
+  auto tcp = Tcp();
+  ASSERT_TRUE(tcp);
+  // Many requests in one write: each is answered, bytes and all, before the
+  // next one runs (and the daemon does not recurse once per request).
+  constexpr int kRequests = 20000;
+  std::vector<uint8_t> burst;
+  for (int i = 0; i < kRequests; ++i) {
+    protocol::AppendFrame(
+        MessageType::kReadBlobs,
+        {{"ids", i % 2 ? json::array({id->value()}) : json::array()}}, &burst);
+  }
+  ASSERT_TRUE(tcp->SendRaw(burst.data(), burst.size()).ok());
+  std::vector<uint8_t> got(128);
+  for (int i = 0; i < kRequests; ++i) {
+    auto reply = tcp->ReadFrame();
+    ASSERT_TRUE(reply.ok()) << i << ": " << reply.status();
+    ASSERT_EQ(reply->type, static_cast<uint16_t>(MessageType::kReply)) << i;
+    if (i % 2 == 0) continue;
+    ASSERT_EQ(reply->body["sizes"], json::array({100})) << i;
+    ASSERT_TRUE(tcp->ReceiveBlobs({*id}, {100}, got.data()).ok()) << i;
+    ASSERT_EQ(std::memcmp(got.data(), data.data(), 100), 0) << i;
+  }
+  auto st = tcp->Call(MessageType::kStatus, json::object());
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ((*st)["held_bytes"], 0);
+}
+
 // ------------------------------------------------ WriteBlob rule breaking
 
 TEST_F(RpcTest, WriteBlobOutsideTheClientsUnsealedBlobsIsAnErrorAndACLose) {

@@ -24,7 +24,11 @@ class Session : public std::enable_shared_from_this<Session> {
         peer_(std::move(peer)),
         decoder_(server->max_frame_) {}
 
-  void Start() { Read(); }
+  void Start() {
+    asio::error_code ignored;
+    socket_.non_blocking(true, ignored);  // WriteOut's write_some
+    Read();
+  }
 
   // Closes the socket now; pending replies are dropped. The client's
   // unsealed blobs (one being written by WriteBlob, say) are aborted and its
@@ -316,45 +320,82 @@ class Session : public std::enable_shared_from_this<Session> {
     Flush();
   }
 
-  // Writes queued replies, then the next chunk of a ReadBlobs, gathered
-  // into one write: the bulk frames' bytes go from the arena to the socket.
+  // Writes queued replies, then the next chunk of a ReadBlobs; when all is
+  // written, closes (closing_) or finishes the ReadBlobs.
   void Flush() {
     if (closed_ || writing_) return;
-    bool chunk = stream_ && !closing_ && StreamHasBytes();
-    if (pending_.empty() && !chunk) {
-      if (closing_) {
-        Close();
-      } else if (stream_) {
-        FinishBlobStream();
-      }
-      return;
+    if (PrepareWrite()) {
+      writing_ = true;
+      WriteOut();
+    } else if (closing_) {
+      Close();
+    } else if (stream_) {
+      // Posted, not called: a client pipelining many ReadBlobs must not
+      // recurse through FinishBlobStream, ProcessFrames and Flush.
+      auto self = shared_from_this();
+      asio::post(socket_.get_executor(), [this, self] {
+        if (!closed_ && stream_ && !writing_ && !StreamHasBytes()) {
+          FinishBlobStream();
+        }
+      });
     }
-    writing_ = true;
+  }
+
+  // Fills out_ with the queued replies and the next chunk of a ReadBlobs,
+  // gathered into one write (the chunk's bytes straight from the arena).
+  // False if there is nothing to write.
+  bool PrepareWrite() {
+    bool chunk = stream_ && !closing_ && StreamHasBytes();
+    if (pending_.empty() && !chunk) return false;
     in_flight_.swap(pending_);
     pending_.clear();
-    std::array<asio::const_buffer, 3> buffers;
-    buffers[0] = asio::buffer(in_flight_);
+    out_ = {asio::buffer(in_flight_), asio::const_buffer(),
+            asio::const_buffer()};
     if (chunk) {
       BlobStream& s = *stream_;
       uint64_t n = std::min(protocol::kMaxBulkChunk, s.sizes[s.index] - s.sent);
       bulk_header_ = protocol::EncodeBulkHeader(MessageType::kBlobData,
                                                 s.ids[s.index], s.sent, n);
-      buffers[1] = asio::buffer(bulk_header_);
-      buffers[2] = asio::buffer(s.data[s.index] + s.sent, n);
+      out_[1] = asio::buffer(bulk_header_);
+      out_[2] = asio::buffer(s.data[s.index] + s.sent, n);
       s.sent += n;
     }
-    auto self = shared_from_this();
-    asio::async_write(socket_, buffers,
-                      [this, self](const asio::error_code& ec, size_t) {
-                        writing_ = false;
-                        in_flight_.clear();
-                        if (closed_) return;
-                        if (ec) {
-                          Close();
-                          return;
-                        }
-                        Flush();
-                      });
+    return true;
+  }
+
+  // Writes out_, and what PrepareWrite finds next, until nothing is left or
+  // the socket is full; then waits for it to drain. By hand rather than with
+  // asio::async_write, which completes every partial write through the
+  // scheduler and tries again before waiting: measured on loopback, 1 GiB
+  // ReadBlobs went from 1.1-1.5 to 1.9-2.3 GB/s (iperf3: 2.4).
+  void WriteOut() {
+    while (true) {
+      if (asio::buffer_size(out_) == 0) {
+        in_flight_.clear();
+        if (PrepareWrite()) continue;
+        writing_ = false;
+        Flush();  // nothing to write: closes or finishes a ReadBlobs
+        return;
+      }
+      asio::error_code ec;
+      size_t n = socket_.write_some(out_, ec);  // the socket is non-blocking
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        auto self = shared_from_this();
+        socket_.async_wait(SessionServer::Socket::wait_write,
+                           [this, self](const asio::error_code& ec) {
+                             if (closed_) return;
+                             if (ec) return Close();
+                             WriteOut();
+                           });
+        return;
+      }
+      if (ec) return Close();
+      for (auto& b : out_) {
+        size_t used = std::min(n, b.size());
+        b += used;
+        n -= used;
+      }
+    }
   }
 
   SessionServer* server_;
@@ -364,12 +405,14 @@ class Session : public std::enable_shared_from_this<Session> {
   protocol::FrameDecoder decoder_;
   std::array<uint8_t, 64 * 1024> read_buffer_;
   std::vector<uint8_t> pending_;    // replies not yet handed to the socket
-  std::vector<uint8_t> in_flight_;  // the buffer of the write under way
+  std::vector<uint8_t> in_flight_;  // the replies of the write under way
   // The rest of a WriteBlob payload: the next byte goes to payload_dst_.
   uint8_t* payload_dst_ = nullptr;
   uint64_t payload_left_ = 0;
   std::optional<BlobStream> stream_;  // a ReadBlobs being written
   std::array<uint8_t, protocol::kBulkHeaderSize> bulk_header_;
+  // What the write under way has left: replies, bulk header, blob bytes.
+  std::array<asio::const_buffer, 3> out_;
   ClientId client_ = 0;   // 0 until Hello
   bool waiting_ = false;  // a request's reply (or ReadBlobs' bytes) is due
   bool reading_ = false;  // a read is under way
