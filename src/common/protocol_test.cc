@@ -351,7 +351,9 @@ void ExpectSameAsReference(const std::vector<uint8_t>& body) {
   auto want = Reference(body);
   ASSERT_EQ(got.ok(), want.has_value())
       << json::from_msgpack(body, true, false);
-  if (got.ok()) EXPECT_EQ(json::to_msgpack(*got), *want);
+  if (got.ok()) {
+    EXPECT_EQ(json::to_msgpack(*got), *want);
+  }
 }
 
 TEST(ProtocolTest, DecodeBodyAgreesWithNlohmannsReader) {
