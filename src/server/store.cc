@@ -254,35 +254,51 @@ Status Store::GetMeta(ClientId client, const json& body, Done& done) {
   return Status::OK();
 }
 
+// Calls `serve(ids)` once every blob reachable from `ids` is in memory (they
+// stay in memory while it runs) and replies with its result; replies with
+// the reload's error instead, and with nothing if the client disconnected
+// meanwhile. `serve` must hold all or nothing.
+template <typename Serve>
+void Store::ServeResident(ClientId client, std::vector<ObjectID> ids, Done done,
+                          Serve serve) {
+  std::vector<ObjectID> wanted = ids;
+  memory_.EnsureResident(
+      wanted, [this, client, ids = std::move(ids), done = std::move(done),
+               serve = std::move(serve)](Status st) {
+        if (!table_.HasClient(client)) return;
+        if (!st.ok()) return done(st);
+        done(serve(ids));
+      });
+}
+
 void Store::GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
                      Done done) {
-  std::vector<ObjectID> wanted = ids;
-  memory_.EnsureResident(wanted, [this, client, ids = std::move(ids), relocate,
-                                  done = std::move(done)](Status st) {
-    if (!table_.HasClient(client)) return;
-    if (!st.ok()) return done(st);
-    // {trees: [...], held: [...]} written straight as MessagePack: each
-    // object's tree comes encoded from the table's cache.
-    std::vector<uint8_t> body;
-    std::vector<ObjectID> held;
-    protocol::AppendMsgpackMapHeader(2, &body);
-    protocol::AppendMsgpackString("trees", &body);
-    protocol::AppendMsgpackArrayHeader(ids.size(), &body);
-    uint64_t end = 0;  // of the relocated layout
-    for (ObjectID id : ids) {
-      Status got = relocate
-                       ? table_.GetTreeRelocated(client, id, &body, &held, &end)
+  ServeResident(
+      client, std::move(ids), std::move(done),
+      [this, client,
+       relocate](const std::vector<ObjectID>& ids) -> Result<json> {
+        // {trees: [...], held: [...]} written straight as MessagePack: each
+        // object's tree comes encoded from the table's cache.
+        std::vector<uint8_t> body;
+        std::vector<ObjectID> held;
+        protocol::AppendMsgpackMapHeader(2, &body);
+        protocol::AppendMsgpackString("trees", &body);
+        protocol::AppendMsgpackArrayHeader(ids.size(), &body);
+        uint64_t end = 0;  // of the relocated layout
+        for (ObjectID id : ids) {
+          Status got =
+              relocate ? table_.GetTreeRelocated(client, id, &body, &held, &end)
                        : table_.GetTreeEncoded(client, id, &body, &held);
-      if (!got.ok()) {
-        (void)table_.Release(client, held);  // all or nothing
-        return done(got);
-      }
-    }
-    protocol::AppendMsgpackString("held", &body);
-    protocol::AppendMsgpackArrayHeader(held.size(), &body);
-    for (ObjectID h : held) protocol::AppendMsgpackUint(h.value(), &body);
-    done(protocol::EncodedBody(std::move(body)));
-  });
+          if (!got.ok()) {
+            (void)table_.Release(client, held);  // all or nothing
+            return got;
+          }
+        }
+        protocol::AppendMsgpackString("held", &body);
+        protocol::AppendMsgpackArrayHeader(held.size(), &body);
+        for (ObjectID h : held) protocol::AppendMsgpackUint(h.value(), &body);
+        return protocol::EncodedBody(std::move(body));
+      });
 }
 
 void Store::GetBlobs(ClientId client, std::vector<ObjectID> ids, Done done) {
@@ -293,36 +309,35 @@ void Store::GetBlobs(ClientId client, std::vector<ObjectID> ids, Done done) {
                                   ", not a blob"));
     }
   }
-  std::vector<ObjectID> wanted = ids;
-  memory_.EnsureResident(wanted, [this, client, ids = std::move(ids),
-                                  done = std::move(done)](Status st) {
-    if (!table_.HasClient(client)) return;
-    if (!st.ok()) return done(st);
-    std::vector<ObjectID> held;
-    std::vector<BlobSlot> slots;
-    slots.reserve(ids.size());
-    for (ObjectID id : ids) {
-      auto slot = table_.GetBlob(client, id);
-      if (!slot.ok()) {
-        (void)table_.Release(client, held);
-        return done(slot.status());
-      }
-      held.push_back(id);
-      slots.push_back(*slot);
-    }
-    // {offsets: [...], sizes: [...]} written straight as MessagePack.
-    std::vector<uint8_t> reply;
-    reply.reserve(32 + 18 * slots.size());
-    protocol::AppendMsgpackMapHeader(2, &reply);
-    protocol::AppendMsgpackString("offsets", &reply);
-    protocol::AppendMsgpackArrayHeader(slots.size(), &reply);
-    for (const BlobSlot& s : slots)
-      protocol::AppendMsgpackUint(s.offset, &reply);
-    protocol::AppendMsgpackString("sizes", &reply);
-    protocol::AppendMsgpackArrayHeader(slots.size(), &reply);
-    for (const BlobSlot& s : slots) protocol::AppendMsgpackUint(s.size, &reply);
-    done(protocol::EncodedBody(std::move(reply)));
-  });
+  ServeResident(
+      client, std::move(ids), std::move(done),
+      [this, client](const std::vector<ObjectID>& ids) -> Result<json> {
+        std::vector<ObjectID> held;
+        std::vector<BlobSlot> slots;
+        slots.reserve(ids.size());
+        for (ObjectID id : ids) {
+          auto slot = table_.GetBlob(client, id);
+          if (!slot.ok()) {
+            (void)table_.Release(client, held);  // all or nothing
+            return slot.status();
+          }
+          held.push_back(id);
+          slots.push_back(*slot);
+        }
+        // {offsets: [...], sizes: [...]} written straight as MessagePack.
+        std::vector<uint8_t> reply;
+        reply.reserve(32 + 18 * slots.size());
+        protocol::AppendMsgpackMapHeader(2, &reply);
+        protocol::AppendMsgpackString("offsets", &reply);
+        protocol::AppendMsgpackArrayHeader(slots.size(), &reply);
+        for (const BlobSlot& s : slots)
+          protocol::AppendMsgpackUint(s.offset, &reply);
+        protocol::AppendMsgpackString("sizes", &reply);
+        protocol::AppendMsgpackArrayHeader(slots.size(), &reply);
+        for (const BlobSlot& s : slots)
+          protocol::AppendMsgpackUint(s.size, &reply);
+        return protocol::EncodedBody(std::move(reply));
+      });
 }
 
 Result<json> Store::ListObjects(ClientId, const json& body) {

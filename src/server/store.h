@@ -150,6 +150,9 @@ class Store {
   Status GetMeta(ClientId client, const json& body, Done& done);
   // With `relocate`, blob offsets are positions in the layout of the held
   // blobs read back to back (ObjectTable::GetTreeRelocated).
+  template <typename Serve>
+  void ServeResident(ClientId client, std::vector<ObjectID> ids, Done done,
+                     Serve serve);
   void GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
                 Done done);
   void GetBlobs(ClientId client, std::vector<ObjectID> ids, Done done);
