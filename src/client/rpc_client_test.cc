@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "testing/daemon.h"
+#include "testing/pattern.h"
 #include "trellis/client.h"
 #include "trellis/tensor.h"
 
@@ -27,17 +28,7 @@ using testing::DaemonProcess;
 
 constexpr uint64_t kMiB = 1u << 20;
 
-std::vector<uint8_t> Pattern(uint64_t size, uint64_t seed) {
-  std::vector<uint8_t> out(size);
-  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (uint64_t i = 0; i < size; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(out.data() + i, &x, std::min<uint64_t>(8, size - i));
-  }
-  return out;
-}
+using trellis::testing::Pattern;
 
 class RemoteClientTest : public ::testing::Test {
  protected:

@@ -18,6 +18,7 @@
 
 #include "common/protocol.h"
 #include "testing/daemon.h"
+#include "testing/pattern.h"
 #include "testing/rpc_client.h"
 #include "trellis/client.h"
 
@@ -35,18 +36,7 @@ using testing::RunDaemonToExit;
 constexpr uint64_t kMiB = 1u << 20;
 const char kToken[] = "s3cret-token";
 
-// Deterministic bytes that differ per seed and position.
-std::vector<uint8_t> Pattern(uint64_t size, uint64_t seed) {
-  std::vector<uint8_t> out(size);
-  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (uint64_t i = 0; i < size; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(out.data() + i, &x, std::min<uint64_t>(8, size - i));
-  }
-  return out;
-}
+using trellis::testing::Pattern;
 
 // A private dir for token files, removed at the end.
 class TempDir {
