@@ -39,6 +39,8 @@ import pytest
 
 from trellis import _daemon
 
+from factories import made_then_closed
+
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "scripts" / "cluster.sh"
 EXIT_NO_NETNS = 3  # scripts/cluster.sh: namespaces cannot be made here
@@ -391,13 +393,4 @@ class Cluster:
 def make_cluster():
     """make_cluster(n, **Cluster options) -> Cluster; all closed at the end
     of the test."""
-    made = []
-
-    def make(n, **kwargs):
-        c = Cluster(n, **kwargs)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
+    yield from made_then_closed(Cluster, lambda c: c.close())

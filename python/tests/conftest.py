@@ -12,6 +12,8 @@ import pytest
 import trellis
 from trellis import _daemon
 
+from factories import made_then_closed
+
 # Where `import trellis` came from, for the child processes tests start.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(trellis.__file__)))
 
@@ -28,17 +30,11 @@ def tmp_socket_dir():
 def start_daemon(tmp_socket_dir):
     """start_daemon(size="512M", name="d", **launch_options) -> Daemon; all
     stopped at the end."""
-    started = []
-
     def start(size="512M", name="d", **options):
-        daemon = _daemon.launch(os.path.join(tmp_socket_dir, name + ".sock"),
-                                size=size, detach=False, **options)
-        started.append(daemon)
-        return daemon
+        return _daemon.launch(os.path.join(tmp_socket_dir, name + ".sock"),
+                              size=size, detach=False, **options)
 
-    yield start
-    for daemon in started:
-        daemon.stop()
+    yield from made_then_closed(start, lambda daemon: daemon.stop())
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ that dies leaves the member list, and an etcd that is killed and restarted
 is survived without restarting any daemon."""
 
 import json
+import os
 import threading
 import time
 
@@ -236,3 +237,27 @@ def test_local_daemon_is_a_cluster_of_one(make_cluster):
         assert info["cluster"] == "" and info["backend"] == "local"
         assert [m["instance_id"] for m in info["members"]] == [a.instance_id]
         assert a.status()["cluster"] == ""
+
+
+def test_members_carry_the_rpc_endpoint_others_reach_them_at(make_cluster):
+    # The daemon listens before it registers, so the member list holds the
+    # bound address and the port chosen for port 0.
+    c = make_cluster(2)
+    token = os.path.join(c.dir, "token")
+    with open(token, "w") as f:
+        f.write("cluster secret\n")
+    os.chmod(token, 0o600)
+    port_file = os.path.join(c.dir, "n1.port")
+    address = c.node(1).address
+    d1 = c.start_daemon(1, ["--etcd", c.etcd.endpoint, "--cluster", CLUSTER,
+                            "--rpc", f"{address}:0", "--rpc-token", token,
+                            "--rpc-port-file", port_file])
+    with connect(d1) as a:
+        me = a.status()["instance_id"]
+        port = int(open(port_file).read())
+        endpoint = members(c)[me]["rpc_endpoint"]
+        assert endpoint == f"{address}:{port}"
+        by_id = {m["instance_id"]: m for m in a.cluster_info()["members"]}
+        assert by_id[me]["rpc_endpoint"] == endpoint
+        with trellis.connect(endpoint, token="cluster secret") as remote:
+            assert remote.status()["instance_id"] == me

@@ -15,6 +15,7 @@ import pytest
 import trellis
 from trellis import _daemon
 from cluster_fixture import free_port, make_cluster  # noqa: F401 (fixture)
+from factories import made_then_closed
 from conftest import PACKAGE_ROOT
 
 
@@ -50,16 +51,8 @@ class RpcDaemon:
 
 @pytest.fixture
 def rpc_daemon(tmp_socket_dir):
-    made = []
-
-    def start(**kwargs):
-        d = RpcDaemon(tmp_socket_dir, **kwargs)
-        made.append(d)
-        return d
-
-    yield start
-    for d in made:
-        d.stop()
+    yield from made_then_closed(
+        lambda **kwargs: RpcDaemon(tmp_socket_dir, **kwargs), lambda d: d.stop())
 
 
 class Point:

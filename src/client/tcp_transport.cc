@@ -21,10 +21,9 @@ namespace trellis {
 
 namespace {
 
-class TcpTransport final : public Transport {
+class TcpTransport final : public SocketTransport {
  public:
-  TcpTransport(UniqueFd socket, std::string peer)
-      : socket_(std::move(socket)), peer_(std::move(peer)) {}
+  using SocketTransport::SocketTransport;
 
   Status Send(const uint8_t* data, size_t size) override {
     return SendGathered(data, size, nullptr, 0);
@@ -33,24 +32,11 @@ class TcpTransport final : public Transport {
   Status SendGathered(const uint8_t* head, size_t head_size,
                       const uint8_t* payload, size_t payload_size) override {
     if (!socket_.valid()) return Status::Disconnected("client is closed");
-    struct iovec iov[2] = {{const_cast<uint8_t*>(head), head_size},
-                           {const_cast<uint8_t*>(payload), payload_size}};
-    struct msghdr msg = {};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = payload_size > 0 ? 2 : 1;
-    while (iov[0].iov_len + (payload_size > 0 ? iov[1].iov_len : 0) > 0) {
-      ssize_t n = sendmsg(socket_.get(), &msg, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        return Status::Disconnected("lost the trellis daemon at " + peer_ +
-                                    ": " + std::strerror(errno));
-      }
-      for (auto& v : iov) {  // skip what was sent
-        size_t used = std::min(v.iov_len, static_cast<size_t>(n));
-        v.iov_base = static_cast<uint8_t*>(v.iov_base) + used;
-        v.iov_len -= used;
-        n -= static_cast<ssize_t>(used);
-      }
+    Status sent =
+        SendAllGathered(socket_.get(), head, head_size, payload, payload_size);
+    if (!sent.ok()) {
+      return Status::Disconnected("lost the trellis daemon at " + peer_ + ": " +
+                                  sent.message());
     }
     return Status::OK();
   }
@@ -71,12 +57,6 @@ class TcpTransport final : public Transport {
 
   Status Attach(const protocol::json&) override { return Status::OK(); }
   SharedArena* arena() override { return nullptr; }
-  void Close() override { socket_.Reset(); }
-  const std::string& peer() const override { return peer_; }
-
- private:
-  UniqueFd socket_;
-  const std::string peer_;
 };
 
 }  // namespace

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "common/fd_passing.h"
 #include "common/protocol.h"
@@ -88,6 +89,20 @@ class Transport {
 
   // Who is at the other end, for messages: a socket path, "host:port".
   virtual const std::string& peer() const = 0;
+};
+
+// The part every transport over one connected stream socket shares: it
+// owns the socket and names the peer; Close closes the socket.
+class SocketTransport : public Transport {
+ public:
+  SocketTransport(UniqueFd socket, std::string peer)
+      : socket_(std::move(socket)), peer_(std::move(peer)) {}
+  void Close() override { socket_.Reset(); }
+  const std::string& peer() const override { return peer_; }
+
+ protected:
+  UniqueFd socket_;
+  const std::string peer_;
 };
 
 // Connects to the daemon listening on the UNIX socket `path`. Invalid if

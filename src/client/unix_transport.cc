@@ -34,10 +34,9 @@ ssize_t ReceiveSoon(int fd, uint8_t* buffer, size_t capacity) {
 
 namespace {
 
-class UnixTransport final : public Transport {
+class UnixTransport final : public SocketTransport {
  public:
-  UnixTransport(UniqueFd socket, std::string peer)
-      : socket_(std::move(socket)), peer_(std::move(peer)) {}
+  using SocketTransport::SocketTransport;
 
   Status Send(const uint8_t* data, size_t size) override {
     if (!socket_.valid()) return Status::Disconnected("client is closed");
@@ -82,12 +81,8 @@ class UnixTransport final : public Transport {
   }
 
   SharedArena* arena() override { return arena_.get(); }
-  void Close() override { socket_.Reset(); }
-  const std::string& peer() const override { return peer_; }
 
  private:
-  UniqueFd socket_;
-  const std::string peer_;
   UniqueFd arena_fd_;  // received with the Hello reply, until mapped
   std::unique_ptr<SharedArena> arena_;
 };

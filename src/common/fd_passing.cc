@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -84,6 +85,27 @@ Result<size_t> ReceiveWithFd(int socket, void* buffer, size_t capacity,
     }
   }
   return static_cast<size_t>(n);
+}
+
+Status SendAllGathered(int socket, const uint8_t* head, size_t head_size,
+                       const uint8_t* payload, size_t payload_size) {
+  struct iovec iov[2] = {{const_cast<uint8_t*>(head), head_size},
+                         {const_cast<uint8_t*>(payload), payload_size}};
+  struct msghdr msg = {};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = payload_size > 0 ? 2 : 1;
+  while (iov[0].iov_len + (payload_size > 0 ? iov[1].iov_len : 0) > 0) {
+    ssize_t n = sendmsg(socket, &msg, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::Disconnected(std::strerror(errno));
+    for (auto& v : iov) {  // skip what was sent
+      size_t used = std::min(v.iov_len, static_cast<size_t>(n));
+      v.iov_base = static_cast<uint8_t*>(v.iov_base) + used;
+      v.iov_len -= used;
+      n -= static_cast<ssize_t>(used);
+    }
+  }
+  return Status::OK();
 }
 
 }  // namespace trellis

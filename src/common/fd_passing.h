@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "trellis/status.h"
@@ -48,6 +49,13 @@ class UniqueFd {
 // socket cannot carry one alone); Disconnected (with strerror) if the write
 // fails, e.g. the peer closed.
 Result<size_t> SendWithFd(int socket, const void* data, size_t size, int fd);
+
+// Writes [head, head+head_size) then [payload, payload+payload_size) to the
+// stream socket `socket` with gathered writes (sendmsg), blocking until all
+// is written; EINTR is retried and a partial write continues with the rest.
+// Never raises SIGPIPE. Disconnected (with strerror) if a write fails.
+Status SendAllGathered(int socket, const uint8_t* head, size_t head_size,
+                       const uint8_t* payload, size_t payload_size);
 
 // Reads up to `capacity` bytes from the UNIX stream socket `socket` (blocking
 // as the socket does; EINTR retried) together with any descriptors passed

@@ -3,16 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
-// msgpack-cxx is header-only; only its parser is used, without Boost.
-#ifndef MSGPACK_NO_BOOST
-#define MSGPACK_NO_BOOST
-#endif
-#ifndef MSGPACK_DEFAULT_API_VERSION
-#define MSGPACK_DEFAULT_API_VERSION 3
-#endif
-#include <msgpack.hpp>
-
+// Only msgpack-cxx's parser is used here.
 #include "common/json_dom_builder.h"
+#include "common/msgpack.h"
 
 namespace trellis::protocol {
 namespace {

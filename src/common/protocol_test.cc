@@ -8,14 +8,8 @@
 #include <limits>
 #include <random>
 
-// msgpack-cxx's packer writes the reference inputs (as in protocol.cc).
-#ifndef MSGPACK_NO_BOOST
-#define MSGPACK_NO_BOOST
-#endif
-#ifndef MSGPACK_DEFAULT_API_VERSION
-#define MSGPACK_DEFAULT_API_VERSION 3
-#endif
-#include <msgpack.hpp>
+// msgpack-cxx's packer writes the reference inputs.
+#include "common/msgpack.h"
 
 namespace trellis::protocol {
 namespace {

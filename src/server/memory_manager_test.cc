@@ -25,6 +25,20 @@ bool Contains(const Status& st, const std::string& text) {
   return st.message().find(text) != std::string::npos;
 }
 
+// OutOfMemory whose message holds every one of `parts`.
+::testing::AssertionResult OutOfMemorySaying(
+    const Status& st, std::initializer_list<const char*> parts) {
+  if (!st.IsOutOfMemory()) {
+    return ::testing::AssertionFailure() << "not OutOfMemory: " << st;
+  }
+  for (const char* part : parts) {
+    if (!Contains(st, part)) {
+      return ::testing::AssertionFailure() << st << " lacks '" << part << "'";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // A request for one blob made through WithMemory, as CreateBlobs does.
 struct Allocation {
   std::optional<BlobSlot> slot;
@@ -153,10 +167,9 @@ TEST_F(MemoryManagerTest, WithoutSpillStorageFailsAtOnceAndSaysWhy) {
   FillArena();
   auto a = Allocate(kQuarter);
   ASSERT_TRUE(a->failed);
-  EXPECT_TRUE(a->failed->IsOutOfMemory());
-  EXPECT_TRUE(Contains(*a->failed, "cannot allocate 262144 bytes"));
-  EXPECT_TRUE(Contains(*a->failed, "the arena is full"));
-  EXPECT_TRUE(Contains(*a->failed, "spilling is off (no --spill-dir)"));
+  EXPECT_TRUE(OutOfMemorySaying(
+      *a->failed, {"cannot allocate 262144 bytes", "the arena is full",
+                   "spilling is off (no --spill-dir)"}));
   EXPECT_EQ(memory_->counters().out_of_memory, 1u);
   std::optional<Result<uint64_t>> evicted;
   memory_->Evict({ObjectID::Make(1, 1)},
@@ -209,10 +222,9 @@ TEST_F(MemoryManagerTest, NothingSpillableFailsAtOnceSayingWhatIsHeld) {
     ASSERT_TRUE(table_->GetBlob(kReader, id).ok());
   auto a = Allocate(kQuarter);
   ASSERT_TRUE(a->failed);
-  EXPECT_TRUE(a->failed->IsOutOfMemory());
-  EXPECT_TRUE(Contains(*a->failed, "nothing more can be spilled"));
-  EXPECT_TRUE(Contains(*a->failed, "1048576 held by live readers"));
-  EXPECT_TRUE(Contains(*a->failed, "spilling to fake-disk"));
+  EXPECT_TRUE(OutOfMemorySaying(
+      *a->failed, {"nothing more can be spilled",
+                   "1048576 held by live readers", "spilling to fake-disk"}));
   EXPECT_EQ(workers_.pending(), 0u);
   EXPECT_EQ(memory_->waiting_requests(), 0u);
 }
@@ -225,11 +237,9 @@ TEST_F(MemoryManagerTest, AFullDiskFailsEveryWaitingRequestAndLosesNothing) {
   workers_.RunAll();
   for (const auto& a : {first, second}) {
     ASSERT_TRUE(a->failed);
-    EXPECT_TRUE(a->failed->IsOutOfMemory());
-    EXPECT_TRUE(
-        Contains(*a->failed, "spilling failed: cannot write spill file"))
-        << *a->failed;
-    EXPECT_TRUE(Contains(*a->failed, "No space left on device"));
+    EXPECT_TRUE(OutOfMemorySaying(*a->failed,
+                                  {"spilling failed: cannot write spill file",
+                                   "No space left on device"}));
   }
   EXPECT_EQ(memory_->counters().spill_failures, 1u);
   EXPECT_EQ(memory_->counters().out_of_memory, 2u);

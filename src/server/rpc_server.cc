@@ -99,15 +99,15 @@ std::string EndpointString(const tcp::endpoint& endpoint) {
   return address + ":" + std::to_string(endpoint.port());
 }
 
-RpcServer::RpcServer(asio::io_context& io, Store* store, RpcOptions options)
-    : SessionServer(store, options.max_frame),
+RpcServer::RpcServer(asio::io_context& io, RpcOptions options)
+    : SessionServer(nullptr, options.max_frame),
       io_(io),
       options_(std::move(options)),
       acceptor_(io) {}
 
 RpcServer::~RpcServer() { Stop(); }
 
-Status RpcServer::Start() {
+Status RpcServer::Listen() {
   const std::string where = options_.host + ":" + std::to_string(options_.port);
   asio::error_code ec;
   asio::ip::address address = asio::ip::make_address(options_.host, ec);
@@ -147,13 +147,17 @@ Status RpcServer::Start() {
     return Status::IOError("cannot listen on " + where + ": " + ec.message());
   }
   started_ = true;
+  return Status::OK();
+}
+
+void RpcServer::Serve(Store* store) {
+  set_store(store);
   AcceptLoop(acceptor_, [this](tcp::socket socket) {
     asio::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     auto peer = socket.remote_endpoint(ignored);
     StartSession(Socket(std::move(socket)), EndpointString(peer));
   });
-  return Status::OK();
 }
 
 void RpcServer::Stop() {
@@ -197,10 +201,9 @@ Status WritePortFile(const std::string& path, uint16_t port) {
 }
 }  // namespace
 
-Result<std::unique_ptr<RpcServer>> StartRpcServer(asio::io_context& io,
-                                                  Store* store,
-                                                  const RpcFlags& flags,
-                                                  uint32_t max_frame) {
+Result<std::unique_ptr<RpcServer>> ListenRpcServer(asio::io_context& io,
+                                                   const RpcFlags& flags,
+                                                   uint32_t max_frame) {
   if (flags.endpoint.empty()) return std::unique_ptr<RpcServer>();
   RpcOptions options;
   TRELLIS_ASSIGN_OR_RAISE(auto endpoint, ParseRpcEndpoint(flags.endpoint));
@@ -210,13 +213,20 @@ Result<std::unique_ptr<RpcServer>> StartRpcServer(asio::io_context& io,
     TRELLIS_ASSIGN_OR_RAISE(options.token, ReadRpcToken(flags.token_file));
   }
   options.max_frame = max_frame;
-  auto server = std::make_unique<RpcServer>(io, store, std::move(options));
-  TRELLIS_RETURN_NOT_OK(server->Start());
+  auto server = std::make_unique<RpcServer>(io, std::move(options));
+  TRELLIS_RETURN_NOT_OK(server->Listen());
   if (!flags.port_file.empty()) {
     TRELLIS_RETURN_NOT_OK(
         WritePortFile(flags.port_file, server->endpoint().port()));
   }
   return server;
+}
+
+std::string AdvertisedEndpoint(const RpcServer& server,
+                               const std::string& hostname) {
+  const tcp::endpoint& bound = server.endpoint();
+  if (!bound.address().is_unspecified()) return EndpointString(bound);
+  return hostname + ":" + std::to_string(bound.port());
 }
 
 }  // namespace trellis::server

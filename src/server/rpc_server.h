@@ -64,13 +64,19 @@ bool TokensEqual(const std::string& presented, const std::string& expected);
 
 class RpcServer : public SessionServer {
  public:
-  RpcServer(asio::io_context& io, Store* store, RpcOptions options);
+  RpcServer(asio::io_context& io, RpcOptions options);
   ~RpcServer() override;
 
   // Resolves the host, binds and listens. Invalid if the host is not a
   // loopback address and there is no token (the message names
-  // --rpc-token); IOError if it cannot be resolved or bound.
-  Status Start();
+  // --rpc-token); IOError if it cannot be resolved or bound. Connections
+  // wait in the listen backlog until Serve: the daemon listens before it
+  // registers (so the member list carries the real endpoint) and serves
+  // once its store exists.
+  Status Listen();
+  // Starts accepting connections and serving `store` (which must outlive
+  // the server). Call once, after a successful Listen.
+  void Serve(Store* store);
   // Stops accepting and closes every connection.
   void Stop();
 
@@ -99,13 +105,18 @@ struct RpcFlags {
   std::string token_file;  // --rpc-token FILE
   std::string port_file;   // --rpc-port-file FILE
 };
-// The RPC server `flags` ask for, started (null if there is no --rpc): the
-// endpoint parsed, the token read (ReadRpcToken), and the chosen port
-// written to the port file ("PORT\n", replaced atomically) once listening.
-// The errors of those steps, naming the flag.
-Result<std::unique_ptr<RpcServer>> StartRpcServer(asio::io_context& io,
-                                                  Store* store,
-                                                  const RpcFlags& flags,
-                                                  uint32_t max_frame);
+// The RPC server `flags` ask for, listening but not yet serving (null if
+// there is no --rpc): the endpoint parsed, the token read (ReadRpcToken),
+// and the chosen port written to the port file ("PORT\n", replaced
+// atomically) once listening. The errors of those steps, naming the flag.
+Result<std::unique_ptr<RpcServer>> ListenRpcServer(asio::io_context& io,
+                                                   const RpcFlags& flags,
+                                                   uint32_t max_frame);
+
+// The endpoint other members reach `server` at ("host:port"), for the
+// member list: the address it is bound to, or, bound to every address
+// (0.0.0.0 or ::), `hostname` with its port.
+std::string AdvertisedEndpoint(const RpcServer& server,
+                               const std::string& hostname);
 
 }  // namespace trellis::server

@@ -191,6 +191,21 @@ class RpcTest : public ::testing::Test {
     return std::move(*c);
   }
 
+  // Puts `data` as one blob through a UNIX-socket client (ipc_, connected on
+  // first use) and returns its id; a test failure and ObjectID() if that
+  // fails.
+  ObjectID PutOverIpc(const std::vector<uint8_t>& data) {
+    if (!ipc_) {
+      auto connected = Client::Connect(daemon_->socket());
+      EXPECT_TRUE(connected.ok()) << connected.status();
+      if (!connected.ok()) return ObjectID();
+      ipc_ = std::move(*connected);
+    }
+    auto id = ipc_->PutBlob(data.data(), data.size());
+    EXPECT_TRUE(id.ok()) << id.status();
+    return id.ok() ? *id : ObjectID();
+  }
+
   json StatusNow() {
     auto st = observer_->Call(MessageType::kStatus, json::object());
     EXPECT_TRUE(st.ok()) << st.status();
@@ -239,6 +254,7 @@ class RpcTest : public ::testing::Test {
   std::unique_ptr<DaemonProcess> daemon_;
   std::optional<std::string> token_;
   std::unique_ptr<RpcTestClient> observer_;
+  std::unique_ptr<Client> ipc_;
 };
 
 // -------------------------------------------------------------- handshake
@@ -423,14 +439,12 @@ TEST_F(RpcTest, PutOverIpcGetMetaRelocatedAndReadBlobsOverTcpIsByteIdentical) {
 
 TEST_F(RpcTest, ReadBlobsErrorsAreOrdinaryRepliesAndIpcIsServedTheSame) {
   StartDaemon();
-  auto ipc = Client::Connect(daemon_->socket());
-  ASSERT_TRUE(ipc.ok());
   std::vector<uint8_t> data = Pattern(12345, 7);
-  auto id = (*ipc)->PutBlob(data.data(), data.size());
-  ASSERT_TRUE(id.ok());
+  ObjectID id = PutOverIpc(data);
+  ASSERT_TRUE(id.valid());
   ObjectMeta composite("test::One");
-  composite.AddMember("b", *id);
-  auto object = (*ipc)->CreateObject(composite, PutOptions{});
+  composite.AddMember("b", id);
+  auto object = ipc_->CreateObject(composite, PutOptions{});
   ASSERT_TRUE(object.ok());
   auto tcp = Tcp();
   ASSERT_TRUE(tcp);
@@ -442,7 +456,7 @@ TEST_F(RpcTest, ReadBlobsErrorsAreOrdinaryRepliesAndIpcIsServedTheSame) {
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
   std::vector<uint64_t> sizes;
-  auto twice = tcp->ReadBlobs({*id, *id}, &sizes);
+  auto twice = tcp->ReadBlobs({id, id}, &sizes);
   ASSERT_TRUE(twice.ok()) << twice.status();
   EXPECT_EQ(sizes, (std::vector<uint64_t>{12345, 12345}));
   EXPECT_EQ(std::memcmp(twice->data(), data.data(), data.size()), 0);
@@ -454,7 +468,7 @@ TEST_F(RpcTest, ReadBlobsErrorsAreOrdinaryRepliesAndIpcIsServedTheSame) {
   auto hello = (*unix_client)->Hello();
   ASSERT_TRUE(hello.ok());
   EXPECT_FALSE(hello->contains("transport"));
-  auto local = (*unix_client)->ReadBlobs({*id}, &sizes);
+  auto local = (*unix_client)->ReadBlobs({id}, &sizes);
   ASSERT_TRUE(local.ok()) << local.status();
   EXPECT_EQ(std::memcmp(local->data(), data.data(), data.size()), 0);
   // A ReadBlobs releases its holds before the connection's next request.
@@ -466,11 +480,9 @@ TEST_F(RpcTest, ReadBlobsErrorsAreOrdinaryRepliesAndIpcIsServedTheSame) {
 
 TEST_F(RpcTest, PipelinedReadBlobsAreAnsweredInOrder) {
   StartDaemon();
-  auto ipc = Client::Connect(daemon_->socket());
-  ASSERT_TRUE(ipc.ok());
   std::vector<uint8_t> data = Pattern(100, 5);
-  auto id = (*ipc)->PutBlob(data.data(), data.size());
-  ASSERT_TRUE(id.ok());
+  ObjectID id = PutOverIpc(data);
+  ASSERT_TRUE(id.valid());
   auto tcp = Tcp();
   ASSERT_TRUE(tcp);
   // Many requests in one write: each is answered, bytes and all, before the
@@ -480,7 +492,7 @@ TEST_F(RpcTest, PipelinedReadBlobsAreAnsweredInOrder) {
   for (int i = 0; i < kRequests; ++i) {
     protocol::AppendFrame(
         MessageType::kReadBlobs,
-        {{"ids", i % 2 ? json::array({id->value()}) : json::array()}}, &burst);
+        {{"ids", i % 2 ? json::array({id.value()}) : json::array()}}, &burst);
   }
   ASSERT_TRUE(tcp->SendRaw(burst.data(), burst.size()).ok());
   std::vector<uint8_t> got(128);
@@ -490,7 +502,7 @@ TEST_F(RpcTest, PipelinedReadBlobsAreAnsweredInOrder) {
     ASSERT_EQ(reply->type, static_cast<uint16_t>(MessageType::kReply)) << i;
     if (i % 2 == 0) continue;
     ASSERT_EQ(reply->body["sizes"], json::array({100})) << i;
-    ASSERT_TRUE(tcp->ReceiveBlobs({*id}, {100}, got.data()).ok()) << i;
+    ASSERT_TRUE(tcp->ReceiveBlobs({id}, {100}, got.data()).ok()) << i;
     ASSERT_EQ(std::memcmp(got.data(), data.data(), 100), 0) << i;
   }
   auto st = tcp->Call(MessageType::kStatus, json::object());
@@ -626,22 +638,20 @@ TEST_F(RpcTest, DisconnectingMidWriteBlobAbortsTheBlob) {
 
 TEST_F(RpcTest, DisconnectingMidReadBlobsReleasesTheHolds) {
   StartDaemon();
-  auto ipc = Client::Connect(daemon_->socket());
-  ASSERT_TRUE(ipc.ok());
   std::vector<uint8_t> data = Pattern(64 * kMiB, 9);
-  auto id = (*ipc)->PutBlob(data.data(), data.size());
-  ASSERT_TRUE(id.ok());
+  ObjectID id = PutOverIpc(data);
+  ASSERT_TRUE(id.valid());
   for (int bytes_read : {0, 1}) {
     SCOPED_TRACE(bytes_read ? "after some bytes" : "before any byte");
     auto reader = Tcp();
     ASSERT_TRUE(reader);
-    auto sizes = reader->StartReadBlobs({*id});
+    auto sizes = reader->StartReadBlobs({id});
     ASSERT_TRUE(sizes.ok());
     EXPECT_EQ(StatusNow()["held_bytes"], 64 * kMiB);
     if (bytes_read) {  // one chunk of the eight
       std::vector<uint8_t> first(protocol::kMaxBulkChunk);
       ASSERT_TRUE(
-          reader->ReceiveBlobs({*id}, {protocol::kMaxBulkChunk}, first.data())
+          reader->ReceiveBlobs({id}, {protocol::kMaxBulkChunk}, first.data())
               .ok());
       EXPECT_EQ(std::memcmp(first.data(), data.data(), first.size()), 0);
     }
@@ -653,7 +663,7 @@ TEST_F(RpcTest, DisconnectingMidReadBlobsReleasesTheHolds) {
   auto reader = Tcp();
   ASSERT_TRUE(reader);
   std::vector<uint64_t> sizes;
-  auto bytes = reader->ReadBlobs({*id}, &sizes);
+  auto bytes = reader->ReadBlobs({id}, &sizes);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   EXPECT_EQ(*bytes, data);
   ExpectServing();

@@ -71,6 +71,9 @@ class SessionServer {
     CloseSessions();
   }
   Store* store() const { return store_; }
+  // For a server made before its store (RpcServer listens first); set
+  // before the first session starts.
+  void set_store(Store* store) { store_ = store; }
 
   // --- the transport's half of the handshake ---
   // Checks a Hello whose version is right. An error is the reply, the

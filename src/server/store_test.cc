@@ -721,7 +721,9 @@ TEST_P(StoreTest, GetMetaRelocatesByIdsAndByNames) {
     const json& tree = got["trees"][by_name ? 0 : 1];
     // Positions in the back-to-back layout of `held`: 0, then 64.
     EXPECT_EQ(tree["members"]["b"]["offset"], by_name ? 0u : 64u) << body;
-    if (!by_name) EXPECT_EQ(got["trees"][0]["offset"], 0u);
+    if (!by_name) {
+      EXPECT_EQ(got["trees"][0]["offset"], 0u);
+    }
     Send(reader_, MessageType::kRelease, {{"ids", got["held"]}});
   }
   EXPECT_EQ(StatusReply()["held_bytes"], 0u);

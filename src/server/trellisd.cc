@@ -194,10 +194,14 @@ int main(int argc, char** argv) {
   auto made = MakeMetaStore(io, etcd, cluster, instance_id);
   if (!made.ok()) return Refuse(made.status().message());
   std::unique_ptr<MetaStore> meta = std::move(*made);
+  // RPC listens before Register, so the member list has its endpoint; it
+  // serves once the store exists (connections wait in the backlog).
+  auto rpc = ListenRpcServer(io, rpc_flags, static_cast<uint32_t>(*max_frame));
+  if (!rpc.ok()) return Refuse(rpc.status().message());
   InstanceInfo self;
   self.hostname = Hostname();
   self.ipc_socket = socket_path;
-  self.rpc_endpoint = "";  // no RPC server yet
+  self.rpc_endpoint = *rpc ? AdvertisedEndpoint(**rpc, self.hostname) : "";
   self.arena_size = size;
   std::optional<Result<uint16_t>> registered;
   meta->Register(self, [&registered](Result<uint16_t> id) {
@@ -240,10 +244,7 @@ int main(int argc, char** argv) {
   ipc_options.socket_path = socket_path;
   ipc_options.socket_mode = static_cast<mode_t>(mode);
   ipc_options.max_frame = static_cast<uint32_t>(*max_frame);
-  // RPC first: once the socket accepts connections, the port file exists.
-  auto rpc = StartRpcServer(io, store->get(), rpc_flags,
-                            static_cast<uint32_t>(*max_frame));
-  if (!rpc.ok()) return Refuse(rpc.status().message());
+  if (*rpc) (*rpc)->Serve(store->get());
   IpcServer server(io, store->get(), ipc_options);
   Status started = server.Start();
   if (!started.ok()) return Refuse(started.message());

@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/fd_passing.h"
+
 namespace trellis::testing {
 
 using protocol::MessageType;
@@ -115,23 +117,7 @@ Status RpcTestClient::WriteBlobChunk(ObjectID blob, uint64_t offset,
                                      const uint8_t* data, uint64_t size) {
   auto header =
       protocol::EncodeBulkHeader(MessageType::kBlobData, blob, offset, size);
-  struct iovec iov[2] = {{header.data(), header.size()},
-                         {const_cast<uint8_t*>(data), size}};
-  struct msghdr msg = {};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = 2;
-  while (iov[0].iov_len + iov[1].iov_len > 0) {
-    ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno("sendmsg", errno);
-    for (auto& v : iov) {  // skip what was sent
-      size_t used = std::min(v.iov_len, static_cast<size_t>(n));
-      v.iov_base = static_cast<uint8_t*>(v.iov_base) + used;
-      v.iov_len -= used;
-      n -= static_cast<ssize_t>(used);
-    }
-  }
-  return Status::OK();
+  return SendAllGathered(fd_, header.data(), header.size(), data, size);
 }
 
 Status RpcTestClient::WriteBlob(ObjectID blob, const uint8_t* data,
