@@ -208,3 +208,23 @@ def test_remote_client_in_another_network_namespace(make_cluster, tmp_socket_dir
         assert "seen hello from node 2" in r.stdout
         np.testing.assert_array_equal(local.get(name="from_node1"),
                                       np.arange(1 << 20, dtype=np.int64))
+
+
+def test_launch_with_rpc_reports_the_endpoint(tmp_socket_dir):
+    sock = os.path.join(tmp_socket_dir, "l.sock")
+    d = _daemon.launch(sock, size="64M", rpc=0)
+    try:
+        host, port = d.rpc_endpoint.rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+        with trellis.connect(sock, start=False) as local:
+            oid = local.put(np.arange(5), name="via-launch")
+        with trellis.connect(d.rpc_endpoint) as remote:
+            assert remote.get_name("via-launch") == oid
+            np.testing.assert_array_equal(remote.get(oid), np.arange(5))
+    finally:
+        d.stop()
+    for bad in ("", 1.5, True):
+        with pytest.raises(trellis.InvalidArgument, match="rpc must be"):
+            _daemon.launch(os.path.join(tmp_socket_dir, "b.sock"), rpc=bad)
+    with pytest.raises(trellis.InvalidArgument, match="rpc_token needs rpc"):
+        _daemon.launch(os.path.join(tmp_socket_dir, "c.sock"), rpc_token="/x")

@@ -75,7 +75,8 @@ class Daemon:
     """A trellisd process started by ``launch``.
 
     Attributes: ``socket`` (path it serves), ``pid``, ``log`` (path of its
-    log file), ``detached``.
+    log file), ``detached``, ``rpc_endpoint`` ("HOST:PORT" if started with
+    ``rpc``, else None).
     """
 
     def __init__(self, socket, process, log, detached):
@@ -83,6 +84,7 @@ class Daemon:
         self.pid = process.pid
         self.log = log
         self.detached = detached
+        self.rpc_endpoint = None
         self._process = process
 
     def alive(self):
@@ -149,14 +151,19 @@ def _die_with_parent():
 
 
 def launch(socket=None, size=None, reserve=False, detach=False,
-           log_level="warn", timeout=30.0, exist_ok=False, spill_dir=None):
+           log_level="warn", timeout=30.0, exist_ok=False, spill_dir=None,
+           rpc=None, rpc_token=None):
     """Starts trellisd on `socket` and returns once it accepts connections.
 
     `size`: arena size such as "512M" or an int of bytes (default
     $TRELLIS_SIZE, else the daemon's default, a quarter of memory).
     `reserve`: pre-fault the arena. `spill_dir` (default
     $TRELLIS_SPILL_DIR, else none): where cold objects go when memory runs
-    short. If a daemon already serves `socket`,
+    short. `rpc` ("[HOST:]PORT", or an int port; 0 picks a free one): also
+    serve over TCP, loopback unless HOST says otherwise, with `rpc_token`
+    (a token file, mode 0600) required for any other address; the
+    daemon's ``rpc_endpoint`` is then "HOST:PORT" with the chosen port.
+    If a daemon already serves `socket`,
     returns None with `exist_ok`, else raises ObjectExists. Raises
     DaemonNotReachable (quoting the daemon's log) if it exits or does not
     serve within `timeout` seconds.
@@ -171,10 +178,31 @@ def launch(socket=None, size=None, reserve=False, detach=False,
                 return None
             raise ObjectExists(f"a trellis daemon already serves {socket}")
         return _start(socket, size, reserve, detach, log_level, timeout,
-                      spill_dir)
+                      spill_dir, rpc, rpc_token)
 
 
-def _start(socket, size, reserve, detach, log_level, timeout, spill_dir):
+def _rpc_args(socket, rpc, rpc_token):
+    """trellisd's RPC flags for launch(rpc=, rpc_token=), the port file and
+    the host the endpoint is reached at ([], None, None without rpc)."""
+    if rpc is None:
+        if rpc_token is not None:
+            raise InvalidArgument("rpc_token needs rpc (the endpoint to serve)")
+        return [], None, None
+    if isinstance(rpc, int) and not isinstance(rpc, bool):
+        rpc = str(rpc)
+    if not isinstance(rpc, str) or not rpc:
+        raise InvalidArgument(f"rpc must be '[HOST:]PORT' or an int port, got {rpc!r}")
+    host = rpc.rpartition(":")[0] or "127.0.0.1"
+    port_file = socket + ".rpc-port"
+    _remove(port_file)
+    args = ["--rpc", rpc, "--rpc-port-file", port_file]
+    if rpc_token is not None:
+        args += ["--rpc-token", os.fspath(rpc_token)]
+    return args, port_file, host
+
+
+def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
+           rpc=None, rpc_token=None):
     if size is None:
         size = os.environ.get("TRELLIS_SIZE")
     log = socket + ".log"
@@ -190,6 +218,8 @@ def _start(socket, size, reserve, detach, log_level, timeout, spill_dir):
     spill_dir = spill_dir or os.environ.get("TRELLIS_SPILL_DIR")
     if spill_dir:
         cmd += ["--spill-dir", os.fspath(spill_dir)]
+    rpc_args, port_file, rpc_host = _rpc_args(socket, rpc, rpc_token)
+    cmd += rpc_args
     with open(log, "ab") as log_file:
         process = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
@@ -203,6 +233,9 @@ def _start(socket, size, reserve, detach, log_level, timeout, spill_dir):
             raise DaemonNotReachable(
                 f"trellisd did not start on {socket}: {_tail(log)}")
         time.sleep(0.005)
+    if port_file is not None:  # written before the socket serves
+        with open(port_file) as f:
+            daemon.rpc_endpoint = f"{rpc_host}:{int(f.read())}"
     with open(_pid_file(socket), "w") as f:
         f.write(f"{process.pid}\n")
     if not detach:
