@@ -3,10 +3,7 @@ server (trellisd --rpc) with no shared arena. Puts send the bytes, gets copy
 them back; values, names and errors are those of an IPC client."""
 
 import os
-import pickle
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -15,44 +12,26 @@ import pytest
 import trellis
 from trellis import _daemon
 from cluster_fixture import free_port, make_cluster  # noqa: F401 (fixture)
-from factories import made_then_closed
 from conftest import PACKAGE_ROOT
 
 
-class RpcDaemon:
-    """trellisd serving a UNIX socket and RPC on 127.0.0.1 (a free port)."""
-
-    def __init__(self, directory, token=None, size="512M"):
-        self.socket = os.path.join(directory, "d.sock")
-        port_file = os.path.join(directory, "rpc.port")
-        self.log = os.path.join(directory, "d.log")
-        cmd = [_daemon.find_trellisd(), "--socket", self.socket, "--size", size,
-               "--log-level", "warn", "--rpc", "127.0.0.1:0",
-               "--rpc-port-file", port_file]
-        if token is not None:
-            self.token_file = os.path.join(directory, "token")
-            with open(self.token_file, "w") as f:
-                f.write(token + "\n")
-            os.chmod(self.token_file, 0o600)
-            cmd += ["--rpc-token", self.token_file]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while not (os.path.exists(port_file) and open(port_file).read().strip()):
-            assert self.process.poll() is None, open(self.log).read()
-            assert time.monotonic() < deadline, "trellisd did not listen"
-            time.sleep(0.01)
-        self.endpoint = "127.0.0.1:" + open(port_file).read().strip()
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(10)
-
-
 @pytest.fixture
-def rpc_daemon(tmp_socket_dir):
-    yield from made_then_closed(
-        lambda **kwargs: RpcDaemon(tmp_socket_dir, **kwargs), lambda d: d.stop())
+def rpc_daemon(start_daemon, tmp_socket_dir):
+    """rpc_daemon(token=None) -> Daemon serving a UNIX socket and RPC on
+    127.0.0.1 (a free port: ``rpc_endpoint``); with `token`, clients must
+    present it (its file: ``token_file``)."""
+    def start(token=None, size="512M"):
+        token_file = None
+        if token is not None:
+            token_file = os.path.join(tmp_socket_dir, "token")
+            with open(token_file, "w") as f:
+                f.write(token + "\n")
+            os.chmod(token_file, 0o600)
+        d = start_daemon(size=size, rpc="127.0.0.1:0", rpc_token=token_file)
+        d.token_file = token_file
+        return d
+
+    return start
 
 
 class Point:
@@ -81,11 +60,11 @@ def frame46(rows=1000):
 
 def test_remote_client_puts_and_gets_every_kind(rpc_daemon):
     d = rpc_daemon()
-    with trellis.connect(d.endpoint) as remote, \
+    with trellis.connect(d.rpc_endpoint) as remote, \
             trellis.connect(d.socket, start=False) as local:
         assert remote.is_remote and not local.is_remote
         assert len(remote.arena) == 0
-        assert remote.socket == d.endpoint
+        assert remote.socket == d.rpc_endpoint
         arr = np.arange(3_000_000, dtype=np.float64).reshape(1000, 3000)
         df = frame46()
         values = {
@@ -125,7 +104,7 @@ def test_remote_client_puts_and_gets_every_kind(rpc_daemon):
 
 def test_names_delete_list_and_status_across_ipc_and_remote(rpc_daemon):
     d = rpc_daemon()
-    with trellis.connect(d.endpoint) as remote, \
+    with trellis.connect(d.rpc_endpoint) as remote, \
             trellis.connect(d.socket, start=False) as local:
         a = local.put([1, 2, 3])
         remote.put_name(a, "shared")
@@ -154,13 +133,13 @@ def test_names_delete_list_and_status_across_ipc_and_remote(rpc_daemon):
 def test_token_required_and_checked(rpc_daemon, monkeypatch):
     d = rpc_daemon(token="pa55word")
     with pytest.raises(trellis.InvalidArgument, match="RPC token rejected"):
-        trellis.connect(d.endpoint)
+        trellis.connect(d.rpc_endpoint)
     with pytest.raises(trellis.InvalidArgument, match="invalid RPC token"):
-        trellis.connect(d.endpoint, token="wrong")
-    with trellis.connect(d.endpoint, token="pa55word") as c:
+        trellis.connect(d.rpc_endpoint, token="wrong")
+    with trellis.connect(d.rpc_endpoint, token="pa55word") as c:
         assert c.get(c.put({"ok": 1})) == {"ok": 1}
     monkeypatch.setenv("TRELLIS_RPC_TOKEN_FILE", d.token_file)
-    with trellis.connect(d.endpoint) as c:
+    with trellis.connect(d.rpc_endpoint) as c:
         assert c.status()["arena_size"] > 0
     with pytest.raises(trellis.InvalidArgument):
         trellis.connect(d.socket, token="x")  # a UNIX socket takes none
@@ -168,12 +147,12 @@ def test_token_required_and_checked(rpc_daemon, monkeypatch):
 
 def test_dead_endpoint_is_daemon_not_reachable(rpc_daemon):
     d = rpc_daemon()
-    c = trellis.connect(d.endpoint)
+    c = trellis.connect(d.rpc_endpoint)
     d.stop()
-    with pytest.raises(trellis.DaemonNotReachable, match=d.endpoint):
+    with pytest.raises(trellis.DaemonNotReachable, match=d.rpc_endpoint):
         c.get(trellis.ObjectID(1))
-    with pytest.raises(trellis.DaemonNotReachable, match=d.endpoint):
-        trellis.connect(d.endpoint)
+    with pytest.raises(trellis.DaemonNotReachable, match=d.rpc_endpoint):
+        trellis.connect(d.rpc_endpoint)
 
 
 REMOTE_SCRIPT = """

@@ -1,6 +1,7 @@
 #include "common/fd_passing.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
