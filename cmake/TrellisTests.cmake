@@ -30,7 +30,8 @@ target_link_libraries(trellis_fakes PUBLIC trellis_server)
 add_trellis_tests(LIBS trellis_fakes SOURCES
   src/server/meta_store_test.cc
   src/server/memory_manager_test.cc
-  src/server/store_test.cc)
+  src/server/store_test.cc
+  src/server/store_fetch_test.cc)
 
 # Every public header stands alone: one translation unit including all of
 # include/trellis/*.h (generated, so a new header is covered) and the tests

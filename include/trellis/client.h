@@ -59,6 +59,12 @@ struct PutOptions {
   bool persist = false;   // publish to the metadata store
 };
 
+struct GetOptions {
+  // Copy an object another member of the cluster made to this daemon
+  // first (trellis.get(..., fetch=True)).
+  bool fetch = false;
+};
+
 // A blob being written. Only its creator sees it until Seal. Destroying an
 // unsealed writer aborts the blob (its memory is reused). Not thread-safe.
 // For a remote client (Client::ConnectRpc), data() is a buffer the writer
@@ -138,11 +144,16 @@ class Client {
                                 const PutOptions& options = {});
   // The complete tree of an object; its blobs stay readable while the
   // returned meta (or anything built from it) lives. One round trip.
-  Result<ObjectMeta> GetMeta(ObjectID id);
-  Result<std::vector<ObjectMeta>> GetMetas(const std::vector<ObjectID>& ids);
+  // An object another member of the cluster made is ObjectNotFound saying
+  // where it lives, unless options.fetch: then the daemon copies it here
+  // first (once, however many ask at the same time) and keeps the copy.
+  Result<ObjectMeta> GetMeta(ObjectID id, const GetOptions& options = {});
+  Result<std::vector<ObjectMeta>> GetMetas(const std::vector<ObjectID>& ids,
+                                           const GetOptions& options = {});
   // The tree of the object bound to `name`, in one round trip (GetName then
   // GetMeta take two). ObjectNotFound if the name is not bound.
-  Result<ObjectMeta> GetMetaByName(const std::string& name);
+  Result<ObjectMeta> GetMetaByName(const std::string& name,
+                                   const GetOptions& options = {});
   // Shallow descriptions (id, typename, nbytes, fields) of objects whose type
   // name matches the glob `pattern`.
   Result<std::vector<ObjectMeta>> ListObjects(const std::string& pattern = "*",

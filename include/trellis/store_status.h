@@ -43,7 +43,11 @@
   X(uint64_t, reload_failures, "reloads that failed since start")             \
   X(uint64_t, out_of_memory_count, "requests refused with OutOfMemory")       \
   X(uint64_t, arena_resident_bytes, "arena bytes backed by memory now")       \
-  X(uint64_t, trimmed_bytes_total, "bytes MemoryTrim returned to the OS")
+  X(uint64_t, trimmed_bytes_total, "bytes MemoryTrim returned to the OS")     \
+  X(uint64_t, fetch_count, "objects fetched from other instances")            \
+  X(uint64_t, fetch_bytes_total, "bytes copied by those fetches")             \
+  X(uint64_t, fetch_failures, "fetches that failed since start")              \
+  X(uint64_t, fetch_joined, "gets that waited for a fetch already running")
 
 namespace trellis {
 

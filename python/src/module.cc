@@ -184,14 +184,17 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   // objects directly (Client::GetMeta would build a JSON DOM first, which
   // costs more than the round trip for trees of many nodes). See
   // FromMsgpack for `frame_blocks`.
-  py::tuple GetTree(ObjectID id, bool frame_blocks) {
-    return TreeOf(ClientInternals::core(*client_)->GetMetaBody({id}),
+  // With `fetch`, an object another member made is copied here first.
+  py::tuple GetTree(ObjectID id, bool frame_blocks, bool fetch) {
+    return TreeOf(ClientInternals::core(*client_)->GetMetaBody({id}, fetch),
                   frame_blocks);
   }
   // The same for the object bound to `name`, still one round trip.
-  py::tuple GetTreeByName(const std::string& name, bool frame_blocks) {
-    return TreeOf(ClientInternals::core(*client_)->GetMetaByNameBody({name}),
-                  frame_blocks);
+  py::tuple GetTreeByName(const std::string& name, bool frame_blocks,
+                          bool fetch) {
+    return TreeOf(
+        ClientInternals::core(*client_)->GetMetaByNameBody({name}, fetch),
+        frame_blocks);
   }
 
   Blob GetBlob(ObjectID id) {
@@ -546,9 +549,9 @@ object, or any view made from it, lives.)doc")
            py::arg("name") = "", py::arg("persist") = false,
            py::arg("overwrite") = true)
       .def("get_tree", &PyClient::GetTree, py::arg("id"),
-           py::arg("frame_blocks") = false)
+           py::arg("frame_blocks") = false, py::arg("fetch") = false)
       .def("get_tree_by_name", &PyClient::GetTreeByName, py::arg("name"),
-           py::arg("frame_blocks") = false)
+           py::arg("frame_blocks") = false, py::arg("fetch") = false)
       .def("get_blob", &PyClient::GetBlob, py::arg("id"))
       .def("list_objects", &PyClient::ListObjects, py::arg("pattern"),
            py::arg("limit"))

@@ -306,7 +306,7 @@ class Cluster:
         return proc
 
     def start_daemon(self, k, extra_args=(), size="64M", name=None,
-                     timeout=30.0):
+                     timeout=30.0, log_level="warn"):
         """Runs build/bin/trellisd inside node k on the socket
         <dir>/<name or nK>.sock (unique per node; UNIX sockets live in the
         file system, which the namespaces share) and returns a NodeDaemon
@@ -315,7 +315,7 @@ class Cluster:
         name = name or f"n{k}"
         sock = os.path.join(self.dir, name + ".sock")
         log = os.path.join(self.dir, name + ".log")
-        cmd = [_daemon.find_trellisd(), "--socket", sock, "--log-level", "warn"]
+        cmd = [_daemon.find_trellisd(), "--socket", sock, "--log-level", log_level]
         if size is not None:
             cmd += ["--size", size]
         cmd += list(extra_args)
@@ -329,6 +329,16 @@ class Cluster:
                                    + _tail(log))
             time.sleep(0.01)
         return NodeDaemon(self.node(k), sock, proc, log)
+
+    def throttle(self, k, rate):
+        """Limits what node k sends to `rate` (tc's notation, e.g. "200mbit")
+        with a token bucket on its interface, so a transfer from it takes
+        long enough to interrupt. Network namespaces only (RuntimeError on
+        loopback, where it would slow down every process)."""
+        if self.mode != "netns":
+            raise RuntimeError("throttle needs network namespaces")
+        self.run(k, ["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf",
+                     "rate", rate, "burst", "256kb", "latency", "100ms"])
 
     def etcdctl(self, k, *args, check=True):
         """Runs etcdctl inside node k against the cluster's etcd; returns

@@ -222,21 +222,25 @@ class Client:
 
         With `wait`, blocks until the name is bound (up to `timeout`
         seconds, then Timeout). Arrays, and numeric columns of DataFrames,
-        are read-only views of shared memory. `fetch=True` asks to bring a
-        remote object to this node first; objects of a single daemon are
-        always local, so it changes nothing yet. Raises ObjectNotFound
-        naming the id or name."""
+        are read-only views of shared memory. An object another member of
+        the cluster made is ObjectNotFound saying where it lives, unless
+        `fetch=True`: the daemon then copies it here first (one transfer
+        however many ask at once) and keeps the copy, so later gets are
+        local. Raises ObjectNotFound naming the id or name, or naming the
+        member that made it when that member is gone."""
         if (oid is None) == (name is None):
             raise InvalidArgument("get needs either an object id or name=..., not both")
         if name is not None and wait:
             oid = self.get_name(name, wait=True, timeout=timeout)
         if oid is not None:
-            tree, lease = self._core.get_tree(as_id(oid), frame_blocks=True)
+            tree, lease = self._core.get_tree(as_id(oid), frame_blocks=True,
+                                              fetch=bool(fetch))
         else:  # one round trip: the daemon resolves the name
             if not isinstance(name, str):
                 raise InvalidArgument(f"name must be a str, got {name!r}")
             try:
-                tree, lease = self._core.get_tree_by_name(name, frame_blocks=True)
+                tree, lease = self._core.get_tree_by_name(name, frame_blocks=True,
+                                                          fetch=bool(fetch))
             except _core.ObjectNotFound as e:
                 if self._private_daemon():
                     raise _core.ObjectNotFound(f"{e} {_PRIVATE_DAEMON_HINT}") from None
@@ -299,9 +303,10 @@ class Client:
         """Shallow ObjectMetas of the objects whose type name matches."""
         return [ObjectMeta(tree) for tree in self._core.list_objects(pattern, limit)]
 
-    def get_meta(self, oid):
-        """The complete metadata tree of an object (one round trip)."""
-        tree, lease = self._core.get_tree(as_id(oid))
+    def get_meta(self, oid, fetch=False):
+        """The complete metadata tree of an object (one round trip); with
+        `fetch`, as for get."""
+        tree, lease = self._core.get_tree(as_id(oid), fetch=bool(fetch))
         return ObjectMeta(tree, _codec.DecodeContext(lease))
 
     # -- blobs -----------------------------------------------------------

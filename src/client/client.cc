@@ -180,21 +180,36 @@ Result<uint64_t> ClientCore::ReadBulkChunk(ObjectID id, uint64_t done,
   return bulk->size;
 }
 
-Result<std::shared_ptr<Lease>> ClientCore::ReadBlobs(
-    const std::vector<ObjectID>& ids, std::vector<uint64_t>* sizes) {
+Result<std::vector<uint64_t>> ClientCore::StartReadBlobsLocked(
+    const std::vector<ObjectID>& ids) {
   if (!remote()) {
     return Status::Invalid("ReadBlobs is for clients of a remote daemon");
   }
-  MutexLock lock(&io_mutex_);
   TRELLIS_ASSIGN_OR_RAISE(json reply,
                           CallLocked(MessageType::kReadBlobs,
                                      json{{"ids", protocol::IdsToJson(ids)}}));
-  auto got = protocol::GetUints(reply, "sizes");
-  if (!got.ok() || got->size() != ids.size()) {
+  auto sizes = protocol::GetUints(reply, "sizes");
+  if (!sizes.ok() || sizes->size() != ids.size()) {
     CloseLocked();  // the bytes that follow cannot be framed
     return Status::Invalid("malformed ReadBlobs reply from " + peer_);
   }
-  *sizes = std::move(*got);
+  return std::move(*sizes);
+}
+
+Status ClientCore::ReadBlobBytesLocked(ObjectID id, uint64_t size,
+                                       uint8_t* dst) {
+  for (uint64_t done = 0; done < size;) {
+    TRELLIS_ASSIGN_OR_RAISE(uint64_t n,
+                            ReadBulkChunk(id, done, size - done, dst));
+    done += n;
+  }
+  return Status::OK();
+}
+
+Result<std::shared_ptr<Lease>> ClientCore::ReadBlobs(
+    const std::vector<ObjectID>& ids, std::vector<uint64_t>* sizes) {
+  MutexLock lock(&io_mutex_);
+  TRELLIS_ASSIGN_OR_RAISE(*sizes, StartReadBlobsLocked(ids));
   uint64_t total = 0;
   std::vector<uint64_t> positions =
       protocol::ConcatenatedPositions(*sizes, &total);
@@ -205,15 +220,34 @@ Result<std::shared_ptr<Lease>> ClientCore::ReadBlobs(
                                " bytes for blobs read from " + peer_);
   }
   for (size_t i = 0; i < ids.size(); ++i) {
-    uint8_t* dst = bytes.get() + positions[i];
-    for (uint64_t done = 0; done < (*sizes)[i];) {
-      TRELLIS_ASSIGN_OR_RAISE(
-          uint64_t n, ReadBulkChunk(ids[i], done, (*sizes)[i] - done, dst));
-      done += n;
-    }
+    TRELLIS_RETURN_NOT_OK(
+        ReadBlobBytesLocked(ids[i], (*sizes)[i], bytes.get() + positions[i]));
   }
   return std::shared_ptr<Lease>(
       std::make_shared<OwnedLease>(std::move(bytes), total));
+}
+
+Status ClientCore::ReadBlobsInto(const std::vector<ObjectID>& ids,
+                                 const std::vector<uint64_t>& sizes,
+                                 const std::vector<uint8_t*>& dsts) {
+  if (sizes.size() != ids.size() || dsts.size() != ids.size()) {
+    return Status::Invalid("ReadBlobsInto needs one size and buffer per id");
+  }
+  MutexLock lock(&io_mutex_);
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<uint64_t> got, StartReadBlobsLocked(ids));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (got[i] != sizes[i]) {
+      CloseLocked();  // its bytes are on their way, and have nowhere to go
+      return Status::Invalid("blob " + ids[i].ToString() + " on " + peer_ +
+                             " has " + std::to_string(got[i]) +
+                             " bytes, not the " + std::to_string(sizes[i]) +
+                             " its tree says");
+    }
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    TRELLIS_RETURN_NOT_OK(ReadBlobBytesLocked(ids[i], sizes[i], dsts[i]));
+  }
+  return Status::OK();
 }
 
 Result<std::shared_ptr<Lease>> ClientCore::LeaseOfHeld(
@@ -232,15 +266,22 @@ Result<std::shared_ptr<Lease>> ClientCore::LeaseOfHeld(
   return lease;
 }
 
-json ClientCore::GetMetaBody(const std::vector<ObjectID>& ids) const {
-  if (!remote()) return protocol::IdsBody(ids);
-  return json{{"ids", protocol::IdsToJson(ids)}, {"relocate", true}};
+json ClientCore::GetMetaBody(const std::vector<ObjectID>& ids,
+                             bool fetch) const {
+  if (!remote() && !fetch) return protocol::IdsBody(ids);  // pre-encoded
+  json body = {{"ids", protocol::IdsToJson(ids)}};
+  if (remote()) body["relocate"] = true;
+  if (fetch) body["fetch"] = true;
+  return body;
 }
 
-json ClientCore::GetMetaByNameBody(
-    const std::vector<std::string>& names) const {
-  if (!remote()) return protocol::NamesBody(names);
-  return json{{"names", names}, {"relocate", true}};
+json ClientCore::GetMetaByNameBody(const std::vector<std::string>& names,
+                                   bool fetch) const {
+  if (!remote() && !fetch) return protocol::NamesBody(names);  // pre-encoded
+  json body = {{"names", names}};
+  if (remote()) body["relocate"] = true;
+  if (fetch) body["fetch"] = true;
+  return body;
 }
 
 Status ClientCore::SendRequest(MessageType type, const json& body) {
@@ -617,8 +658,8 @@ Result<ObjectID> Client::CreateObject(const ObjectMeta& meta,
   return protocol::GetId(reply, "id");
 }
 
-Result<ObjectMeta> Client::GetMeta(ObjectID id) {
-  TRELLIS_ASSIGN_OR_RAISE(auto metas, GetMetas({id}));
+Result<ObjectMeta> Client::GetMeta(ObjectID id, const GetOptions& options) {
+  TRELLIS_ASSIGN_OR_RAISE(auto metas, GetMetas({id}, options));
   return std::move(metas[0]);
 }
 
@@ -648,16 +689,18 @@ Result<std::vector<ObjectMeta>> MetasOfReply(
 }  // namespace
 
 Result<std::vector<ObjectMeta>> Client::GetMetas(
-    const std::vector<ObjectID>& ids) {
-  TRELLIS_ASSIGN_OR_RAISE(
-      json reply, core_->Call(MessageType::kGetMeta, core_->GetMetaBody(ids)));
+    const std::vector<ObjectID>& ids, const GetOptions& options) {
+  TRELLIS_ASSIGN_OR_RAISE(json reply,
+                          core_->Call(MessageType::kGetMeta,
+                                      core_->GetMetaBody(ids, options.fetch)));
   return MetasOfReply(core_, std::move(reply), ids.size());
 }
 
-Result<ObjectMeta> Client::GetMetaByName(const std::string& name) {
+Result<ObjectMeta> Client::GetMetaByName(const std::string& name,
+                                         const GetOptions& options) {
   TRELLIS_ASSIGN_OR_RAISE(
-      json reply,
-      core_->Call(MessageType::kGetMeta, core_->GetMetaByNameBody({name})));
+      json reply, core_->Call(MessageType::kGetMeta,
+                              core_->GetMetaByNameBody({name}, options.fetch)));
   TRELLIS_ASSIGN_OR_RAISE(auto metas, MetasOfReply(core_, std::move(reply), 1));
   return std::move(metas[0]);
 }

@@ -89,6 +89,15 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   Result<std::shared_ptr<Lease>> ReadBlobs(const std::vector<ObjectID>& ids,
                                            std::vector<uint64_t>* sizes)
       TRELLIS_EXCLUDES(io_mutex_);
+  // As ReadBlobs, but blob i's bytes go to dsts[i], which has room for
+  // sizes[i] bytes: the sizes the caller expects (from the blobs' tree).
+  // Invalid, with the connection closed, if the daemon's sizes differ.
+  // The destination is written as the bytes arrive: after an error it holds
+  // a part of them. Thread-safe.
+  Status ReadBlobsInto(const std::vector<ObjectID>& ids,
+                       const std::vector<uint64_t>& sizes,
+                       const std::vector<uint8_t*>& dsts)
+      TRELLIS_EXCLUDES(io_mutex_);
   // The lease for the blobs a GetMeta reply holds (`held`, in the reply's
   // order). Local: a ClientLease owning the holds. Remote: their bytes read
   // with ReadBlobs into one owned buffer (where a relocated tree's offsets
@@ -97,9 +106,10 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   Result<std::shared_ptr<Lease>> LeaseOfHeld(std::vector<ObjectID> held);
   // The body of a GetMeta of `ids` / `names`: for a remote core with
   // relocate:true, so the tree's offsets are positions in LeaseOfHeld's
-  // buffer.
-  json GetMetaBody(const std::vector<ObjectID>& ids) const;
-  json GetMetaByNameBody(const std::vector<std::string>& names) const;
+  // buffer; with `fetch`, objects of other members are copied here first.
+  json GetMetaBody(const std::vector<ObjectID>& ids, bool fetch = false) const;
+  json GetMetaByNameBody(const std::vector<std::string>& names,
+                         bool fetch = false) const;
 
   // True if the daemon shares no arena with this process (a TCP client).
   bool remote() const { return arena_ == nullptr; }
@@ -128,6 +138,13 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   Status Hello(const std::string& token) TRELLIS_EXCLUDES(io_mutex_);
   // Sends blob `id`'s bytes [data, data+size) as WriteBlob bulk frames.
   Status UploadLocked(ObjectID id, const uint8_t* data, uint64_t size)
+      TRELLIS_REQUIRES(io_mutex_);
+  // Sends ReadBlobs {ids}; returns the sizes of the blobs whose bulk frames
+  // follow, in order.
+  Result<std::vector<uint64_t>> StartReadBlobsLocked(
+      const std::vector<ObjectID>& ids) TRELLIS_REQUIRES(io_mutex_);
+  // Reads the bulk frames of blob `id` (`size` bytes) into dst.
+  Status ReadBlobBytesLocked(ObjectID id, uint64_t size, uint8_t* dst)
       TRELLIS_REQUIRES(io_mutex_);
   // Reads the next bulk frame's payload (it must be bytes [done, ...) of
   // blob `id`, at most `left` of them) into dst + done; returns its size.

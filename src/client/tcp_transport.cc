@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -22,7 +23,10 @@ namespace {
 
 class TcpTransport final : public SocketTransport {
  public:
-  using SocketTransport::SocketTransport;
+  TcpTransport(UniqueFd socket, std::string peer,
+               std::chrono::milliseconds timeout)
+      : SocketTransport(std::move(socket), std::move(peer)),
+        timeout_(timeout) {}
 
   Status Send(const uint8_t* data, size_t size) override {
     return SendGathered(data, size, nullptr, 0);
@@ -46,6 +50,11 @@ class TcpTransport final : public SocketTransport {
     do {
       n = ReceiveSoon(socket_.get(), buffer, capacity);
     } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return Status::Disconnected("no reply from the trellis daemon at " +
+                                  peer_ + " within " +
+                                  std::to_string(timeout_.count()) + " ms");
+    }
     if (n <= 0) {
       return Status::Disconnected(
           "the trellis daemon at " + peer_ + " closed the connection" +
@@ -56,7 +65,20 @@ class TcpTransport final : public SocketTransport {
 
   Status Attach(const protocol::json&) override { return Status::OK(); }
   SharedArena* arena() override { return nullptr; }
+
+ private:
+  const std::chrono::milliseconds timeout_;
 };
+
+// Bounds how long connect, send and receive may block on `fd`.
+void SetTimeouts(int fd, std::chrono::milliseconds timeout) {
+  if (timeout.count() <= 0) return;
+  struct timeval tv = {};
+  tv.tv_sec = timeout.count() / 1000;
+  tv.tv_usec = (timeout.count() % 1000) * 1000;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));  // connect too
+}
 
 }  // namespace
 
@@ -91,7 +113,7 @@ static Result<std::pair<std::string, std::string>> SplitEndpoint(
 }
 
 Result<std::unique_ptr<Transport>> ConnectTcpTransport(
-    const std::string& endpoint) {
+    const std::string& endpoint, std::chrono::milliseconds timeout) {
   TRELLIS_ASSIGN_OR_RAISE(auto host_port, SplitEndpoint(endpoint));
   const auto& [host, port] = host_port;
   struct addrinfo hints = {};
@@ -113,6 +135,7 @@ Result<std::unique_ptr<Transport>> ConnectTcpTransport(
       last_error = std::strerror(errno);
       continue;
     }
+    SetTimeouts(fd.get(), timeout);
     if (connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) {
       connected = std::move(fd);
       break;
@@ -128,7 +151,7 @@ Result<std::unique_ptr<Transport>> ConnectTcpTransport(
   int one = 1;
   setsockopt(connected.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   return std::unique_ptr<Transport>(
-      new TcpTransport(std::move(connected), endpoint));
+      new TcpTransport(std::move(connected), endpoint, timeout));
 }
 
 Result<std::string> RpcTokenFromEnvironment() {

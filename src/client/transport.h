@@ -25,6 +25,7 @@
 //   - Client::arena_base()/InArena() report no arena (null, false).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -120,8 +121,11 @@ std::unique_ptr<Transport> MakeUnixTransport(UniqueFd socket, std::string peer);
 // or "[V6]:PORT" (HOST a name or an address, resolved with getaddrinfo),
 // with TCP_NODELAY. Invalid if the endpoint is malformed; Disconnected,
 // naming the endpoint, if it cannot be resolved or nothing accepts there.
+// A positive `timeout` bounds each connect, send and receive (Disconnected
+// saying so when it passes); 0 waits as long as TCP does.
 Result<std::unique_ptr<Transport>> ConnectTcpTransport(
-    const std::string& endpoint);
+    const std::string& endpoint,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
 // The token in the file $TRELLIS_RPC_TOKEN_FILE (one trailing newline
 // dropped, as trellisd reads --rpc-token); empty if the variable is unset.

@@ -4,6 +4,7 @@
 
 #include <cassert>
 
+#include "common/tree_format.h"
 #include "trellis/object.h"
 
 namespace trellis::server {
@@ -48,10 +49,35 @@ const ObjectEntry* ObjectTable::Find(ObjectID id) const {
 
 Result<std::vector<BlobSlot>> ObjectTable::CreateBlobs(
     ClientId client, const std::vector<uint64_t>& sizes) {
+  std::vector<std::pair<ObjectID, uint64_t>> blobs;
+  blobs.reserve(sizes.size());
+  for (uint64_t size : sizes) blobs.emplace_back(NextId(), size);
+  return AllocateBlobs(client, blobs);
+}
+
+Result<std::vector<BlobSlot>> ObjectTable::CreateReplicaBlobs(
+    ClientId client, const std::vector<std::pair<ObjectID, uint64_t>>& blobs) {
+  std::unordered_set<ObjectID> seen;
+  for (const auto& [id, size] : blobs) {
+    if (id.value() == 0 || id.instance_id() == instance_id_) {
+      return Status::Invalid("blob " + id.ToString() +
+                             " cannot be a replica here: replicas keep the "
+                             "id another instance gave them");
+    }
+    if (entries_.count(id) || !seen.insert(id).second) {
+      return Status::ObjectExists("blob " + id.ToString() +
+                                  " is already here (or being released)");
+    }
+  }
+  return AllocateBlobs(client, blobs);
+}
+
+Result<std::vector<BlobSlot>> ObjectTable::AllocateBlobs(
+    ClientId client, const std::vector<std::pair<ObjectID, uint64_t>>& blobs) {
   ClientState& state = clients_.at(client);
   std::vector<BlobSlot> slots;
-  slots.reserve(sizes.size());
-  for (uint64_t size : sizes) {
+  slots.reserve(blobs.size());
+  for (const auto& [id, size] : blobs) {
     uint64_t offset = 0;
     if (size > 0) {
       auto allocated = allocator_->Allocate(size);
@@ -63,7 +89,7 @@ Result<std::vector<BlobSlot>> ObjectTable::CreateBlobs(
       }
       offset = *allocated;
     }
-    slots.push_back({NextId(), offset, size});
+    slots.push_back({id, offset, size});
   }
   for (const BlobSlot& s : slots) {
     ObjectEntry& e = entries_[s.id];
@@ -158,6 +184,91 @@ Result<ObjectID> ObjectTable::CreateObject(ClientId client, const json& tree) {
   // Encode the tree for GetMeta now, while it is hot in cache: the first get
   // of a new object (the usual case in a pipeline) then costs a copy. With a
   // blob not in memory, the get that reloads it encodes the tree.
+  const ObjectEntry& entry = entries_.at(id);
+  Result<uint64_t> relocations = Relocations(id, codec_.CacheOf(entry));
+  if (relocations.ok()) codec_.Encoded(entry, *relocations);
+  return id;
+}
+
+Status ObjectTable::CheckReplica(ClientId client, const json& node,
+                                 size_t budget) const {
+  format::NodeShape<const json*> shape;
+  TRELLIS_RETURN_NOT_OK(format::CheckNodeShape<format::JsonNodes>(
+      &node, format::TreeKind::kGotten, &shape));
+  ObjectID id(shape.id);
+  if (!id.valid()) return Status::Invalid("a replicated node needs its 'id'");
+  auto here = entries_.find(id);
+  if (here != entries_.end()) {  // a reference to what is here already
+    const ObjectEntry& e = here->second;
+    if (e.state == ObjectState::kDeleted) {
+      return Status::ObjectExists(id.ToString() +
+                                  " was deleted here and is being released");
+    }
+    if (e.state == ObjectState::kCreated && e.creator != client) {
+      return Status::NotSealed("blob " + id.ToString() +
+                               " is being written by another client");
+    }
+    return e.nesting > budget
+               ? Status::Invalid("replicated tree nests too deep")
+               : Status::OK();
+  }
+  bool named = shape.type_name && shape.type_name->is_string();
+  if (named && *shape.type_name == kBlobTypeName) {
+    return Status::ObjectNotFound("blob " + id.ToString() +
+                                  " of the replica has not been copied here");
+  }
+  if (!named || id.instance_id() == instance_id_) {
+    return Status::Invalid("node " + id.ToString() +
+                           " is neither here nor a new replica");
+  }
+  if (budget < 2 ||
+      (shape.fields && protocol::NestingDepth(*shape.fields) > budget - 1)) {
+    return Status::Invalid("replicated tree nests too deep");
+  }
+  if (shape.members) {
+    for (const auto& [name, member] : shape.members->items()) {
+      Status st = CheckReplica(client, member, budget - 2);
+      if (!st.ok()) {
+        return Status(st.code(), "member '" + name + "': " + st.message());
+      }
+    }
+  }
+  return Status::OK();
+}
+
+ObjectID ObjectTable::BuildReplica(ClientId client, const json& node) {
+  ObjectID id(node.at(std::string(format::kIdKey)).get<uint64_t>());
+  auto here = entries_.find(id);
+  if (here != entries_.end()) {
+    ObjectEntry& e = here->second;
+    if (e.state == ObjectState::kCreated) SealBlob(clients_.at(client), e);
+    return id;
+  }
+  ObjectEntry entry;
+  entry.id = id;
+  entry.state = ObjectState::kSealed;
+  entry.type_name =
+      node.at(std::string(format::kTypeNameKey)).get<std::string>();
+  auto fields = node.find(std::string(format::kFieldsKey));
+  entry.fields = fields != node.end() ? *fields : json::object();
+  entry.creator = client;
+  auto members = node.find(std::string(format::kMembersKey));
+  if (members != node.end()) {
+    for (const auto& [name, member] : members->items()) {
+      ObjectID child = BuildReplica(client, member);
+      entries_.at(child).referrers++;
+      entry.members.emplace_back(name, child);
+    }
+  }
+  entry.nbytes = codec_.DistinctBlobBytes(entry.members);
+  entry.nesting = codec_.Nesting(entry.fields, entry.members);
+  entries_.emplace(id, std::move(entry));
+  return id;
+}
+
+Result<ObjectID> ObjectTable::CreateReplica(ClientId client, const json& tree) {
+  TRELLIS_RETURN_NOT_OK(CheckReplica(client, tree, kMaxTreeNesting));
+  ObjectID id = BuildReplica(client, tree);
   const ObjectEntry& entry = entries_.at(id);
   Result<uint64_t> relocations = Relocations(id, codec_.CacheOf(entry));
   if (relocations.ok()) codec_.Encoded(entry, *relocations);

@@ -122,6 +122,28 @@ class ObjectTable final : public EntryLookup {
   // nest too deep for a GetMeta reply to carry).
   Result<ObjectID> CreateObject(ClientId client, const json& tree);
 
+  // --- replicas: copies of objects another instance created (a fetch) ---
+  // They keep their ids (an id names one object cluster-wide; its top bits
+  // say which instance made it), so a replica is found by the same id and
+  // names as the original.
+  //
+  // As CreateBlobs, with the blobs' ids given: each must be another
+  // instance's id (Invalid) and not here yet, nor listed twice
+  // (ObjectExists).
+  Result<std::vector<BlobSlot>> CreateReplicaBlobs(
+      ClientId client, const std::vector<std::pair<ObjectID, uint64_t>>& blobs);
+  // Creates the composite objects of `tree`, an expanded tree as GetMeta
+  // returns it (docs/format.md, "The tree"), keeping its ids. A node whose
+  // id is here already (a sealed object, or one of the client's CREATED
+  // blobs, which is sealed) is used as it is; every other node must be a
+  // composite of another instance. So the blobs are made first with
+  // CreateReplicaBlobs and written, then this makes the objects. Checked
+  // completely before anything changes: Invalid (shape, depth, an id of
+  // this instance that is not here), ObjectNotFound (a blob not copied),
+  // NotSealed (another client's unsealed blob), ObjectExists (an id deleted
+  // here and still being released). Returns the root's id.
+  Result<ObjectID> CreateReplica(ClientId client, const json& tree);
+
   // The expanded tree of a visible, sealed object (blob nodes carry their
   // arena offset). With `held`, every distinct blob reachable from it is held
   // once for the client and its id appended to *held; composite nodes own no
@@ -220,6 +242,12 @@ class ObjectTable final : public EntryLookup {
   // Seals a blob the client created (CREATED -> SEALED).
   void SealBlob(ClientState& state, ObjectEntry& blob);
   ObjectID BuildTree(ClientId client, const json& node);
+  // Allocates the blobs (id, size), all or nothing, CREATED for `client`.
+  Result<std::vector<BlobSlot>> AllocateBlobs(
+      ClientId client, const std::vector<std::pair<ObjectID, uint64_t>>& blobs);
+  // CreateReplica's check of one node with `budget` MessagePack levels left.
+  Status CheckReplica(ClientId client, const json& node, size_t budget) const;
+  ObjectID BuildReplica(ClientId client, const json& node);
   // A visible, sealed object, or ObjectNotFound/NotSealed.
   Result<ObjectEntry*> FindSealed(ObjectID id);
   // The sum of the relocations of the blobs of `cache`, or IOError naming

@@ -370,5 +370,105 @@ TEST_F(ObjectTableTest, SpillsForALargeAllocationAreAdjacent) {
   EXPECT_TRUE(table_.StartSpillsFor(3 * kBlob, 0).empty());
 }
 
+// A tree with the offsets dropped (they are where each table put the bytes)
+// and instance_id dropped (which table serves it).
+json WithoutPlacement(json tree) {
+  tree.erase("offset");
+  tree.erase("instance_id");
+  if (tree.contains("members")) {
+    for (auto& [name, member] : tree["members"].items()) {
+      member = WithoutPlacement(member);
+    }
+  }
+  return tree;
+}
+
+TEST_F(ObjectTableTest, ReplicasKeepTheOriginalIdsAndShareWhatIsHere) {
+  ObjectID a = SealedBlob(100);
+  ObjectID b = SealedBlob(300);
+  ObjectID inner = Composite({a});
+  ObjectID root = Composite({a, b, inner});
+  json original = *table_.GetTree(kReader, root, nullptr);
+
+  Allocator replica_memory(1 << 20);
+  ObjectTable replica(&replica_memory, 9);
+  constexpr ClientId kFetch = 5;
+  replica.AddClient(kFetch);
+  // The blobs first, under their ids; then the tree, which seals them.
+  auto slots = replica.CreateReplicaBlobs(kFetch, {{a, 100}, {b, 300}});
+  ASSERT_TRUE(slots.ok()) << slots.status();
+  EXPECT_EQ((*slots)[0].id, a);
+  EXPECT_TRUE(replica.Find(a)->state == ObjectState::kCreated);
+  auto made = replica.CreateReplica(kFetch, original);
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_EQ(*made, root);
+  json copy = *replica.GetTree(kFetch, root, nullptr);
+  EXPECT_EQ(WithoutPlacement(copy), WithoutPlacement(original));
+  EXPECT_EQ(copy["instance_id"], 9);
+  EXPECT_EQ(replica.Find(inner)->nbytes, 100u);
+  EXPECT_EQ(replica.Stats().unsealed_blobs, 0u);
+  // The fetching client leaving changes nothing: the replica is sealed.
+  replica.RemoveClient(kFetch);
+  EXPECT_EQ(replica.Stats().objects, 2u);
+  EXPECT_EQ(replica_memory.used(), 128u + 320u);  // 64-byte aligned
+
+  // A second object of the origin sharing blob `b` and `inner`: only its new
+  // blob is copied, the rest is referenced.
+  ObjectID c = SealedBlob(50);
+  ObjectID other = Composite({inner, b, c});
+  replica.AddClient(kFetch);
+  ASSERT_TRUE(replica.CreateReplicaBlobs(kFetch, {{c, 50}}).ok());
+  ASSERT_TRUE(
+      replica.CreateReplica(kFetch, *table_.GetTree(kReader, other, nullptr))
+          .ok());
+  EXPECT_EQ(replica.Find(inner)->referrers, 2u);
+  EXPECT_EQ(replica.Find(b)->referrers, 2u);
+  EXPECT_EQ(replica_memory.used(), 128u + 320u + 64u);
+}
+
+TEST_F(ObjectTableTest, ABadReplicaChangesNothing) {
+  ObjectID a = SealedBlob(100);
+  ObjectID b = SealedBlob(8);
+  ObjectID root = Composite({a, b});
+  json tree = *table_.GetTree(kReader, root, nullptr);
+  Allocator replica_memory(1 << 20);
+  ObjectTable replica(&replica_memory, 9);
+  constexpr ClientId kFetch = 5;
+  replica.AddClient(kFetch);
+
+  // Ids of this instance, zero, or twice are no replicas.
+  EXPECT_TRUE(replica.CreateReplicaBlobs(kFetch, {{ObjectID::Make(9, 1), 8}})
+                  .status()
+                  .IsInvalid());
+  EXPECT_TRUE(replica.CreateReplicaBlobs(kFetch, {{ObjectID(), 8}})
+                  .status()
+                  .IsInvalid());
+  EXPECT_TRUE(replica.CreateReplicaBlobs(kFetch, {{a, 100}, {a, 100}})
+                  .status()
+                  .IsObjectExists());
+  EXPECT_EQ(replica_memory.used(), 0u);
+
+  // Only `a` was copied: the tree is refused whole, naming the missing blob.
+  ASSERT_TRUE(replica.CreateReplicaBlobs(kFetch, {{a, 100}}).ok());
+  EXPECT_TRUE(
+      replica.CreateReplicaBlobs(kFetch, {{a, 100}}).status().IsObjectExists());
+  Status missing = replica.CreateReplica(kFetch, tree).status();
+  EXPECT_TRUE(missing.IsObjectNotFound()) << missing;
+  EXPECT_NE(missing.message().find(b.ToString()), std::string::npos);
+  EXPECT_EQ(replica.Find(root), nullptr);
+  // Malformed trees: a member that is no node, a composite without a type.
+  json bad = tree;
+  bad["members"]["m1"] = 7;
+  EXPECT_TRUE(replica.CreateReplica(kFetch, bad).status().IsInvalid());
+  bad = tree;
+  bad.erase("typename");
+  EXPECT_TRUE(replica.CreateReplica(kFetch, bad).status().IsInvalid());
+  EXPECT_EQ(replica.Stats().objects, 0u);
+  // The fetch is abandoned: its blobs go with it.
+  replica.RemoveClient(kFetch);
+  EXPECT_EQ(replica_memory.used(), 0u);
+  EXPECT_EQ(replica.Find(a), nullptr);
+}
+
 }  // namespace
 }  // namespace trellis::server

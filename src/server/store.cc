@@ -50,6 +50,7 @@ Store::Store(const StoreOptions& options, std::unique_ptr<Arena> arena,
               &allocator_, &table_, std::move(spill), std::move(spill_error),
               std::move(hooks.run_in_background)),
       waiters_(hooks.clock),
+      fetcher_(hooks.fetcher),
       meta_(std::move(meta)) {
   meta_->SetNameListener([this](const std::string& name, ObjectID id) {
     waiters_.Bound(name, id);
@@ -235,9 +236,11 @@ Status Store::Release(ClientId client, const json& body, Done& done) {
 Status Store::GetMeta(ClientId client, const json& body, Done& done) {
   // relocate: offsets for a remote reader of ReadBlobs(held) (protocol.md).
   TRELLIS_ASSIGN_OR_RAISE(bool relocate, GetBool(body, "relocate", false));
+  // fetch: copy objects made elsewhere in the cluster here first.
+  TRELLIS_ASSIGN_OR_RAISE(bool fetch, GetBool(body, "fetch", false));
   if (!body.contains("names")) {
     TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
-    GetTrees(client, std::move(ids), relocate, std::move(done));
+    GetTrees(client, std::move(ids), relocate, fetch, std::move(done));
     return Status::OK();
   }
   if (body.contains("ids")) {
@@ -245,11 +248,11 @@ Status Store::GetMeta(ClientId client, const json& body, Done& done) {
   }
   TRELLIS_ASSIGN_OR_RAISE(std::vector<std::string> names,
                           GetStrings(body, "names"));
-  ResolveNames(std::move(names), [this, client, relocate,
+  ResolveNames(std::move(names), [this, client, relocate, fetch,
                                   done = ForClient(client, std::move(done))](
                                      Result<std::vector<ObjectID>> ids) {
     if (!ids.ok()) return done(ids.status());
-    GetTrees(client, std::move(*ids), relocate, done);
+    GetTrees(client, std::move(*ids), relocate, fetch, done);
   });
   return Status::OK();
 }
@@ -271,8 +274,8 @@ void Store::ServeResident(ClientId client, std::vector<ObjectID> ids, Done done,
       });
 }
 
-void Store::GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
-                     Done done) {
+void Store::ServeTrees(ClientId client, std::vector<ObjectID> ids,
+                       bool relocate, Done done) {
   ServeResident(
       client, std::move(ids), std::move(done),
       [this, client,
@@ -385,6 +388,10 @@ Result<json> Store::StatusReply(ClientId, const json&) {
       .out_of_memory_count = counters.out_of_memory,
       .arena_resident_bytes = arena_->ResidentBytes(),
       .trimmed_bytes_total = trimmed_bytes_,
+      .fetch_count = fetch_counters_.fetches,
+      .fetch_bytes_total = fetch_counters_.bytes,
+      .fetch_failures = fetch_counters_.failures,
+      .fetch_joined = fetch_counters_.joined,
   });
 }
 

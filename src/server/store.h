@@ -39,11 +39,13 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "server/allocator.h"
 #include "server/arena.h"
 #include "server/clock.h"
+#include "server/fetcher.h"
 #include "server/memory_manager.h"
 #include "server/meta_store.h"
 #include "server/names.h"
@@ -70,6 +72,9 @@ struct StoreHooks {
   Clock* clock = nullptr;
   // Runs spill and reload copies and spill file deletes off the loop.
   RunInBackground run_in_background;
+  // Copies objects from other instances (GetMeta {fetch: true}). Not owned;
+  // must outlive the store. Null: this daemon does not fetch.
+  PeerFetcher* fetcher = nullptr;
 };
 
 class Store {
@@ -153,8 +158,9 @@ class Store {
   template <typename Serve>
   void ServeResident(ClientId client, std::vector<ObjectID> ids, Done done,
                      Serve serve);
-  void GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
-                Done done);
+  // Replies with the trees of objects that are here.
+  void ServeTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
+                  Done done);
   void GetBlobs(ClientId client, std::vector<ObjectID> ids, Done done);
   Status Release(ClientId client, const json& body, Done& done);
   Result<json> ListObjects(ClientId client, const json& body);
@@ -163,6 +169,27 @@ class Store {
   Result<json> Unpin(ClientId client, const json& body);
   void Evict(ClientId client, std::vector<ObjectID> ids, Done done);
   Result<json> MemoryTrim(ClientId client, const json& body);
+
+  // --- objects of other instances (store_fetch.cc) ---
+  // ServeTrees, once the objects that are not here but were made elsewhere
+  // are here (fetched, with `fetch`), or the error saying where they are.
+  void GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
+                bool fetch, Done done);
+  // Looks up the instances that made `ids` and fetches the objects from
+  // them (`fetch`), or fails naming where they live or that their instance
+  // is gone.
+  void BringHere(std::vector<ObjectID> ids, bool fetch,
+                 std::function<void(Status)> done);
+  // Fetches `id` from the daemon at `endpoint`, or joins its fetch in
+  // flight.
+  void FetchObject(ObjectID id, const std::string& endpoint,
+                   std::function<void(Status)> done);
+  // The fetcher's plan step: allocates the blobs of `tree` that are not
+  // here (waiting for memory as a put does).
+  void PlanCopies(ObjectID id, const json& tree, PeerFetcher::PlanReply reply);
+  // Makes the replica from the copied blobs, or drops them; answers the
+  // fetch's waiters.
+  void FinishFetch(ObjectID id, Result<json> tree);
 
   // --- the requests that touch names or published trees (store_names.cc) ---
   // CreateObject runs as a chain of steps (lock the name, check it, build,
@@ -196,6 +223,19 @@ class Store {
   uint64_t trimmed_bytes_ = 0;
   NameWaiters waiters_;
   NameLocks name_locks_;
+  PeerFetcher* fetcher_;
+  // Fetches in flight, by root id.
+  struct Fetching {
+    ClientId client = 0;  // the table client owning the replica's blobs
+    std::string endpoint;
+    std::vector<std::function<void(Status)>> waiters;
+    uint64_t bytes = 0;  // to copy
+    std::chrono::steady_clock::time_point started;
+  };
+  std::unordered_map<ObjectID, Fetching> fetching_;
+  struct FetchCounters {
+    uint64_t fetches = 0, bytes = 0, failures = 0, joined = 0;
+  } fetch_counters_;
   // Last: destroyed first, dropping completions that refer to the above.
   std::unique_ptr<MetaStore> meta_;
 };

@@ -17,6 +17,7 @@
 #include "server/arena.h"
 #include "server/asio_hooks.h"
 #include "server/etcd_meta_store.h"
+#include "server/fetcher.h"
 #include "server/ipc_server.h"
 #include "server/meta_store.h"
 #include "server/rpc_server.h"
@@ -226,6 +227,18 @@ int main(int argc, char** argv) {
 
   // Spill and reload copies run here, off the event loop.
   asio::thread_pool workers(2);
+  // Fetches from other members run on their own thread, one at a time (a
+  // long transfer never delays a spill). They present this daemon's RPC
+  // token: members of a cluster share one.
+  asio::thread_pool fetch_thread(1);
+  RpcFetcherOptions fetch_options;
+  if (!rpc_flags.token_file.empty()) {
+    auto token = ReadRpcToken(rpc_flags.token_file);
+    if (!token.ok()) return Refuse(token.status().message());
+    fetch_options.token = *token;
+  }
+  std::unique_ptr<PeerFetcher> fetcher =
+      MakeRpcFetcher(PostToPool(io, fetch_thread), fetch_options);
   AsioClock clock(io);
   StoreOptions store_options;
   store_options.size = size;
@@ -236,6 +249,7 @@ int main(int argc, char** argv) {
   StoreHooks hooks;
   hooks.clock = &clock;
   hooks.run_in_background = PostToPool(io, workers);
+  hooks.fetcher = fetcher.get();
   auto store = Store::Create(store_options, std::move(meta), std::move(spill),
                              spill_error, hooks);
   if (!store.ok()) return Refuse(store.status().ToString());
@@ -280,6 +294,8 @@ int main(int argc, char** argv) {
   io.run();
   server.Stop();
   if (*rpc) (*rpc)->Stop();
-  workers.join();  // no copy may run against the arena once it is unmapped
+  // No copy may run against the arena once it is unmapped.
+  fetch_thread.join();
+  workers.join();
   return 0;
 }
