@@ -81,6 +81,15 @@ class ObjectMeta {
   uint64_t nbytes() const;
   uint64_t instance_id() const;
   bool is_blob() const;
+  // A global object (docs/format.md, "Global objects"): its members are
+  // objects of any instance of the cluster, given as references
+  // (AddMember(name, id)) to persisted objects or objects of the creating
+  // instance (persisted by CreateObject). A gotten global tree lists each
+  // member's id, typename, nbytes, fields and instance_id (where it lives),
+  // without its members or blobs: GetMeta(member id, {.fetch = true}) reads
+  // one. Global objects hold no bytes of their own.
+  void SetGlobal(bool global = true);
+  bool is_global() const;
 
   // --- user fields ----------------------------------------------------------
   // Setting a field replaces any previous value.

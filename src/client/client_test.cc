@@ -250,6 +250,48 @@ TEST_F(ClientTest, GetMetaByNameIsTheNamedObjectsTree) {
       << missing.status();
 }
 
+TEST_F(ClientTest, AGlobalObjectListsItsMembersAndWhereTheyLive) {
+  uint8_t bytes[3] = {1, 2, 3};
+  ObjectMeta chunk("test::Chunk");
+  chunk.SetField("rows", 3);
+  chunk.AddMember("data", *client_->PutBlob(bytes, sizeof(bytes)));
+  ObjectID chunk_id = *client_->CreateObject(chunk);
+  ObjectMeta global("test::GlobalThing");
+  global.SetGlobal();
+  global.SetField("partitions", 1);
+  global.AddMember("chunk_0", chunk_id);
+  auto id = client_->CreateObject(global, {.name = "everything"});
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  auto got = client_->GetMetaByName("everything");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->is_global());
+  EXPECT_EQ(got->id(), *id);
+  EXPECT_EQ(got->nbytes(), 3u);
+  EXPECT_EQ(*got->GetIntField("partitions"), 1);
+  auto member = got->GetMember("chunk_0");
+  ASSERT_TRUE(member.ok()) << member.status();
+  EXPECT_FALSE(member->is_global());
+  EXPECT_EQ(member->id(), chunk_id);
+  EXPECT_EQ(member->instance_id(), client_->instance_id());
+  EXPECT_EQ(*member->GetIntField("rows"), 3);
+  EXPECT_TRUE(member->MemberNames().empty());  // no blobs: read it by id
+  EXPECT_TRUE(client_->GetMeta(chunk_id)->GetBlobMember("data").ok());
+
+  // A member must be an existing object.
+  ObjectMeta bad("test::GlobalThing");
+  bad.SetGlobal();
+  bad.AddMember("chunk_0", ObjectID::Make(client_->instance_id(), 1 << 30));
+  auto refused = client_->CreateObject(bad);
+  EXPECT_TRUE(refused.status().IsObjectNotFound()) << refused.status();
+  EXPECT_NE(refused.status().message().find("member 'chunk_0'"),
+            std::string::npos);
+
+  ASSERT_TRUE(client_->Delete({*id}).ok());
+  EXPECT_TRUE(client_->GetMeta(*id).status().IsObjectNotFound());
+  EXPECT_TRUE(client_->GetMeta(chunk_id).ok());  // its chunk stays
+}
+
 TEST_F(ClientTest, TreesDeeperThanTheWireAllowsAreRefusedBeforeSending) {
   uint8_t byte = 1;
   ObjectID blob = *client_->PutBlob(&byte, 1);

@@ -121,6 +121,21 @@ uint64_t ObjectMeta::instance_id() const {
 }
 bool ObjectMeta::is_blob() const { return type_name() == kBlobTypeName; }
 
+void ObjectMeta::SetGlobal(bool global) {
+  if (!tree_) tree_ = std::make_unique<Tree>();
+  if (global) {
+    tree_->node[format::kGlobalKey] = true;
+  } else {
+    tree_->node.erase(std::string(format::kGlobalKey));
+  }
+}
+
+bool ObjectMeta::is_global() const {
+  const json& tree = ObjectMetaAccess::TreeOf(*this);
+  auto it = tree.find(format::kGlobalKey);
+  return it != tree.end() && it->is_boolean() && it->get<bool>();
+}
+
 // ------------------------------------------------------------------ fields
 
 void ObjectMeta::SetField(const std::string& key, std::string_view value) {

@@ -31,6 +31,9 @@ inline constexpr std::string_view kNbytesKey = "nbytes";
 inline constexpr std::string_view kInstanceIdKey = "instance_id";
 inline constexpr std::string_view kFieldsKey = "fields";
 inline constexpr std::string_view kMembersKey = "members";
+// On the root of a global object's tree: true (docs/format.md, "Global
+// objects").
+inline constexpr std::string_view kGlobalKey = "global";
 // On a blob node: where its bytes start in the arena.
 inline constexpr std::string_view kOffsetKey = "offset";
 

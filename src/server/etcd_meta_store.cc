@@ -687,6 +687,18 @@ void EtcdMetaStore::Unpublish(ObjectID id, StatusCallback done) {
       });
 }
 
+void EtcdMetaStore::UnpublishGlobal(ObjectID id, StatusCallback done) {
+  Submit<Status>(
+      "cannot withdraw the global object " + id.ToString(),
+      [this, key = ObjectKey(id)]() -> Status {
+        return client_->Delete(key).status();
+      },
+      [this, id, done = std::move(done)](Status st) {
+        if (st.ok()) published_.erase(id);
+        done(std::move(st));
+      });
+}
+
 void EtcdMetaStore::GetPublished(ObjectID id, Callback<nlohmann::json> done) {
   Submit<Result<json>>(
       "cannot read the published tree of " + id.ToString(),

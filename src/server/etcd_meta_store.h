@@ -152,6 +152,7 @@ class EtcdMetaStore final : public MetaStore {
                StatusCallback done) override;
   // Like DropNamesOf, an id this store never published completes at once.
   void Unpublish(ObjectID id, StatusCallback done) override;
+  void UnpublishGlobal(ObjectID id, StatusCallback done) override;
   void GetPublished(ObjectID id, Callback<nlohmann::json> done) override;
 
   // The live members (instance keys whose lease is alive), by id.

@@ -78,8 +78,15 @@ class MetaStore {
   // earlier tree of `id`).
   virtual void Publish(ObjectID id, const nlohmann::json& tree,
                        StatusCallback done) = 0;
-  // Withdraws a published tree (an id never published is fine).
+  // Withdraws a tree this daemon published (an id never published is
+  // fine; a backend may skip ids it never published, so withdrawing a
+  // local replica never touches its original's tree).
   virtual void Unpublish(ObjectID id, StatusCallback done) = 0;
+  // Withdraws the tree of a global object, whichever instance published it
+  // (an id not published is fine).
+  virtual void UnpublishGlobal(ObjectID id, StatusCallback done) {
+    Unpublish(id, std::move(done));
+  }
   // The published tree of a persisted object of any instance;
   // ObjectNotFound if `id` is not published.
   virtual void GetPublished(ObjectID id, Callback<nlohmann::json> done) = 0;

@@ -187,6 +187,9 @@ class ObjectTable final : public EntryLookup {
 
   TableStats Stats() const;
   uint16_t instance_id() const { return instance_id_; }
+  // A fresh id of this instance for an object kept outside the table (a
+  // global object, which lives in the MetaStore only). Never reused.
+  ObjectID IssueId() { return NextId(); }
 
   // --- memory pressure --------------------------------------------------
   // Called with the id of a spilled blob whose spill copy is no longer

@@ -77,6 +77,10 @@ struct StoreHooks {
   PeerFetcher* fetcher = nullptr;
 };
 
+// True if `tree` (being built, or published) is a global object's: its
+// root has "global": true (docs/format.md, "Global objects").
+bool IsGlobalTree(const json& tree);
+
 class Store {
  public:
   using Done = std::function<void(Result<json>)>;
@@ -175,6 +179,9 @@ class Store {
   // are here (fetched, with `fetch`), or the error saying where they are.
   void GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
                 bool fetch, Done done);
+  // GetTrees of ids none of which is a global object.
+  void GetLocalOrRemoteTrees(ClientId client, std::vector<ObjectID> ids,
+                             bool relocate, bool fetch, Done done);
   // Looks up the instances that made `ids` and fetches the objects from
   // them (`fetch`), or fails naming where they live or that their instance
   // is gone.
@@ -192,9 +199,22 @@ class Store {
   void FinishFetch(ObjectID id, Result<json> tree);
 
   // --- the requests that touch names or published trees (store_names.cc) ---
-  // CreateObject runs as a chain of steps (lock the name, check it, build,
-  // publish, bind, reply), each possibly completing later.
-  struct CreateCall;
+  // One CreateObject in flight, run as a chain of steps, each possibly
+  // completing later: lock the name (if any), check it is free
+  // (overwrite=false), build the object, publish it (persist), bind the
+  // name, reply, unlock.
+  struct CreateCall {
+    ClientId client;
+    // The tree: in the request's body while Handle runs; copied to
+    // `tree_copy` if Handle returns before it was built. Null once built.
+    const json* tree;
+    json tree_copy;
+    std::string name;  // empty: no name (and no lock)
+    bool overwrite;
+    bool persist;
+    ObjectID id;  // once built
+    Done done;    // ForClient
+  };
   Status CreateObject(ClientId client, const json& body, Done& done);
   void CheckNameFree(std::shared_ptr<CreateCall> call);
   void BuildObject(std::shared_ptr<CreateCall> call);
@@ -213,6 +233,33 @@ class Store {
   Status ClusterInfo(ClientId client, const json& body, Done& done);
   Status Delete(ClientId client, const json& body, Done& done);
   Status Persist(ClientId client, const json& body, Done& done);
+
+  // --- global objects (store_global.cc) ---
+  using GlobalTrees = std::unordered_map<ObjectID, json>;
+  struct GlobalBuild;
+  // CreateObject of a tree marked global: Invalid at once for a malformed
+  // tree; else completes the call later.
+  Status BuildGlobal(std::shared_ptr<CreateCall> call);
+  // Fills build->stubs[i] from member i's tree (persisting a local member).
+  void StubMember(std::shared_ptr<GlobalBuild> build, size_t i,
+                  std::function<void(Status)> done);
+  void PublishGlobal(std::shared_ptr<GlobalBuild> build);
+  // The published trees of those of `ids` that are global objects (none:
+  // an empty map); the MetaStore's error if it cannot be asked.
+  void LookUpGlobals(const std::vector<ObjectID>& ids,
+                     std::function<void(Result<GlobalTrees>)> done);
+  // GetTrees where some of `ids` are the global objects `globals`.
+  void ServeWithGlobals(ClientId client, std::vector<ObjectID> ids,
+                        GlobalTrees globals, bool relocate, bool fetch,
+                        Done done);
+  // PutName of an id not in the table (the name is locked; released here).
+  void PutNameOfGlobal(ClientId client, std::string name, ObjectID id,
+                       bool overwrite, Done done);
+  // Deletes `here` from the table (all or nothing: on error nothing is
+  // deleted), then drops the names and published trees of those and of the
+  // global objects `globals`.
+  void DeleteObjects(std::vector<ObjectID> here, std::vector<ObjectID> globals,
+                     bool deep, bool force, Done done);
 
   StoreOptions options_;
   std::unique_ptr<Arena> arena_;

@@ -58,6 +58,29 @@ std::string Where(const InstanceInfo& member) {
 
 void Store::GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
                      bool fetch, Done done) {
+  std::vector<ObjectID> absent;  // from the table: global objects?
+  for (ObjectID id : ids) {
+    if (!table_.Find(id)) absent.push_back(id);
+  }
+  if (absent.empty()) {
+    return ServeTrees(client, std::move(ids), relocate, std::move(done));
+  }
+  done = ForClient(client, std::move(done));
+  LookUpGlobals(
+      absent, [this, client, ids = std::move(ids), relocate, fetch,
+               done = std::move(done)](Result<GlobalTrees> globals) mutable {
+        if (!globals.ok()) return done(globals.status());
+        if (globals->empty()) {
+          return GetLocalOrRemoteTrees(client, std::move(ids), relocate, fetch,
+                                       std::move(done));
+        }
+        ServeWithGlobals(client, std::move(ids), std::move(*globals), relocate,
+                         fetch, std::move(done));
+      });
+}
+
+void Store::GetLocalOrRemoteTrees(ClientId client, std::vector<ObjectID> ids,
+                                  bool relocate, bool fetch, Done done) {
   std::vector<ObjectID> elsewhere;
   for (ObjectID id : ids) {
     if (!table_.Find(id) && id.instance_id() != table_.instance_id()) {

@@ -1,6 +1,7 @@
-// GetMeta of objects another instance made, on the Store alone: two stores
-// in one process (the origin, instance 7, and this one, instance 9) that
-// see each other as members of one cluster, and a PeerFetcher that copies
+// GetMeta of objects another instance made, and global objects, on the
+// Store alone: two stores in one process (the origin, instance 7, and this
+// one, instance 9) that see each other as members of one cluster (one
+// metadata store for names and published trees), and a PeerFetcher that copies
 // from the origin store directly, one step at a time when the test says
 // so. What crosses a real network (the RPC fetcher, a peer killed
 // mid-transfer) is tested against real daemons in python/tests/test_fetch.py.
@@ -36,10 +37,13 @@ json Decoded(const json& body) {
   return protocol::DecodeBody(bytes.data(), bytes.size()).value();
 }
 
-// The local backend, but its member list is whatever the test says.
+// A view of one local backend shared by the stores of a test (names and
+// published trees are cluster-wide), whose member list is whatever the test
+// says.
 class MembersMetaStore final : public MetaStore {
  public:
-  explicit MembersMetaStore(uint16_t id) : inner_(MakeLocalMetaStore(id)) {}
+  explicit MembersMetaStore(std::shared_ptr<MetaStore> shared)
+      : inner_(std::move(shared)) {}
   std::vector<InstanceInfo> members;
 
   std::string backend() const override { return "test"; }
@@ -70,6 +74,9 @@ class MembersMetaStore final : public MetaStore {
   void Unpublish(ObjectID id, StatusCallback done) override {
     inner_->Unpublish(id, std::move(done));
   }
+  void UnpublishGlobal(ObjectID id, StatusCallback done) override {
+    inner_->UnpublishGlobal(id, std::move(done));
+  }
   void GetPublished(ObjectID id, Callback<json> done) override {
     inner_->GetPublished(id, std::move(done));
   }
@@ -78,7 +85,7 @@ class MembersMetaStore final : public MetaStore {
   }
 
  private:
-  std::unique_ptr<MetaStore> inner_;
+  std::shared_ptr<MetaStore> inner_;
 };
 
 // Copies from another Store of this process. Fetch only queues; Run carries
@@ -173,7 +180,7 @@ class StoreFetchTest : public ::testing::Test {
 
   std::unique_ptr<Store> MakeStore(uint16_t instance, PeerFetcher* fetcher,
                                    MembersMetaStore** meta_out) {
-    auto meta = std::make_unique<MembersMetaStore>(instance);
+    auto meta = std::make_unique<MembersMetaStore>(shared_meta_);
     *meta_out = meta.get();
     StoreOptions options;
     options.size = 1 << 20;
@@ -216,7 +223,7 @@ class StoreFetchTest : public ::testing::Test {
 
   // On the origin: a DataFrame-like object, {a: blob of 3000 bytes of 1,
   // b: blob of 200 of 2, inner: {a}}.
-  ObjectID PutObject() {
+  ObjectID PutObject(bool persist = false) {
     json data = json::array({json::binary(std::vector<uint8_t>(3000, 1)),
                              json::binary(std::vector<uint8_t>(200, 2))});
     json blobs =
@@ -231,7 +238,7 @@ class StoreFetchTest : public ::testing::Test {
           {"inner",
            {{"typename", "test::Inner"}, {"members", {{"a", {{"id", a}}}}}}}}}};
     json made = Ok(origin_.get(), writer_, MessageType::kCreateObject,
-                   {{"tree", tree}, {"name", "frame"}});
+                   {{"tree", tree}, {"name", "frame"}, {"persist", persist}});
     return ObjectID(made["id"].get<uint64_t>());
   }
 
@@ -241,6 +248,7 @@ class StoreFetchTest : public ::testing::Test {
 
   FakeClock clock_;
   ManualExecutor workers_;
+  std::shared_ptr<MetaStore> shared_meta_ = MakeLocalMetaStore(kOrigin);
   MembersMetaStore* origin_meta_ = nullptr;
   MembersMetaStore* here_meta_ = nullptr;
   std::unique_ptr<Store> origin_;
@@ -340,11 +348,8 @@ TEST_F(StoreFetchTest, AFailedTransferLeavesNoPartialObject) {
   EXPECT_EQ(s["blobs"], 0u);
   EXPECT_EQ(s["unsealed_blobs"], 0u);
   EXPECT_EQ(here_->arena_used(), 0u);
-  // The next try starts afresh and succeeds; by name too (each store has
-  // its own names here: bind it on this one as a cluster would).
+  // The next try starts afresh and succeeds; by name too.
   fetcher_->fail_after.reset();
-  here_meta_->PutName("frame", id, true,
-                      [](trellis::Status st) { ASSERT_TRUE(st.ok()) << st; });
   reply = Send(here_.get(), reader_, MessageType::kGetMeta,
                {{"names", {"frame"}}, {"fetch", true}});
   fetcher_->Run();
@@ -380,6 +385,157 @@ TEST_F(StoreFetchTest, AnObjectLargerThanTheArenaIsRefusedBeforeAnyCopy) {
   ASSERT_TRUE(reply->has_value());
   EXPECT_TRUE((*reply)->status().IsOutOfMemory()) << (*reply)->status();
   EXPECT_EQ(Status(here_.get(), reader_)["blobs"], 1u);  // just its own
+}
+
+// ------------------------------------------------------------ global objects
+
+class GlobalObjectTest : public StoreFetchTest {
+ protected:
+  // A sealed object of one blob on this instance (not persisted).
+  ObjectID PutHere() {
+    json data = json::array({json::binary(std::vector<uint8_t>(100, 5))});
+    json blobs =
+        Ok(here_.get(), reader_, MessageType::kPutBlobs, {{"data", data}});
+    json tree = {{"typename", "test::Chunk"},
+                 {"fields", {{"rows", 1}}},
+                 {"members", {{"a", {{"id", blobs["ids"][0]}}}}}};
+    json made =
+        Ok(here_.get(), reader_, MessageType::kCreateObject, {{"tree", tree}});
+    return ObjectID(made["id"].get<uint64_t>());
+  }
+
+  json GlobalTree(std::vector<std::pair<std::string, ObjectID>> members) {
+    json refs = json::object();
+    for (const auto& [name, id] : members) refs[name] = {{"id", id.value()}};
+    return {{"typename", "test::GlobalFrame"},
+            {"global", true},
+            {"fields", {{"partitions", members.size()}}},
+            {"members", refs}};
+  }
+
+  trellis::Status CreateError(json tree) {
+    auto reply = Send(here_.get(), reader_, MessageType::kCreateObject,
+                      {{"tree", std::move(tree)}, {"name", "g"}});
+    EXPECT_TRUE(reply->has_value());
+    return (*reply)->status();
+  }
+
+  bool Published(ObjectID id) {
+    bool found = false;
+    shared_meta_->GetPublished(id, [&](Result<json> t) { found = t.ok(); });
+    return found;
+  }
+};
+
+TEST_F(GlobalObjectTest, ChunksOfTwoInstancesAreOneObjectSeenFromEither) {
+  ObjectID there = PutObject(/*persist=*/true);
+  ObjectID here = PutHere();
+  json made = Ok(here_.get(), reader_, MessageType::kCreateObject,
+                 {{"tree", GlobalTree({{"chunk_0", there}, {"chunk_1", here}})},
+                  {"name", "g"}});
+  ObjectID global(made["id"].get<uint64_t>());
+  EXPECT_EQ(global.instance_id(), kHere);
+  EXPECT_TRUE(Published(here));  // its local member was persisted with it
+
+  // From the other instance, by id and by name: the chunk list with where
+  // each chunk is, no blobs, nothing held, nothing fetched.
+  for (json body : {json{{"ids", {global.value()}}}, json{{"names", {"g"}}}}) {
+    json got = Ok(origin_.get(), writer_, MessageType::kGetMeta, body);
+    json tree = got["trees"][0];
+    EXPECT_EQ(tree["global"], true);
+    EXPECT_EQ(tree["typename"], "test::GlobalFrame");
+    EXPECT_EQ(tree["id"], global.value());
+    EXPECT_EQ(tree["instance_id"], kHere);
+    EXPECT_EQ(tree["fields"]["partitions"], 2);
+    EXPECT_EQ(tree["nbytes"], 3200u + 100u);
+    json c0 = tree["members"]["chunk_0"], c1 = tree["members"]["chunk_1"];
+    EXPECT_EQ(c0["id"], there.value());
+    EXPECT_EQ(c0["instance_id"], kOrigin);
+    EXPECT_EQ(c0["typename"], "test::Frame");
+    EXPECT_EQ(c0["fields"]["rows"], 3);
+    EXPECT_FALSE(c0.contains("members"));
+    EXPECT_EQ(c1["id"], here.value());
+    EXPECT_EQ(c1["instance_id"], kHere);
+    EXPECT_EQ(c1["nbytes"], 100u);
+    EXPECT_TRUE(got["held"].empty());
+  }
+  EXPECT_EQ(fetcher_->fetches, 0);
+
+  // With other objects in one GetMeta: trees in the order asked, holds for
+  // the local one only.
+  json mixed = Ok(origin_.get(), writer_, MessageType::kGetMeta,
+                  {{"ids", {there.value(), global.value(), there.value()}}});
+  ASSERT_EQ(mixed["trees"].size(), 3u);
+  EXPECT_EQ(mixed["trees"][0]["id"], there.value());
+  EXPECT_EQ(mixed["trees"][1]["id"], global.value());
+  EXPECT_EQ(mixed["trees"][2]["id"], there.value());
+  EXPECT_EQ(mixed["held"].size(), 4u);  // two blobs, twice
+  Send(origin_.get(), writer_, MessageType::kRelease, {{"ids", mixed["held"]}});
+}
+
+TEST_F(GlobalObjectTest, NamedAndDeletedFromAnyInstanceKeepingItsChunks) {
+  ObjectID there = PutObject(/*persist=*/true);
+  json made = Ok(here_.get(), reader_, MessageType::kCreateObject,
+                 {{"tree", GlobalTree({{"chunk_0", there}})}});
+  ObjectID global(made["id"].get<uint64_t>());
+  Ok(origin_.get(), writer_, MessageType::kPutName,
+     {{"name", "g2"}, {"id", global.value()}});
+  json bound =
+      Ok(here_.get(), reader_, MessageType::kGetName, {{"name", "g2"}});
+  EXPECT_EQ(bound["id"], global.value());
+
+  json deleted = Ok(origin_.get(), writer_, MessageType::kDelete,
+                    {{"ids", {global.value()}}});
+  EXPECT_EQ(deleted["deleted"], json::array({global.value()}));
+  EXPECT_FALSE(Published(global));
+  auto gone =
+      Send(here_.get(), reader_, MessageType::kGetName, {{"name", "g2"}});
+  EXPECT_TRUE((*gone)->status().IsObjectNotFound());
+  gone = Send(here_.get(), reader_, MessageType::kGetMeta,
+              {{"ids", {global.value()}}});
+  EXPECT_TRUE((*gone)->status().IsObjectNotFound()) << (*gone)->status();
+  // Its chunk is still there, and still published.
+  Ok(origin_.get(), writer_, MessageType::kGetMeta, {{"ids", {there.value()}}});
+  EXPECT_TRUE(Published(there));
+}
+
+TEST_F(GlobalObjectTest, BadMembersAreRefusedNamingTheMember) {
+  ObjectID unpersisted = PutObject(/*persist=*/false);  // on the origin
+  trellis::Status st = CreateError(GlobalTree({{"chunk_0", unpersisted}}));
+  EXPECT_TRUE(st.IsObjectNotFound()) << st;
+  EXPECT_TRUE(Contains(st, "member 'chunk_0'")) << st;
+  EXPECT_TRUE(Contains(st, "persist it where it was made")) << st;
+
+  ObjectID here = PutHere();
+  json meta = Ok(here_.get(), reader_, MessageType::kGetMeta,
+                 {{"ids", {here.value()}}});
+  uint64_t blob = meta["trees"][0]["members"]["a"]["id"];
+  Send(here_.get(), reader_, MessageType::kRelease, {{"ids", meta["held"]}});
+  st = CreateError(GlobalTree({{"chunk_0", ObjectID(blob)}}));
+  EXPECT_TRUE(st.IsInvalid()) << st;
+  EXPECT_TRUE(Contains(st, "is a blob")) << st;
+
+  json nested = GlobalTree({{"chunk_0", here}});
+  nested["members"]["chunk_1"] = {{"typename", "test::New"}};
+  st = CreateError(nested);
+  EXPECT_TRUE(st.IsInvalid()) << st;
+  EXPECT_TRUE(Contains(st, "member 'chunk_1'")) << st;
+
+  json no_members = GlobalTree({});
+  st = CreateError(no_members);
+  EXPECT_TRUE(st.IsInvalid()) << st;
+
+  json made = Ok(here_.get(), reader_, MessageType::kCreateObject,
+                 {{"tree", GlobalTree({{"chunk_0", here}})}});
+  st = CreateError(
+      GlobalTree({{"chunk_0", ObjectID(made["id"].get<uint64_t>())}}));
+  EXPECT_TRUE(st.IsInvalid()) << st;
+  EXPECT_TRUE(Contains(st, "itself a global object")) << st;
+
+  // None of the failures bound the name.
+  auto name =
+      Send(here_.get(), reader_, MessageType::kGetName, {{"name", "g"}});
+  EXPECT_TRUE((*name)->status().IsObjectNotFound());
 }
 
 }  // namespace

@@ -31,22 +31,6 @@ MetaStore::StatusCallback EmptyReplyTo(Store::Done done) {
 
 // --------------------------------------------------------------- CreateObject
 
-// One CreateObject in flight. Steps: lock the name (if any), check it is free
-// (overwrite=false), build the object, publish it (persist), bind the name,
-// reply, unlock.
-struct Store::CreateCall {
-  ClientId client;
-  // The tree: in the request's body while Handle runs; copied to
-  // `tree_copy` if Handle returns before it was built. Null once built.
-  const json* tree;
-  json tree_copy;
-  std::string name;  // empty: no name (and no lock)
-  bool overwrite;
-  bool persist;
-  ObjectID id;  // once built
-  Done done;    // ForClient
-};
-
 Status Store::CreateObject(ClientId client, const json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(const json* tree, GetMap(body, "tree"));
   TRELLIS_ASSIGN_OR_RAISE(std::string name, GetOptionalName(body, "name"));
@@ -91,6 +75,12 @@ void Store::BuildObject(std::shared_ptr<CreateCall> call) {
   call->tree = nullptr;
   // Gone meanwhile: its unsealed blobs, which the tree may use, are aborted.
   if (!table_.HasClient(call->client)) return FinishCreate(call, Status::OK());
+  if (IsGlobalTree(*tree)) {
+    call->tree = tree;
+    Status st = BuildGlobal(call);
+    if (!st.ok()) FinishCreate(call, st);
+    return;
+  }
   auto id = table_.CreateObject(call->client, *tree);
   if (!id.ok()) return FinishCreate(call, id.status());
   call->id = *id;
@@ -171,6 +161,9 @@ Status Store::PutName(ClientId client, const json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
   name_locks_.Acquire(name, [this, client, name, id, overwrite,
                              done = ForClient(client, std::move(done))] {
+    if (!table_.Find(id)) {  // perhaps a global object
+      return PutNameOfGlobal(client, name, id, overwrite, done);
+    }
     Status nameable = CheckNameable(id);
     if (!nameable.ok() || !table_.HasClient(client)) {  // gone: no reply
       done(EmptyReply(nameable));
@@ -257,14 +250,44 @@ Status Store::Delete(ClientId client, const json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
   TRELLIS_ASSIGN_OR_RAISE(bool deep, GetBool(body, "deep", true));
   TRELLIS_ASSIGN_OR_RAISE(bool force, GetBool(body, "force", false));
-  TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> deleted,
-                          table_.Delete(ids, deep, force));
+  std::vector<ObjectID> absent;  // from the table: global objects?
+  for (ObjectID id : ids) {
+    if (!table_.Find(id)) absent.push_back(id);
+  }
+  done = ForClient(client, std::move(done));
+  if (absent.empty()) {
+    DeleteObjects(std::move(ids), {}, deep, force, std::move(done));
+    return Status::OK();
+  }
+  LookUpGlobals(absent,
+                [this, ids = std::move(ids), deep, force,
+                 done = std::move(done)](Result<GlobalTrees> globals) mutable {
+                  if (!globals.ok()) return done(globals.status());
+                  std::vector<ObjectID> here, global;
+                  for (ObjectID id : ids)
+                    (globals->count(id) ? global : here).push_back(id);
+                  DeleteObjects(std::move(here), std::move(global), deep, force,
+                                std::move(done));
+                });
+  return Status::OK();
+}
+
+void Store::DeleteObjects(std::vector<ObjectID> here,
+                          std::vector<ObjectID> globals, bool deep, bool force,
+                          Done done) {
+  std::vector<ObjectID> deleted;
+  if (!here.empty() || globals.empty()) {
+    auto in_table = table_.Delete(here, deep, force);
+    if (!in_table.ok()) return done(in_table.status());  // nothing deleted
+    deleted = std::move(*in_table);
+  }
+  size_t local = deleted.size();
+  deleted.insert(deleted.end(), globals.begin(), globals.end());
   // The reply waits for the names to be dropped, so that the client's next
   // request sees them gone. If the MetaStore fails, the objects are deleted
   // all the same; the error says that names may remain.
   auto join = JoinStatuses(
-      2 * deleted.size(),
-      [deleted, done = ForClient(client, std::move(done))](Status st) {
+      2 * deleted.size(), [deleted, done = std::move(done)](Status st) {
         if (!st.ok()) {
           return done(
               Status(st.code(), "deleted " + std::to_string(deleted.size()) +
@@ -274,11 +297,14 @@ Status Store::Delete(ClientId client, const json& body, Done& done) {
         }
         done(json{{"deleted", IdsToJson(deleted)}});
       });
-  for (ObjectID id : deleted) {
-    meta_->DropNamesOf(id, join);
-    meta_->Unpublish(id, join);
+  for (size_t i = 0; i < deleted.size(); ++i) {
+    meta_->DropNamesOf(deleted[i], join);
+    if (i < local) {
+      meta_->Unpublish(deleted[i], join);
+    } else {
+      meta_->UnpublishGlobal(deleted[i], join);
+    }
   }
-  return Status::OK();
 }
 
 Status Store::Persist(ClientId client, const json& body, Done& done) {
