@@ -20,7 +20,7 @@ import math
 import collections.abc
 import warnings
 
-from trellis import _codec, _core, _daemon
+from trellis import _codec, _core, _daemon, _global
 from trellis._core import DaemonNotReachable, InvalidArgument, ObjectID
 
 # Converters register themselves on import.
@@ -97,6 +97,17 @@ class ObjectMeta(collections.abc.Mapping):
     @property
     def fields(self):
         return self._tree.get("fields", {})
+
+    @property
+    def instance_id(self):
+        """The daemon that serves this object (for a chunk of a global
+        object: the member that holds it)."""
+        return self._tree.get("instance_id")
+
+    @property
+    def is_global(self):
+        """True for a global object (docs/format.md, "Global objects")."""
+        return bool(self._tree.get("global", False))
 
     @property
     def members(self):
@@ -245,7 +256,34 @@ class Client:
                 if self._private_daemon():
                     raise _core.ObjectNotFound(f"{e} {_PRIVATE_DAEMON_HINT}") from None
                 raise
+        if tree.get("global"):
+            return _global.GlobalObject(tree, self)
         return _codec.decode_root(tree, lease)
+
+    def put_global(self, chunks, name=None, typename=None, fields=None):
+        """Makes one global object of `chunks`, a list of object ids that
+        may live on any members of the cluster, and returns its ObjectID.
+        Chunks made by this daemon are persisted with it; the others must
+        have been put with persist=True where they were made. `typename`
+        defaults to trellis::GlobalDataFrame / GlobalTensor when every
+        chunk is a DataFrame / Tensor, else trellis::GlobalObject. ``get``
+        of it on any member returns a GlobalObject (its chunks and where
+        they live); ``gather`` joins them here. Raises ObjectNotFound
+        naming a chunk that is neither here nor persisted elsewhere."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidArgument(f"name must be a non-empty str, got {name!r}")
+        tree = _global.chunk_tree(chunks, typename, fields)
+        return self._core.create_object(tree, _codec.BLOB, None, name or "", True, True)
+
+    def gather(self, oid=None, *, name=None):
+        """The chunks of global object `oid` (or `name`) joined into one
+        local value (GlobalObject.gather): DataFrames concatenated, arrays
+        along their first axis, else a list. Chunks elsewhere are fetched
+        here (and kept)."""
+        value = self.get(oid, name=name)
+        if not isinstance(value, _global.GlobalObject):
+            raise InvalidArgument(f"{oid if oid is not None else name!r} is not a global object")
+        return value.gather(self)
 
     # -- names -----------------------------------------------------------
     def put_name(self, oid, name, overwrite=True):

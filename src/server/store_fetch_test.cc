@@ -475,9 +475,14 @@ TEST_F(GlobalObjectTest, ChunksOfTwoInstancesAreOneObjectSeenFromEither) {
 
 TEST_F(GlobalObjectTest, NamedAndDeletedFromAnyInstanceKeepingItsChunks) {
   ObjectID there = PutObject(/*persist=*/true);
-  json made = Ok(here_.get(), reader_, MessageType::kCreateObject,
-                 {{"tree", GlobalTree({{"chunk_0", there}})}});
+  json untyped = GlobalTree({{"chunk_0", there}});
+  untyped.erase("typename");  // named after its members' common type
+  json made =
+      Ok(here_.get(), reader_, MessageType::kCreateObject, {{"tree", untyped}});
   ObjectID global(made["id"].get<uint64_t>());
+  json tree = Ok(origin_.get(), writer_, MessageType::kGetMeta,
+                 {{"ids", {global.value()}}})["trees"][0];
+  EXPECT_EQ(tree["typename"], "trellis::GlobalObject");
   Ok(origin_.get(), writer_, MessageType::kPutName,
      {{"name", "g2"}, {"id", global.value()}});
   json bound =

@@ -26,6 +26,20 @@ json Stub(const json& tree) {
   return stub;
 }
 
+// The type name of a global object made without one: after its members'
+// common type.
+std::string GlobalTypeName(const json& members) {
+  std::string common;
+  for (const auto& [name, stub] : members.items()) {
+    std::string type = stub.value("typename", "");
+    if (!common.empty() && type != common) return "trellis::GlobalObject";
+    common = type;
+  }
+  if (common == format::kDataFrame) return "trellis::GlobalDataFrame";
+  if (common == format::kTensor) return "trellis::GlobalTensor";
+  return "trellis::GlobalObject";
+}
+
 }  // namespace
 
 bool IsGlobalTree(const json& tree) {
@@ -45,13 +59,19 @@ struct Store::GlobalBuild {
 Status Store::BuildGlobal(std::shared_ptr<CreateCall> call) {
   const json& tree = *call->tree;
   auto type = tree.find(std::string(format::kTypeNameKey));
-  if (type == tree.end() || !type->is_string() ||
-      type->get_ref<const std::string&>().empty() || *type == kBlobTypeName) {
-    return Status::Invalid("a global object needs a non-empty 'typename'");
+  std::string type_name;  // empty: named after its members in PublishGlobal
+  if (type != tree.end()) {
+    if (!type->is_string() || type->get_ref<const std::string&>().empty() ||
+        *type == kBlobTypeName) {
+      return Status::Invalid(
+          "the 'typename' of a global object must be a non-empty string");
+    }
+    type_name = *type;
   }
   auto build = std::make_shared<GlobalBuild>();
   build->call = call;
-  build->root = {{"typename", *type}, {std::string(format::kGlobalKey), true}};
+  build->root = {{"typename", type_name},
+                 {std::string(format::kGlobalKey), true}};
   auto fields = tree.find(std::string(format::kFieldsKey));
   if (fields != tree.end()) {
     if (!fields->is_object()) {
@@ -142,6 +162,9 @@ void Store::PublishGlobal(std::shared_ptr<GlobalBuild> build) {
     auto it = build->stubs[i].find("nbytes");
     if (it != build->stubs[i].end() && protocol::AsUint(*it, &n)) nbytes += n;
     members[build->order[i].first] = std::move(build->stubs[i]);
+  }
+  if (build->root["typename"] == "") {
+    build->root["typename"] = GlobalTypeName(members);
   }
   ObjectID id = table_.IssueId();
   build->call->id = id;
