@@ -179,13 +179,16 @@ class Store {
   // are here (fetched, with `fetch`), or the error saying where they are.
   void GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
                 bool fetch, Done done);
+  // The cluster's member list when already looked up; null: not yet.
+  using MemberList = std::shared_ptr<const Result<std::vector<InstanceInfo>>>;
   // GetTrees of ids none of which is a global object.
   void GetLocalOrRemoteTrees(ClientId client, std::vector<ObjectID> ids,
-                             bool relocate, bool fetch, Done done);
+                             bool relocate, bool fetch, MemberList members,
+                             Done done);
   // Looks up the instances that made `ids` and fetches the objects from
   // them (`fetch`), or fails naming where they live or that their instance
   // is gone.
-  void BringHere(std::vector<ObjectID> ids, bool fetch,
+  void BringHere(std::vector<ObjectID> ids, bool fetch, MemberList members,
                  std::function<void(Status)> done);
   // Fetches `id` from the daemon at `endpoint`, or joins its fetch in
   // flight.
@@ -251,7 +254,7 @@ class Store {
   // GetTrees where some of `ids` are the global objects `globals`.
   void ServeWithGlobals(ClientId client, std::vector<ObjectID> ids,
                         GlobalTrees globals, bool relocate, bool fetch,
-                        Done done);
+                        MemberList members, Done done);
   // PutName of an id not in the table (the name is locked; released here).
   void PutNameOfGlobal(ClientId client, std::string name, ObjectID id,
                        bool overwrite, Done done);

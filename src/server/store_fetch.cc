@@ -59,28 +59,50 @@ std::string Where(const InstanceInfo& member) {
 void Store::GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
                      bool fetch, Done done) {
   std::vector<ObjectID> absent;  // from the table: global objects?
+  bool made_elsewhere = false;   // then the member list is needed too
   for (ObjectID id : ids) {
-    if (!table_.Find(id)) absent.push_back(id);
+    if (table_.Find(id)) continue;
+    absent.push_back(id);
+    made_elsewhere |= id.instance_id() != table_.instance_id();
   }
   if (absent.empty()) {
     return ServeTrees(client, std::move(ids), relocate, std::move(done));
   }
-  done = ForClient(client, std::move(done));
-  LookUpGlobals(
-      absent, [this, client, ids = std::move(ids), relocate, fetch,
-               done = std::move(done)](Result<GlobalTrees> globals) mutable {
-        if (!globals.ok()) return done(globals.status());
-        if (globals->empty()) {
+  // Both lookups at once: with etcd, each is a round trip.
+  struct Lookups {
+    Result<GlobalTrees> globals = GlobalTrees();
+    MemberList members;
+  };
+  auto found = std::make_shared<Lookups>();
+  auto join = JoinStatuses(
+      made_elsewhere ? 2 : 1,
+      [this, client, ids = std::move(ids), relocate, fetch, found,
+       done = ForClient(client, std::move(done))](Status) mutable {
+        if (!found->globals.ok()) return done(found->globals.status());
+        if (found->globals->empty()) {
           return GetLocalOrRemoteTrees(client, std::move(ids), relocate, fetch,
-                                       std::move(done));
+                                       found->members, std::move(done));
         }
-        ServeWithGlobals(client, std::move(ids), std::move(*globals), relocate,
-                         fetch, std::move(done));
+        ServeWithGlobals(client, std::move(ids), std::move(*found->globals),
+                         relocate, fetch, found->members, std::move(done));
       });
+  LookUpGlobals(absent, [found, join](Result<GlobalTrees> globals) {
+    found->globals = std::move(globals);
+    join(Status::OK());
+  });
+  if (made_elsewhere) {
+    meta_->ListInstances(
+        [found, join](Result<std::vector<InstanceInfo>> members) {
+          found->members = std::make_shared<Result<std::vector<InstanceInfo>>>(
+              std::move(members));
+          join(Status::OK());
+        });
+  }
 }
 
 void Store::GetLocalOrRemoteTrees(ClientId client, std::vector<ObjectID> ids,
-                                  bool relocate, bool fetch, Done done) {
+                                  bool relocate, bool fetch, MemberList members,
+                                  Done done) {
   std::vector<ObjectID> elsewhere;
   for (ObjectID id : ids) {
     if (!table_.Find(id) && id.instance_id() != table_.instance_id()) {
@@ -91,7 +113,7 @@ void Store::GetLocalOrRemoteTrees(ClientId client, std::vector<ObjectID> ids,
     return ServeTrees(client, std::move(ids), relocate, std::move(done));
   }
   done = ForClient(client, std::move(done));
-  BringHere(std::move(elsewhere), fetch,
+  BringHere(std::move(elsewhere), fetch, std::move(members),
             [this, client, ids = std::move(ids), relocate,
              done = std::move(done)](Status st) mutable {
               if (!st.ok()) return done(st);
@@ -99,47 +121,53 @@ void Store::GetLocalOrRemoteTrees(ClientId client, std::vector<ObjectID> ids,
             });
 }
 
-void Store::BringHere(std::vector<ObjectID> ids, bool fetch,
+void Store::BringHere(std::vector<ObjectID> ids, bool fetch, MemberList members,
                       std::function<void(Status)> done) {
-  meta_->ListInstances([this, ids = std::move(ids), fetch,
-                        done = std::move(done)](
-                           Result<std::vector<InstanceInfo>> members) {
-    if (!members.ok()) {
-      return done(Status(members.status().code(),
-                         "cannot look up which instance holds " +
-                             ids[0].ToString() + ": " +
-                             members.status().message()));
+  if (!members) {
+    return meta_->ListInstances(
+        [this, ids = std::move(ids), fetch, done = std::move(done)](
+            Result<std::vector<InstanceInfo>> listed) mutable {
+          BringHere(std::move(ids), fetch,
+                    std::make_shared<Result<std::vector<InstanceInfo>>>(
+                        std::move(listed)),
+                    std::move(done));
+        });
+  }
+  if (!members->ok()) {
+    return done(Status(members->status().code(),
+                       "cannot look up which instance holds " +
+                           ids[0].ToString() + ": " +
+                           members->status().message()));
+  }
+  auto join = JoinStatuses(ids.size(), std::move(done));
+  for (ObjectID id : ids) {
+    const InstanceInfo* owner = nullptr;
+    for (const InstanceInfo& m : **members) {
+      if (m.instance_id == id.instance_id()) owner = &m;
     }
-    auto join = JoinStatuses(ids.size(), std::move(done));
-    for (ObjectID id : ids) {
-      const InstanceInfo* owner = nullptr;
-      for (const InstanceInfo& m : *members) {
-        if (m.instance_id == id.instance_id()) owner = &m;
-      }
-      if (!owner) {
-        std::string cluster = meta_->cluster_name();
-        join(Status::ObjectNotFound(
-            "object " + id.ToString() + " is unavailable: it was made by " +
-            "instance " + std::to_string(id.instance_id()) + ", which " +
-            (cluster.empty() ? "is not this daemon (it runs alone, on the " +
-                                   meta_->backend() + " metadata backend)"
-                             : "is not a member of cluster '" + cluster +
-                                   "' now (it stopped or died)")));
-      } else if (!fetch) {
-        join(Status::ObjectNotFound("object " + id.ToString() + " lives on " +
-                                    Where(*owner) +
-                                    ", not here; get it with fetch=True to "
-                                    "copy it here"));
-      } else if (owner->rpc_endpoint.empty()) {
-        join(Status::Disconnected("object " + id.ToString() + " lives on " +
+    if (!owner) {
+      std::string cluster = meta_->cluster_name();
+      join(Status::ObjectNotFound(
+          "object " + id.ToString() + " is unavailable: it was made by " +
+          "instance " + std::to_string(id.instance_id()) + ", which " +
+          (cluster.empty() ? "is not this daemon (it runs alone, on the " +
+                                 meta_->backend() + " metadata backend)"
+                           : "is not a member of cluster '" + cluster +
+                                 "' now (it stopped or died)")));
+    } else if (!fetch) {
+      join(Status::ObjectNotFound("object " + id.ToString() + " lives on " +
                                   Where(*owner) +
-                                  ", which serves no RPC (trellisd --rpc), so "
-                                  "it cannot be fetched"));
-      } else {
-        FetchObject(id, owner->rpc_endpoint, join);
-      }
+                                  ", not here; get it with fetch=True to "
+                                  "copy it here"));
+    } else if (owner->rpc_endpoint.empty()) {
+      join(Status::Disconnected("object " + id.ToString() + " lives on " +
+                                Where(*owner) +
+                                ", which serves no RPC (trellisd --rpc), so "
+                                "it cannot be fetched"));
+    } else {
+      FetchObject(id, owner->rpc_endpoint, join);
     }
-  });
+  }
 }
 
 void Store::FetchObject(ObjectID id, const std::string& endpoint,

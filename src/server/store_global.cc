@@ -208,7 +208,7 @@ void Store::LookUpGlobals(const std::vector<ObjectID>& ids,
 
 void Store::ServeWithGlobals(ClientId client, std::vector<ObjectID> ids,
                              GlobalTrees globals, bool relocate, bool fetch,
-                             Done done) {
+                             MemberList members, Done done) {
   std::vector<ObjectID> rest;
   for (ObjectID id : ids) {
     if (!globals.count(id)) rest.push_back(id);
@@ -235,7 +235,7 @@ void Store::ServeWithGlobals(ClientId client, std::vector<ObjectID> ids,
   };
   if (rest.empty()) return reply(json());
   GetLocalOrRemoteTrees(client, std::move(rest), relocate, fetch,
-                        std::move(reply));
+                        std::move(members), std::move(reply));
 }
 
 // ---------------------------------------------- names and deletes of globals
