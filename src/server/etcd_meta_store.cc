@@ -676,20 +676,17 @@ void EtcdMetaStore::Publish(ObjectID id, const nlohmann::json& tree,
 
 void EtcdMetaStore::Unpublish(ObjectID id, StatusCallback done) {
   if (published_.count(id) == 0) return done(Status::OK());
-  Submit<Status>(
-      "cannot withdraw the published tree of " + id.ToString(),
-      [this, key = ObjectKey(id)]() -> Status {
-        return client_->Delete(key).status();
-      },
-      [this, id, done = std::move(done)](Status st) {
-        if (st.ok()) published_.erase(id);
-        done(std::move(st));
-      });
+  DeleteTree(id, "cannot withdraw the published tree of ", std::move(done));
 }
 
 void EtcdMetaStore::UnpublishGlobal(ObjectID id, StatusCallback done) {
+  DeleteTree(id, "cannot withdraw the global object ", std::move(done));
+}
+
+void EtcdMetaStore::DeleteTree(ObjectID id, const std::string& failure,
+                               StatusCallback done) {
   Submit<Status>(
-      "cannot withdraw the global object " + id.ToString(),
+      failure + id.ToString(),
       [this, key = ObjectKey(id)]() -> Status {
         return client_->Delete(key).status();
       },

@@ -198,6 +198,8 @@ class EtcdMetaStore final : public MetaStore {
   void OnWatchState(const etcd::WatchState& state);
   void Resync();
   void PostNames(NameList names);
+  // Deletes the published tree of `id`; `failure` + id prefixes the error.
+  void DeleteTree(ObjectID id, const std::string& failure, StatusCallback done);
 
   std::string NameKey(const std::string& name) const;
   std::string ObjectKey(ObjectID id) const;

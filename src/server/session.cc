@@ -409,13 +409,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // reused while the reader holds it, and a reader that hangs up takes its
   // queued bytes with it.
   size_t WriteSome(asio::error_code& ec) {
+    if (!sendfile_ || out_[2].size() == 0) return socket_.write_some(out_, ec);
     std::array<asio::const_buffer, 2> head = {out_[0], out_[1]};
-    if (asio::buffer_size(head) > 0 || out_[2].size() == 0 || !sendfile_) {
-      if (asio::buffer_size(head) > 0 && sendfile_) {
-        return socket_.write_some(head, ec);
-      }
-      return socket_.write_some(out_, ec);
-    }
+    if (asio::buffer_size(head) > 0) return socket_.write_some(head, ec);
     const Arena& arena = store_->arena();
     auto* data = static_cast<const uint8_t*>(out_[2].data());
     off_t offset = data - arena.base();

@@ -179,15 +179,17 @@ class Store {
   // are here (fetched, with `fetch`), or the error saying where they are.
   void GetTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
                 bool fetch, Done done);
-  // The cluster's member list when already looked up; null: not yet.
+  // The cluster's member list as GetTrees looked it up (null when every id
+  // was made here, so it was not needed).
   using MemberList = std::shared_ptr<const Result<std::vector<InstanceInfo>>>;
-  // GetTrees of ids none of which is a global object.
+  // GetTrees of ids none of which is a global object; `members` is non-null
+  // if some id was made elsewhere.
   void GetLocalOrRemoteTrees(ClientId client, std::vector<ObjectID> ids,
                              bool relocate, bool fetch, MemberList members,
                              Done done);
-  // Looks up the instances that made `ids` and fetches the objects from
-  // them (`fetch`), or fails naming where they live or that their instance
-  // is gone.
+  // Finds the instances that made `ids` in `members` (non-null) and fetches
+  // the objects from them (`fetch`), or fails naming where they live or
+  // that their instance is gone.
   void BringHere(std::vector<ObjectID> ids, bool fetch, MemberList members,
                  std::function<void(Status)> done);
   // Fetches `id` from the daemon at `endpoint`, or joins its fetch in
@@ -227,6 +229,10 @@ class Store {
   void ResolveNames(std::vector<std::string> names,
                     MetaStore::Callback<std::vector<ObjectID>> done);
   Status PutName(ClientId client, const json& body, Done& done);
+  // The rest of a PutName holding the name's lock: replies `nameable` if it
+  // is an error, else binds the name; releases the lock either way.
+  void BindLockedName(ClientId client, const std::string& name, ObjectID id,
+                      bool overwrite, Status nameable, Done done);
   // Whether `id` may be named: ObjectNotFound or NotSealed if not.
   Status CheckNameable(ObjectID id) const;
   Status GetName(ClientId client, const json& body, Done& done);

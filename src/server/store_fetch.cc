@@ -123,16 +123,6 @@ void Store::GetLocalOrRemoteTrees(ClientId client, std::vector<ObjectID> ids,
 
 void Store::BringHere(std::vector<ObjectID> ids, bool fetch, MemberList members,
                       std::function<void(Status)> done) {
-  if (!members) {
-    return meta_->ListInstances(
-        [this, ids = std::move(ids), fetch, done = std::move(done)](
-            Result<std::vector<InstanceInfo>> listed) mutable {
-          BringHere(std::move(ids), fetch,
-                    std::make_shared<Result<std::vector<InstanceInfo>>>(
-                        std::move(listed)),
-                    std::move(done));
-        });
-  }
   if (!members->ok()) {
     return done(Status(members->status().code(),
                        "cannot look up which instance holds " +

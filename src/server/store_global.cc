@@ -246,15 +246,7 @@ void Store::PutNameOfGlobal(ClientId client, std::string name, ObjectID id,
                        done](Result<GlobalTrees> globals) {
     Status st = globals.ok() ? Status::OK() : globals.status();
     if (st.ok() && globals->empty()) st = CheckNameable(id);  // its error
-    if (!st.ok() || !table_.HasClient(client)) {
-      done(EmptyReply(st));
-      name_locks_.Release(name);
-      return;
-    }
-    meta_->PutName(name, id, overwrite, [this, name, done](Status bound) {
-      done(EmptyReply(bound));
-      name_locks_.Release(name);
-    });
+    BindLockedName(client, name, id, overwrite, std::move(st), done);
   });
 }
 

@@ -164,18 +164,23 @@ Status Store::PutName(ClientId client, const json& body, Done& done) {
     if (!table_.Find(id)) {  // perhaps a global object
       return PutNameOfGlobal(client, name, id, overwrite, done);
     }
-    Status nameable = CheckNameable(id);
-    if (!nameable.ok() || !table_.HasClient(client)) {  // gone: no reply
-      done(EmptyReply(nameable));
-      name_locks_.Release(name);
-      return;
-    }
-    meta_->PutName(name, id, overwrite, [this, name, done](Status st) {
-      done(EmptyReply(st));
-      name_locks_.Release(name);
-    });
+    BindLockedName(client, name, id, overwrite, CheckNameable(id), done);
   });
   return Status::OK();
+}
+
+void Store::BindLockedName(ClientId client, const std::string& name,
+                           ObjectID id, bool overwrite, Status nameable,
+                           Done done) {
+  if (!nameable.ok() || !table_.HasClient(client)) {  // gone: no reply
+    done(EmptyReply(nameable));
+    name_locks_.Release(name);
+    return;
+  }
+  meta_->PutName(name, id, overwrite, [this, name, done](Status st) {
+    done(EmptyReply(st));
+    name_locks_.Release(name);
+  });
 }
 
 Status Store::GetName(ClientId client, const json& body, Done& done) {
