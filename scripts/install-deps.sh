@@ -13,6 +13,7 @@ PACKAGES=(
   python3 python3-dev pybind11-dev python3-pybind11
   python3-numpy python3-pandas python3-pytest python3-sklearn python3-msgpack
   redis-server python3-redis
+  python3-yaml python3-distributed python3-cloudpickle python3-kubernetes python3-jsonschema
   procps util-linux
   etcd-server etcd-client libcurl4-openssl-dev iperf3 iproute2 iputils-ping
 )

@@ -291,6 +291,30 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     return out;
   }
 
+  // Where objects live and how big they are, by id or by name (one of the
+  // two lists is empty): [{id, typename, nbytes, instance_id, here, ...}]
+  // in order (docs/protocol.md, "Locate"). Fetches nothing.
+  py::list Locate(const std::vector<ObjectID>& ids,
+                  const std::vector<std::string>& names) {
+    json body = json::object();
+    if (!names.empty()) {
+      body["names"] = names;
+    } else {
+      json array = json::array();
+      for (ObjectID id : ids) array.push_back(id.value());
+      body["ids"] = std::move(array);
+    }
+    json reply = Unwrap(WithoutGil([&] {
+      return ClientInternals::core(*client_)->Call(
+          protocol::MessageType::kLocate, body);
+    }));
+    auto objects = reply.find("objects");
+    if (objects == reply.end() || !objects->is_array()) {
+      ThrowIfError(Status::Invalid("Locate reply: 'objects' must be an array"));
+    }
+    return FromJson(*objects);
+  }
+
   void Close() {
     WithoutGil([&] {
       client_->Close();
@@ -571,6 +595,7 @@ object, or any view made from it, lives.)doc")
            py::arg("limit"))
       .def("status", &PyClient::Status)
       .def("cluster_info", &PyClient::ClusterInfo)
+      .def("locate", &PyClient::Locate, py::arg("ids"), py::arg("names"))
       .def("close", &PyClient::Close)
       .def_property_readonly(
           "arena_base",

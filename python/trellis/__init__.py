@@ -47,7 +47,7 @@ __all__ = [
     "connect", "Client", "ObjectID", "ObjectMeta", "Blob", "BlobWriter", "Daemon",
     "put", "get", "put_name", "get_name", "drop_name", "list_names", "persist",
     "delete", "list_objects", "get_meta", "create_blob", "get_blob", "status",
-    "cluster_info", "put_global", "gather", "GlobalObject",
+    "cluster_info", "locate", "put_global", "gather", "GlobalObject",
     "pin", "unpin", "evict", "memory_trim",
     "start_daemon", "stop_daemon", "default_client", "default_socket",
     "TrellisError", "ObjectNotFound", "ObjectExists", "NotSealed", "OutOfMemory",
@@ -110,6 +110,6 @@ def _forward(name):
 
 for _name in ("put", "get", "put_name", "get_name", "drop_name", "list_names",
               "persist", "delete", "list_objects", "get_meta", "create_blob",
-              "get_blob", "status", "cluster_info", "put_global", "gather", "pin", "unpin", "evict", "memory_trim"):
+              "get_blob", "status", "cluster_info", "locate", "put_global", "gather", "pin", "unpin", "evict", "memory_trim"):
     globals()[_name] = _forward(_name)
 del _name

@@ -368,6 +368,32 @@ class Client:
         each one means (trellis.client.status_fields())."""
         return self._core.status()
 
+    def locate(self, keys):
+        """Where objects live and how big they are, without fetching or
+        holding anything: for each key (an object name or id) in order, a
+        dict {"id", "typename", "nbytes", "instance_id" (the member that
+        made it), "here" (sealed on this daemon)}; a global object adds
+        "global": True and "chunks" (one {"id", "typename", "nbytes",
+        "instance_id", "member", "here"} per member). An object another
+        member made and did not publish has only "id", "instance_id" and
+        "here". Raises ObjectNotFound for a name or id nobody knows."""
+        if isinstance(keys, (str, int, ObjectID)):
+            raise InvalidArgument("locate takes a list of names or ids, "
+                                  f"got {type(keys).__name__}")
+        keys = list(keys)
+        names = [(i, k) for i, k in enumerate(keys) if isinstance(k, str)]
+        ids = [(i, as_id(k)) for i, k in enumerate(keys) if not isinstance(k, str)]
+        out = [None] * len(keys)
+        if names:
+            found = self._core.locate([], [k for _, k in names])
+            for (i, _), entry in zip(names, found):
+                out[i] = entry
+        if ids:
+            found = self._core.locate([k for _, k in ids], [])
+            for (i, _), entry in zip(ids, found):
+                out[i] = entry
+        return out
+
     def cluster_info(self):
         """The cluster this daemon belongs to: {"cluster", "backend",
         "instance_id" (the daemon answering), "members": [{"instance_id",

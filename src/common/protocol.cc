@@ -176,6 +176,8 @@ std::string MessageTypeName(uint16_t type) {
       return "ReadBlobs";
     case MessageType::kClusterInfo:
       return "ClusterInfo";
+    case MessageType::kLocate:
+      return "Locate";
     case MessageType::kReply:
       return "Reply";
     case MessageType::kError:
@@ -189,7 +191,8 @@ bool IsRequestType(uint16_t type) {
   return type >= static_cast<uint16_t>(MessageType::kHello) &&
          (type <= static_cast<uint16_t>(MessageType::kMemoryTrim) ||
           type == static_cast<uint16_t>(MessageType::kReadBlobs) ||
-          type == static_cast<uint16_t>(MessageType::kClusterInfo));
+          type == static_cast<uint16_t>(MessageType::kClusterInfo) ||
+          type == static_cast<uint16_t>(MessageType::kLocate));
 }
 
 namespace {

@@ -79,6 +79,7 @@ enum class MessageType : uint16_t {
   kBlobData = 22,   // bulk frames only: a chunk of one blob's bytes
   kReadBlobs = 23,  // reply, then the blobs' bytes as BlobData bulk frames
   kClusterInfo = 24,
+  kLocate = 25,  // where objects live and how big they are; holds nothing
   kReply = 256,  // success; body is the request's result map
   kError = 257,  // failure; body {code, message}
 };

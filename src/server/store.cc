@@ -125,6 +125,7 @@ const Store::HandlerTable& Store::Handlers() {
     on(MessageType::kEvict, &Store::WithIds<&Store::Evict>);
     on(MessageType::kMemoryTrim, &Store::Sync<&Store::MemoryTrim>);
     on(MessageType::kClusterInfo, &Store::ClusterInfo);
+    on(MessageType::kLocate, &Store::Locate);
     return t;
   }();
   return table;

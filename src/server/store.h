@@ -38,6 +38,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -240,6 +241,12 @@ class Store {
   Status ListNames(ClientId client, const json& body, Done& done);
   // The cluster's name, backend and registered instances.
   Status ClusterInfo(ClientId client, const json& body, Done& done);
+  // Where objects live and how big they are (docs/protocol.md, "Locate"),
+  // for placement: holds nothing, fetches nothing (store_fetch.cc).
+  Status Locate(ClientId client, const json& body, Done& done);
+  void LocateIds(ClientId client, std::vector<ObjectID> ids, Done done);
+  // The Locate entry of `id` from the table (nullptr: not here).
+  std::optional<json> LocateHere(ObjectID id) const;
   Status Delete(ClientId client, const json& body, Done& done);
   Status Persist(ClientId client, const json& body, Done& done);
 

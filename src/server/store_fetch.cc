@@ -9,10 +9,14 @@
 
 #include "common/tree_format.h"
 #include "server/callbacks.h"
+#include "server/request_body.h"
 #include "server/store.h"
 #include "trellis/object.h"
 
 namespace trellis::server {
+
+using protocol::GetIds;
+
 namespace {
 
 // Transfers of at least this many bytes are logged when they start and end.
@@ -267,6 +271,116 @@ void Store::FinishFetch(ObjectID id, Result<json> tree) {
     }
   }
   for (auto& waiter : f.waiters) waiter(st);
+}
+
+// ------------------------------------------------------------------ Locate
+
+Status Store::Locate(ClientId client, const json& body, Done& done) {
+  if (!body.contains("names")) {
+    TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
+    LocateIds(client, std::move(ids), std::move(done));
+    return Status::OK();
+  }
+  if (body.contains("ids")) {
+    return Status::Invalid("Locate takes 'ids' or 'names', not both");
+  }
+  TRELLIS_ASSIGN_OR_RAISE(std::vector<std::string> names,
+                          GetStrings(body, "names"));
+  ResolveNames(std::move(names),
+               [this, client, done = ForClient(client, std::move(done))](
+                   Result<std::vector<ObjectID>> ids) {
+                 if (!ids.ok()) return done(ids.status());
+                 LocateIds(client, std::move(*ids), done);
+               });
+  return Status::OK();
+}
+
+std::optional<json> Store::LocateHere(ObjectID id) const {
+  const ObjectEntry* entry = table_.Find(id);
+  if (!entry || entry->state != ObjectState::kSealed) return std::nullopt;
+  return json{{std::string(format::kIdKey), id.value()},
+              {std::string(format::kTypeNameKey), entry->type_name},
+              {std::string(format::kNbytesKey), entry->nbytes},
+              {std::string(format::kInstanceIdKey), id.instance_id()},
+              {"here", true}};
+}
+
+void Store::LocateIds(ClientId client, std::vector<ObjectID> ids, Done done) {
+  struct Gather {
+    json objects;
+    Status error;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->objects = json::array();
+  std::vector<size_t> absent;  // positions of ids not sealed here
+  for (size_t i = 0; i < ids.size(); ++i) {
+    std::optional<json> here = LocateHere(ids[i]);
+    gather->objects.push_back(here ? std::move(*here) : json());
+    if (!here) absent.push_back(i);
+  }
+  done = ForClient(client, std::move(done));
+  auto join = JoinStatuses(absent.size(), [gather, done](Status) {
+    if (!gather->error.ok()) return done(gather->error);
+    done(json{{"objects", std::move(gather->objects)}});
+  });
+  for (size_t i : absent) {
+    ObjectID id = ids[i];
+    meta_->GetPublished(id, [this, gather, join, id, i](Result<json> tree) {
+      json& out = gather->objects[i];
+      if (tree.ok() && tree->is_object()) {
+        // A published tree: its root says where it was made and how big it
+        // is; a global object's members say the same of each chunk.
+        out = json{{std::string(format::kIdKey), id.value()},
+                   {std::string(format::kTypeNameKey),
+                    tree->value(std::string(format::kTypeNameKey), "")},
+                   {std::string(format::kNbytesKey),
+                    tree->value(std::string(format::kNbytesKey), 0)},
+                   {std::string(format::kInstanceIdKey),
+                    tree->value(std::string(format::kInstanceIdKey),
+                                id.instance_id())},
+                   {"here", false}};
+        if (IsGlobalTree(*tree)) {
+          out["global"] = true;
+          json chunks = json::array();
+          auto members = tree->find(std::string(format::kMembersKey));
+          if (members != tree->end() && members->is_object()) {
+            for (const auto& [key, stub] : members->items()) {
+              uint64_t chunk = 0;
+              auto chunk_id = stub.find(std::string(format::kIdKey));
+              if (chunk_id == stub.end() ||
+                  !protocol::AsUint(*chunk_id, &chunk))
+                continue;
+              std::optional<json> here = LocateHere(ObjectID(chunk));
+              json entry = stub;
+              entry.erase(std::string(format::kFieldsKey));
+              entry["member"] = key;
+              entry["here"] = here.has_value();
+              chunks.push_back(std::move(entry));
+            }
+          }
+          out["chunks"] = std::move(chunks);
+        }
+      } else if (tree.ok() || tree.status().IsObjectNotFound()) {
+        if (id.instance_id() == table_.instance_id()) {
+          if (gather->error.ok()) {
+            gather->error = Status::ObjectNotFound("object " + id.ToString() +
+                                                   " not found");
+          }
+        } else {
+          // Made elsewhere and not persisted: its instance is known from the
+          // id, its size only to that instance.
+          out = json{{std::string(format::kIdKey), id.value()},
+                     {std::string(format::kInstanceIdKey), id.instance_id()},
+                     {"here", false}};
+        }
+      } else if (gather->error.ok()) {
+        gather->error = Status(tree.status().code(),
+                               "cannot look up where object " + id.ToString() +
+                                   " lives: " + tree.status().message());
+      }
+      join(Status::OK());
+    });
+  }
 }
 
 }  // namespace trellis::server

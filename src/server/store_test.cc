@@ -732,5 +732,111 @@ TEST_P(StoreTest, GetMetaRelocatesByIdsAndByNames) {
   EXPECT_TRUE(Contains(bad.status(), "'relocate'"));
 }
 
+// ------------------------------------------------------------------- locate
+
+TEST_P(StoreTest, LocateSaysWhereEachObjectLivesInOrder) {
+  ObjectID blob = PutBlob(writer_, 100, 2);
+  ObjectID object =
+      CreateObject(writer_, {{"tree", Tree(blob, 1)}, {"name", "here"}});
+  // Another member's objects: one published (its tree says its size), one
+  // not (only its maker knows more than the id says).
+  constexpr uint16_t kOther = 9;
+  ObjectID published = ObjectID::Make(kOther, 1);
+  ObjectID unpublished = ObjectID::Make(kOther, 2);
+  std::optional<Status> done;
+  local_->Publish(published,
+                  {{"id", published.value()},
+                   {"typename", "test::Remote"},
+                   {"nbytes", 4096},
+                   {"instance_id", kOther}},
+                  [&](Status st) { done = st; });
+  Settle();
+  ASSERT_TRUE(done && done->ok()) << *done;
+
+  json got = Ok(reader_, MessageType::kLocate,
+                Ids({unpublished, object, published, blob}));
+  const json& objects = got["objects"];
+  ASSERT_EQ(objects.size(), 4u) << got;
+  EXPECT_EQ(objects[0], (json{{"id", unpublished.value()},
+                              {"instance_id", kOther},
+                              {"here", false}}));
+  EXPECT_EQ(objects[1]["id"], object.value());
+  EXPECT_EQ(objects[1]["typename"], "test::T");
+  EXPECT_EQ(objects[1]["instance_id"], kInstance);
+  EXPECT_EQ(objects[1]["here"], true);
+  EXPECT_GE(objects[1]["nbytes"].get<uint64_t>(), 100u);
+  EXPECT_EQ(objects[2]["typename"], "test::Remote");
+  EXPECT_EQ(objects[2]["nbytes"], 4096);
+  EXPECT_EQ(objects[2]["instance_id"], kOther);
+  EXPECT_EQ(objects[2]["here"], false);
+  EXPECT_FALSE(objects[2].contains("global"));
+  EXPECT_EQ(objects[3]["nbytes"], 100);
+
+  json by_name = Ok(reader_, MessageType::kLocate, {{"names", {"here"}}});
+  EXPECT_EQ(by_name["objects"][0], objects[1]);
+  // Locating holds nothing.
+  EXPECT_EQ(StatusReply()["held_bytes"], 0u);
+}
+
+TEST_P(StoreTest, LocateOfAGlobalObjectListsItsChunks) {
+  ObjectID chunk = PutBlob(writer_, 64, 3);
+  Ok(writer_, MessageType::kPersist, {{"id", chunk.value()}});
+  ObjectID remote_chunk = ObjectID::Make(9, 5);
+  ObjectID global = ObjectID::Make(9, 6);
+  std::optional<Status> done;
+  local_->Publish(global,
+                  {{"id", global.value()},
+                   {"typename", "test::Global"},
+                   {"nbytes", 64 + 32},
+                   {"instance_id", 9},
+                   {"global", true},
+                   {"members",
+                    {{"0",
+                      {{"id", chunk.value()},
+                       {"typename", "trellis::Blob"},
+                       {"nbytes", 64},
+                       {"instance_id", kInstance},
+                       {"fields", {{"x", 1}}}}},
+                     {"1",
+                      {{"id", remote_chunk.value()},
+                       {"typename", "trellis::Blob"},
+                       {"nbytes", 32},
+                       {"instance_id", 9}}}}}},
+                  [&](Status st) { done = st; });
+  Settle();
+  ASSERT_TRUE(done && done->ok()) << *done;
+  json got = Ok(reader_, MessageType::kLocate, Ids({global}));
+  const json& entry = got["objects"][0];
+  EXPECT_EQ(entry["global"], true);
+  EXPECT_EQ(entry["here"], false);
+  ASSERT_EQ(entry["chunks"].size(), 2u) << entry;
+  EXPECT_EQ(entry["chunks"][0]["member"], "0");
+  EXPECT_EQ(entry["chunks"][0]["here"], true);
+  EXPECT_EQ(entry["chunks"][0]["nbytes"], 64);
+  EXPECT_FALSE(entry["chunks"][0].contains("fields"));
+  EXPECT_EQ(entry["chunks"][1]["here"], false);
+  EXPECT_EQ(entry["chunks"][1]["instance_id"], 9);
+}
+
+TEST_P(StoreTest, LocateNamesWhatItCannotFind) {
+  ObjectID blob = PutBlob(writer_, 10, 1);
+  ObjectID gone = ObjectID::Make(kInstance, 12345);
+  auto missing = Call(reader_, MessageType::kLocate, Ids({blob, gone}));
+  EXPECT_TRUE(missing.status().IsObjectNotFound()) << missing.status();
+  EXPECT_TRUE(Contains(missing.status(), gone.ToString())) << missing.status();
+  auto unbound =
+      Call(reader_, MessageType::kLocate, {{"names", {"nobody-bound-this"}}});
+  EXPECT_TRUE(unbound.status().IsObjectNotFound()) << unbound.status();
+  EXPECT_TRUE(Contains(unbound.status(), "nobody-bound-this"))
+      << unbound.status();
+  auto both = Call(reader_, MessageType::kLocate,
+                   {{"ids", {blob.value()}}, {"names", {"x"}}});
+  EXPECT_TRUE(both.status().IsInvalid());
+  EXPECT_TRUE(Contains(both.status(), "not both"));
+  auto malformed = Call(reader_, MessageType::kLocate, {{"ids", "nope"}});
+  EXPECT_TRUE(Contains(malformed.status(), "'ids'")) << malformed.status();
+  EXPECT_TRUE(Ok(reader_, MessageType::kLocate, Ids({}))["objects"].empty());
+}
+
 }  // namespace
 }  // namespace trellis::server
