@@ -80,6 +80,12 @@ def free_port(host):
         return s.getsockname()[1]
 
 
+def _package_path():
+    """PYTHONPATH under which `import trellis` finds the tested package."""
+    import trellis
+    return os.path.dirname(os.path.dirname(os.path.abspath(trellis.__file__)))
+
+
 def _stop_process(proc, timeout=10.0):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -329,6 +335,45 @@ class Cluster:
                                    + _tail(log))
             time.sleep(0.01)
         return NodeDaemon(self.node(k), sock, proc, log)
+
+    def start_dask(self, daemons, timeout=60.0):
+        """A real dask.distributed cluster over these hosts: the scheduler in
+        the root namespace on the host address, and one worker per entry of
+        `daemons` ({k: NodeDaemon}) inside node k, with TRELLIS_SOCKET set
+        to that node's daemon (one thread: a node runs one step at a time).
+        Returns the scheduler address once every worker has joined; all are
+        stopped by close()."""
+        scheduler_file = os.path.join(self.dir, "dask-scheduler.json")
+        env = dict(os.environ, PYTHONPATH=_package_path())
+        log = open(os.path.join(self.dir, "dask-scheduler.log"), "ab")
+        sched = subprocess.Popen(
+            ["/usr/bin/python3", "-m", "distributed.cli.dask_scheduler",
+             "--host", self.host_address, "--port", "0", "--no-dashboard",
+             "--scheduler-file", scheduler_file],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+            preexec_fn=_die_with_parent)
+        self._processes.append(sched)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(scheduler_file):
+            if sched.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dask scheduler did not start:\n" +
+                                   _tail(log.name))
+            time.sleep(0.05)
+        for k, d in sorted(daemons.items()):
+            wlog = open(os.path.join(self.dir, f"dask-worker-n{k}.log"), "ab")
+            self.popen(k, ["/usr/bin/env", f"TRELLIS_SOCKET={d.socket}",
+                           f"PYTHONPATH={_package_path()}",
+                           "/usr/bin/python3", "-m", "distributed.cli.dask_worker",
+                           "--scheduler-file", scheduler_file, "--nthreads", "1",
+                           "--no-nanny", "--no-dashboard", "--name", f"node-{k}",
+                           "--host", self.address(k)],
+                       stdout=wlog, stderr=wlog)
+        with open(scheduler_file) as f:
+            address = json.load(f)["address"]
+        import distributed
+        with distributed.Client(address, timeout=timeout) as client:
+            client.wait_for_workers(len(daemons), timeout=timeout)
+        return address
 
     def throttle(self, k, rate):
         """Limits what node k sends to `rate` (tc's notation, e.g. "200mbit")
