@@ -71,6 +71,13 @@ def max_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_seconds():
+    """User + system CPU seconds of this process so far (its whole life:
+    interpreter start-up and imports included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def minor_faults():
     """Minor page faults of this process so far. Zero-copy reads pay for
     mapping shared pages here, during compute, instead of in the read."""
@@ -84,6 +91,7 @@ def emit_report(step, exchange, timer, **extra):
         "exchange": exchange,
         "total_s": timer.elapsed(),
         "max_rss_mib": max_rss_mib(),
+        "cpu_s": cpu_seconds(),
         "minor_faults": minor_faults(),
     }
     for phase in ("imports", "load", "read", "compute", "write"):

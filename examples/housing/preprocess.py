@@ -27,12 +27,20 @@ def nbytes(obj):
 
 def main():
     parser = step_arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--input", required=True, help="raw table (pickle)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="raw table (pickle file)")
+    source.add_argument("--input-object", metavar="NAME",
+                        help="raw table as a trellis object of that name "
+                             "(trellis.get(name=NAME, fetch=True))")
     args = parser.parse_args()
 
     with run_step(args, _T0) as (exchange, timer):
         with timer.phase("load"):
-            df = pd.read_pickle(args.input)
+            if args.input_object:
+                import trellis
+                df = trellis.get(name=args.input_object, fetch=True)
+            else:
+                df = pd.read_pickle(args.input)
         raw_rows = len(df)
         with timer.phase("compute"):
             # The seed's preprocessing, inline so that each intermediate
