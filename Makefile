@@ -7,7 +7,7 @@ JOBS      ?= $(shell nproc)
 ROWS      ?= 2000000
 export PYTHONPATH := $(CURDIR)/$(BUILD)/python:$(PYTHONPATH)
 
-.PHONY: all deps configure build test test-cpp test-python check-thread-safety demo demo-cpp bench format clean
+.PHONY: all deps configure build test test-cpp test-python check-thread-safety demo demo-cpp demo-housing demo-cluster bench format clean
 
 all: build
 
@@ -53,6 +53,11 @@ demo: demo-cpp demo-housing
 # (embedded daemon), pickle files on disk and pickle files in /dev/shm.
 demo-housing: build
 	$(PY) examples/housing/run_pipeline.py --rows $(ROWS)
+
+# The housing flow on two test hosts (network namespaces, root) with the
+# dask executor, data affinity on and off: bytes moved and time.
+demo-cluster: build
+	$(PY) examples/housing/run_cluster.py --rows $(ROWS)
 
 demo-cpp: build
 	@bash scripts/demo_cpp.sh $(BUILD)/bin

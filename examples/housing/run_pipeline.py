@@ -99,9 +99,8 @@ def parse_args(argv=None):
     for e in args.exchanges:
         if e not in EXCHANGES:
             p.error(f"unknown exchange {e!r}")
-    if args.keep and (args.rounds > 1 or args.warmup_rounds):
-        p.error("--keep keeps one run's objects; use it with --rounds 1 "
-                "--warmup-rounds 0")
+    if args.keep and args.rounds > 1:
+        p.error("--keep keeps one run's objects; use it with --rounds 1")
     if args.drop_caches and os.geteuid() != 0:
         p.error("--drop-caches needs root")
     return args
@@ -478,8 +477,10 @@ def run(args):
             # rows in a fresh-clone `make demo`), whichever variant it is.
             print(f"[warm-up {warm + 1}/{args.warmup_rounds}, not measured] "
                   f"{', '.join(args.exchanges)} ...", flush=True)
-            for ex in args.exchanges:
-                run_with_store(ex, raw_path, workdir, args, -1 - warm)
+            for ex in args.exchanges:  # --keep keeps the measured run only
+                run_with_store(ex, raw_path, workdir,
+                               argparse.Namespace(**dict(vars(args), keep=False)),
+                               -1 - warm)
         runs = []
         for round_no in range(args.rounds):
             # Rotate which exchange runs first: the first run of a round

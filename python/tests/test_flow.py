@@ -249,6 +249,9 @@ def test_bad_flows_are_rejected_with_the_reason(env, tmp_path):
         flow.run(executor="spark")
     with pytest.raises(trellis.InvalidArgument, match="to_argo_yaml"):
         flow.run(executor="argo")
+    os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+    with pytest.raises(trellis.InvalidArgument, match="needs a scheduler"):
+        flow.run(executor="dask")
 
 
 def test_the_local_executor_starts_a_daemon_if_none_runs(tmp_path):
@@ -270,3 +273,20 @@ def test_the_local_executor_starts_a_daemon_if_none_runs(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "10"
     assert not trellis._daemon.serving(socket)  # it ended with the driver
+
+
+def test_an_argo_export_pins_steps_where_a_run_placed_them(env):
+    import socket as socket_module
+    import yaml
+    flow = (Flow("pinned")
+            .process(Step("one", lambda: 1, outputs=["one"]))
+            .process(Step("two", lambda x: x + 1, inputs=["one"], outputs=["two"])))
+    run = flow.run(run_id="pinned-1")
+    run.wait(30)
+    doc = yaml.safe_load(flow.to_argo_yaml(placement=run))
+    pinned = {t["name"]: t["affinity"]["nodeAffinity"]
+              ["requiredDuringSchedulingIgnoredDuringExecution"]
+              ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
+              for t in doc["spec"]["templates"] if "affinity" in t}
+    assert pinned == {"one": [socket_module.gethostname()],
+                      "two": [socket_module.gethostname()]}

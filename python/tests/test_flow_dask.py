@@ -100,3 +100,40 @@ def test_a_failing_step_on_a_worker_reports_its_exit_code_and_stderr(two_nodes):
     assert "going down" in s["boom"]["stderr_tail"]
     assert "going down" in run.logs("boom")["stderr"]
     assert s["after"]["state"] == "not_run"
+
+
+def test_the_housing_flow_moves_no_bytes_with_affinity_and_some_without(
+        two_nodes, tmp_path):
+    import sys
+    housing = os.path.join(os.path.dirname(os.path.dirname(HERE)),
+                           "examples", "housing")
+    sys.path.insert(0, housing)
+    try:
+        import generate
+        from flow import housing_flow
+    finally:
+        sys.path.remove(housing)
+    c, daemons, address, ids = two_nodes
+    with connect(daemons[2]) as b:
+        b.put(generate.generate(20_000, 0), name="raw", persist=True)
+    mse = {}
+    for affinity in (True, False):
+        output = str(tmp_path / f"mse-{affinity}.txt")
+        flow = housing_flow("trellis", raw_object="raw", output=output)
+        run = flow.run(run_id=f"housing-{affinity}", executor="dask",
+                       dask=address, affinity=affinity)
+        run.wait(300)
+        placed = {p["step"]: p for p in run.placement()}
+        assert list(placed) == ["preprocess", "train", "test"]
+        if affinity:
+            assert {p["node"] for p in placed.values()} == {ids[2]}, run.report()
+            assert run.fetched_bytes() == 0, run.report()
+            assert placed["preprocess"]["input_bytes_local"] > 1 << 20
+        else:
+            assert run.fetched_bytes() > 1 << 20, run.report()
+            assert placed["preprocess"]["node"] != placed["train"]["node"]
+        mse[affinity] = float(open(output).read())
+        # The intermediates are gone from both nodes, the raw table stays.
+        with connect(daemons[1]) as a:
+            assert set(a.list_names("*")) == {"raw"}
+    assert mse[True] == mse[False]

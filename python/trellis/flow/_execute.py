@@ -6,6 +6,7 @@ node. It needs only the step's spec (plain data), the daemon's socket and
 a directory for the step's logs and files."""
 
 import os
+import select
 import signal
 import socket as socket_module
 import subprocess
@@ -94,8 +95,25 @@ def _stop(proc):
             continue
 
 
+def _wait_or_cancel(proc, cancelled, poll_s):
+    """Waits for `proc` to exit, noticing at once (a pidfd becomes readable
+    when the process ends, so no step pays a polling delay), and asks
+    `cancelled()` every `poll_s` seconds meanwhile; stops the process if it
+    says so. Returns whether it did."""
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        while proc.poll() is None:
+            if cancelled():
+                _stop(proc)
+                return True
+            select.select([pidfd], [], [], poll_s)
+    finally:
+        os.close(pidfd)
+    return False
+
+
 def execute(spec, *, socket, run_id, log_dir, cancelled=lambda: False,
-            return_logs=False, poll_s=0.02):
+            return_logs=False, poll_s=0.1):
     """Runs the step `spec` against the daemon at `socket`; blocks until it
     ends or `cancelled()` turns true (then it is stopped). Returns a result
     dict: status (succeeded/failed/cancelled), exit_code, error (what failed,
@@ -130,13 +148,7 @@ def execute(spec, *, socket, run_id, log_dir, cancelled=lambda: False,
                                     stdin=subprocess.DEVNULL,
                                     env=step_env(spec, socket, run_id),
                                     start_new_session=True)
-        stopped = False
-        while proc.poll() is None:
-            if cancelled():
-                _stop(proc)
-                stopped = True
-                break
-            time.sleep(poll_s)
+        stopped = _wait_or_cancel(proc, cancelled, poll_s)
         result["wall_s"] = time.perf_counter() - t0
         result["ended"] = time.time()
         result["exit_code"] = proc.returncode

@@ -221,8 +221,15 @@ class Flow:
                          keep=keep, affinity=affinity, **options)
 
     def to_argo_yaml(self, **options):
-        """The flow as an Argo Workflow (see trellis.flow._argo)."""
+        """The flow as an Argo Workflow (see trellis.flow._argo). The
+        `placement` option may also be a Run of this flow: each step is then
+        pinned to the host it ran on (where its data was)."""
         from trellis.flow._argo import to_argo_yaml
+        placement = options.get("placement")
+        if hasattr(placement, "placement") and callable(placement.placement):
+            options["placement"] = {p["step"]: p["hostname"]
+                                    for p in placement.placement()
+                                    if p.get("hostname")}
         return to_argo_yaml(self, **options)
 
     def __repr__(self):

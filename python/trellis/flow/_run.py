@@ -80,6 +80,7 @@ class Run:
         self._save_lock = threading.Lock()
         self._steps = {s: {"state": PENDING} for s in order}
         self._cancel = False
+        self._changed = False  # a step ended (or cancel) since the scheduler looked
         self._state = RUNNING
         self._cleanup = None
         self.started = time.time()
@@ -139,7 +140,7 @@ class Run:
         SIGKILL), pending ones never start. Returns at once; wait() for the
         end."""
         with self._lock:
-            self._cancel = True
+            self._cancel = self._changed = True
             self._lock.notify_all()
         self.executor.cancel(self.id)
 
@@ -267,8 +268,10 @@ class Run:
                     lambda f, step=step: self._step_ended(step, f))
             if ready:
                 self._save()
-            with self._lock:
-                self._lock.wait(0.5)
+            with self._lock:  # until a step ends or cancel is asked
+                while not self._changed:
+                    self._lock.wait()
+                self._changed = False
 
     def _place(self, step, nodes):
         """The node with most of `step`'s input bytes; ties (and steps
@@ -315,6 +318,7 @@ class Run:
             s.update({k: v for k, v in result.items()
                       if k not in ("status", "stdout", "stderr")})
             s["state"] = result["status"]
+            self._changed = True
             self._lock.notify_all()
         self._save()
 
