@@ -137,3 +137,24 @@ def test_the_housing_flow_moves_no_bytes_with_affinity_and_some_without(
         with connect(daemons[1]) as a:
             assert set(a.list_names("*")) == {"raw"}
     assert mse[True] == mse[False]
+
+
+def test_cancel_stops_a_step_running_on_a_worker(two_nodes):
+    import time
+    c, daemons, address, ids = two_nodes
+    flow = (Flow("cancel-dask")
+            .process(Step("sleepy", command="sleep 60"))
+            .process(Step("never", command="true")))
+    run = flow.run(run_id="cancel-dask", executor="dask", dask=address)
+    deadline = time.monotonic() + 30
+    while run.status()["sleepy"]["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)  # the task has started the step process on its worker
+    t0 = time.monotonic()
+    run.cancel()
+    assert run.wait(30, check=False) == "cancelled"
+    assert time.monotonic() - t0 < 20  # SIGTERM, not the 60 s sleep
+    s = run.status()
+    assert s["sleepy"]["state"] == "cancelled"
+    assert s["never"]["state"] in ("cancelled", "not_run")
