@@ -7,7 +7,7 @@ JOBS      ?= $(shell nproc)
 ROWS      ?= 2000000
 export PYTHONPATH := $(CURDIR)/$(BUILD)/python:$(PYTHONPATH)
 
-.PHONY: all deps configure build test test-cpp test-python check-thread-safety demo demo-cpp demo-housing demo-cluster bench format clean
+.PHONY: all deps configure build test test-cpp test-python check-thread-safety demo demo-cpp demo-housing demo-cluster demo-parallel bench format clean
 
 all: build
 
@@ -47,12 +47,16 @@ test-cpp: build
 test-python: build
 	$(PY) -m pytest -q python/tests
 
-demo: demo-cpp demo-housing
+demo: demo-cpp demo-housing demo-parallel
 
 # The main job: the seed's preprocess -> train -> test pipeline through trellis
 # (embedded daemon), pickle files on disk and pickle files in /dev/shm.
 demo-housing: build
 	$(PY) examples/housing/run_pipeline.py --rows $(ROWS)
+
+# The seed's parallel pandas job, short: serial vs trellis on 1 and 2 workers.
+demo-parallel: build
+	$(PY) examples/parallel_pandas/demo.py --rows 10000
 
 # The housing flow on two test hosts (network namespaces, root) with the
 # dask executor, data affinity on and off: bytes moved and time.

@@ -540,7 +540,9 @@ TEST(ProtocolTest, ReadBlobsIsARequestAndBlobDataIsNot) {
   EXPECT_FALSE(IsRequestType(static_cast<uint16_t>(MessageType::kBlobData)));
   EXPECT_EQ(MessageTypeName(22), "BlobData");
   EXPECT_EQ(MessageTypeName(23), "ReadBlobs");
-  EXPECT_FALSE(IsRequestType(25));
+  EXPECT_TRUE(IsRequestType(static_cast<uint16_t>(MessageType::kLocate)));
+  EXPECT_EQ(MessageTypeName(25), "Locate");
+  EXPECT_FALSE(IsRequestType(26));
 }
 
 TEST(ObjectIdTest, PrintsAndParses) {

@@ -82,21 +82,29 @@ class Step:
 
 def _pickle_callable(fn):
     """cloudpickle bytes of `fn` that a step process on any node can load.
-    Functions of the user's own modules (not installed ones) are pickled by
-    value, since the step process, maybe on another machine, cannot import
-    the driver's scripts or test files; installed packages (the standard
-    library, dist-packages, trellis) by reference."""
-    module = sys.modules.get(getattr(fn, "__module__", None) or "")
-    path = getattr(module, "__file__", None) or ""
-    installed = (not path or module.__name__.split(".")[0] == "trellis" or
-                 any(path.startswith(p) for p in _installed_prefixes()))
-    if installed or module.__name__ == "__main__":
-        return cloudpickle.dumps(fn)
-    cloudpickle.register_pickle_by_value(module)
+    Everything from the user's own modules (not installed ones: `fn` and
+    whatever of theirs it refers to) is pickled by value, since the step
+    process, maybe on another machine, cannot import the driver's scripts
+    or test files; installed packages (the standard library, dist-packages,
+    trellis) by reference."""
+    own = [m for m in list(sys.modules.values()) if _is_users_module(m)]
+    for module in own:
+        cloudpickle.register_pickle_by_value(module)
     try:
         return cloudpickle.dumps(fn)
     finally:
-        cloudpickle.unregister_pickle_by_value(module)
+        for module in own:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def _is_users_module(module):
+    """A module loaded from a file outside the installed packages (and not
+    trellis or __main__, which cloudpickle handles by itself)."""
+    name = getattr(module, "__name__", "") or ""
+    path = getattr(module, "__file__", None) or ""
+    if not path or name == "__main__" or name.split(".")[0] == "trellis":
+        return False
+    return not any(path.startswith(p) for p in _installed_prefixes())
 
 
 def _installed_prefixes():

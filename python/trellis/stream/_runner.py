@@ -1,0 +1,376 @@
+"""The coordinator of a parallel batch job.
+
+One thread, one loop: read the source a batch at a time, put each batch in
+the store, hand its id to a worker process, collect result ids, and write
+results to the sink strictly in input order (a reorder buffer keyed by
+batch number). Only ids and row counts cross the pipes; the bytes stay in
+the store.
+
+Guarantees:
+  * order and bytes: output batch k is written after batches 0..k-1 and
+    is the worker's to_csv of batch k, so the output equals the serial
+    job's when the function treats rows independently;
+  * back-pressure: at most `max_in_flight` batches exist at once (read,
+    queued, being classified or waiting in the reorder buffer); the source
+    is not read further until the oldest is written, so the arena holds a
+    bounded amount whatever the input size;
+  * a worker that dies (crash, SIGKILL) has its batches retried on the
+    others and is replaced; a batch retried `retries` times fails the job,
+    naming its rows. A result is accepted once: no batch is lost or
+    written twice;
+  * an exception in the function fails the job at once, naming the batch's
+    rows and quoting the traceback, after writing every batch before it;
+  * malformed input fails the job with the source's message, after every
+    row read before it has been classified and written."""
+
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+
+import cloudpickle
+import numpy as np
+
+import trellis
+from trellis.flow._graph import _pickle_callable
+from trellis.stream._io import SourceError
+
+PY = "/usr/bin/python3"
+#: Requests queued at one worker: the next batch is there when it finishes.
+PREFETCH = 2
+#: Workers in a row that die before finishing any batch fail the job (one
+#: that cannot even start, e.g. cannot load the function).
+MAX_START_FAILURES = 3
+
+
+class JobFailed(trellis.TrellisError, RuntimeError):
+    """The job could not complete; the message names the batch and rows."""
+
+
+class _Batch:
+    __slots__ = ("seq", "id", "first_row", "rows", "attempts", "worker")
+
+    def __init__(self, seq, oid, first_row, rows):
+        self.seq, self.id, self.first_row, self.rows = seq, oid, first_row, rows
+        self.attempts, self.worker = 0, None
+
+    def describe(self):
+        return (f"batch {self.seq} (rows {self.first_row}-"
+                f"{self.first_row + self.rows - 1})")
+
+
+class _Worker:
+    """A worker process and what it holds."""
+
+    def __init__(self, number, argv, env, log_path):
+        self.number = number
+        self.log_path = log_path
+        self.answered = False  # has it finished a batch yet?
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=log,
+                                         env=env)
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.buffer = b""
+        self.holding = {}  # seq -> _Batch
+
+    def send(self, batch):
+        """Hands `batch` over. A worker that already died (its end not yet
+        read) still counts as holding it: its death puts it back."""
+        try:
+            self.proc.stdin.write(json.dumps({"seq": batch.seq, "id": batch.id,
+                                              "rows": batch.rows}).encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        self.holding[batch.seq] = batch
+        batch.worker = self.number
+
+    def replies(self):
+        """Complete reply lines read so far; None once the worker is gone."""
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return []
+        if not chunk:
+            return None
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [json.loads(line) for line in lines if line]
+
+    def leftover_replies(self):
+        """What a stopped worker answered that was not read yet."""
+        os.set_blocking(self.fd, True)
+        rest = self.buffer + self.proc.stdout.read()
+        self.buffer = b""
+        return [json.loads(line) for line in rest.split(b"\n") if line.strip()]
+
+    def stop(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _tail(path, limit=2048):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _exit_reason(code):
+    return (f"killed by signal {-code}" if code is not None and code < 0
+            else f"exited with status {code}")
+
+
+class Runner:
+    """Runs one job (see Job.run)."""
+
+    def __init__(self, job, progress):
+        self.job = job
+        self.client = trellis.connect(job.socket, start=job.socket is None)
+        self.progress = progress
+        self.stats = {"rows_in": 0, "rows_out": 0, "batches": 0, "retries": 0,
+                      "worker_restarts": 0, "fn_s": 0.0, "parse_s": 0.0,
+                      "encode_s": 0.0, "store_s": 0.0, "worker_busy_s": 0.0,
+                      "coordinator_s": 0.0,
+                      "max_in_flight_seen": 0, "arena_used_max": 0}
+        self.batches = {}       # seq -> _Batch, until written
+        self.queue = deque()    # batches waiting for a worker
+        self.done = {}          # seq -> (result id, rows) waiting to be written
+        self.next_write = 0
+        self.failed = None      # (seq, message) of the first batch that raised
+        self.workers = {}
+        self._numbers = iter(range(1 << 30))
+        self._dir = tempfile.mkdtemp(prefix="trellis-stream-")
+        self._start_failures = 0  # workers in a row that died unanswered
+
+    # --- workers ----------------------------------------------------------
+
+    def _spec_file(self):
+        job = self.job
+        spec = {"fn": _pickle_callable(job.fn), "source_kind": job.source.kind,
+                "read_csv": job.read_csv, "to_csv": job.to_csv}
+        path = os.path.join(self._dir, "spec")
+        with open(path, "wb") as f:
+            cloudpickle.dump(spec, f)
+        return path
+
+    def _start_worker(self):
+        env = dict(os.environ, TRELLIS_SOCKET=self.client.socket)
+        root = os.path.dirname(os.path.dirname(trellis.__file__))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        number = next(self._numbers)
+        w = _Worker(number, [PY, "-m", "trellis.stream._worker", self._spec], env,
+                    os.path.join(self._dir, f"worker-{number}.log"))
+        self.workers[w.number] = w
+        self.selector.register(w.fd, selectors.EVENT_READ, w)
+
+    def _worker_died(self, w):
+        self.selector.unregister(w.fd)
+        del self.workers[w.number]
+        w.stop()
+        reason = _exit_reason(w.proc.returncode)
+        self._start_failures = 0 if w.answered else self._start_failures + 1
+        if self._start_failures >= MAX_START_FAILURES:
+            raise JobFailed(f"workers keep dying before finishing a batch (the "
+                            f"last {reason}); its stderr ends:\n{_tail(w.log_path)}")
+        # A worker answers in the order it was sent batches: the first one
+        # it holds is the one it died on; the others only waited behind it
+        # and go back to the queue without being charged an attempt.
+        held = list(w.holding.values())
+        if held:
+            held[0].attempts += 1
+            if held[0].attempts > self.job.retries:
+                raise JobFailed(f"{held[0].describe()} failed: its worker "
+                                f"{reason}, {held[0].attempts} time(s) "
+                                f"(retries={self.job.retries})")
+            self.stats["retries"] += 1
+        for batch in reversed(held):
+            self.queue.appendleft(batch)
+        self.stats["worker_restarts"] += 1
+        self._start_worker()
+
+    # --- batches ------------------------------------------------------------
+
+    def _batches(self):
+        """Yields (payload, first_row, rows) from the source."""
+        job = self.job
+        items = job.source.items()
+        if job.source.kind == "frames":
+            row = 1
+            for frame in items:
+                yield frame, row, len(frame)
+                row += len(frame)
+            return
+        header, rows, row, error = None, [], 1, None
+        try:
+            for line in items:
+                if header is None:
+                    header = line
+                    continue
+                rows.append(line)
+                if len(rows) == job.rows:
+                    yield self._text(header, rows), row, len(rows)
+                    row += len(rows)
+                    rows = []
+        except SourceError as e:
+            error = e
+        if rows:  # also when the source failed: what was read is valid
+            yield self._text(header, rows), row, len(rows)
+        if error is not None:
+            raise error
+
+    @staticmethod
+    def _text(header, rows):
+        data = b"\n".join([header] + rows) + b"\n"
+        return np.frombuffer(data, dtype=np.uint8)
+
+    def _read_one(self):
+        payload, first_row, rows = next(self._source)
+        seq = self.stats["batches"]
+        batch = _Batch(seq, int(self.client.put(payload)), first_row, rows)
+        self.batches[seq] = batch
+        self.queue.append(batch)
+        self.stats["batches"] += 1
+        self.stats["rows_in"] += rows
+
+    def _accept(self, w, reply):
+        w.answered = True
+        batch = w.holding.pop(reply["seq"], None)
+        if "error" in reply:
+            # Fails the job once every batch before this one is written.
+            seq = batch.seq if batch else reply["seq"]
+            if self.failed is None or seq < self.failed[0]:
+                self.failed = (seq, f"{batch.describe() if batch else seq}: the "
+                                    f"function raised:\n{reply['error']}")
+            return
+        if batch is None or batch.seq in self.done or batch.seq < self.next_write:
+            self._delete(reply["id"])  # a duplicate of a retried batch
+            return
+        self.done[batch.seq] = (reply["id"], reply["rows_out"])
+        for key in ("fn_s", "parse_s", "encode_s", "store_s"):
+            self.stats[key] += reply[key]
+        self.stats["worker_busy_s"] += reply["busy_s"]
+        self._delete(batch.id)
+        self._write_ready()
+
+    def _write_ready(self):
+        while self.next_write in self.done:
+            oid, rows = self.done.pop(self.next_write)
+            data = self.client.get(oid, fetch=True)
+            self.job.sink_obj.write(memoryview(data))
+            del data
+            self._delete(oid)
+            del self.batches[self.next_write]
+            self.next_write += 1
+            self.stats["rows_out"] += rows
+
+    def _delete(self, oid):
+        try:
+            self.client.delete(oid)
+        except trellis.ObjectNotFound:
+            pass
+
+    # --- the loop -----------------------------------------------------------
+
+    def run(self):
+        job = self.job
+        t0 = time.perf_counter()
+        self.selector = selectors.DefaultSelector()
+        self._spec = self._spec_file()
+        self._source = self._batches()
+        source_error, exhausted = None, False
+        last_progress, waited = 0.0, 0.0
+        try:
+            for _ in range(job.workers):
+                self._start_worker()
+            while True:
+                if self.failed is not None:
+                    if self.next_write >= self.failed[0]:
+                        raise JobFailed(self.failed[1])
+                    exhausted = True  # read no more; finish what is before it
+                    self.queue = deque(b for b in self.queue if b.seq < self.failed[0])
+                while not exhausted and len(self.batches) < job.max_in_flight:
+                    try:
+                        self._read_one()
+                    except StopIteration:
+                        exhausted = True
+                    except SourceError as e:
+                        source_error = e  # the rows before it are batched
+                        continue
+                in_flight = len(self.batches)
+                self.stats["max_in_flight_seen"] = max(self.stats["max_in_flight_seen"],
+                                                       in_flight)
+                for w in sorted(self.workers.values(), key=lambda w: len(w.holding)):
+                    while self.queue and len(w.holding) < PREFETCH:
+                        w.send(self.queue.popleft())
+                if exhausted and not self.batches:
+                    break
+                t_wait = time.perf_counter()
+                ready = self.selector.select(timeout=1.0)
+                waited += time.perf_counter() - t_wait
+                for key, _ in ready:
+                    w = key.data
+                    replies = w.replies()
+                    if replies is None:
+                        self._worker_died(w)
+                        continue
+                    for reply in replies:
+                        self._accept(w, reply)
+                if self.stats["batches"] % 16 == 0:
+                    used = self.client.status()["used"]
+                    self.stats["arena_used_max"] = max(self.stats["arena_used_max"], used)
+                now = time.perf_counter()
+                if self.progress and now - last_progress > 0.5:
+                    self._show_progress(now - t0)
+                    last_progress = now
+        finally:
+            for w in list(self.workers.values()):
+                w.stop()
+                for reply in w.leftover_replies():  # results nobody will write
+                    if "id" in reply:
+                        self._delete(reply["id"])
+            for batch in self.batches.values():
+                self._delete(batch.id)
+            for oid, _ in self.done.values():
+                self._delete(oid)
+            job.source.close()
+            job.sink_obj.close()
+            self.selector.close()
+            self.client.close()
+            shutil.rmtree(self._dir, ignore_errors=True)
+        self.stats["seconds"] = time.perf_counter() - t0
+        # The coordinator's own time: everything but waiting for replies
+        # (reading the source, puts, dispatch, writing the sink, deletes).
+        self.stats["coordinator_s"] = self.stats["seconds"] - waited
+        self.stats["rows_per_s"] = self.stats["rows_out"] / max(self.stats["seconds"], 1e-9)
+        if self.progress:
+            self._show_progress(self.stats["seconds"], end="\n")
+        if source_error is not None:
+            raise JobFailed(f"{job.source.describe()}: {source_error}; the "
+                            f"{self.stats['rows_out']} rows before it were "
+                            "classified and written") from source_error
+        return self.stats
+
+    def _show_progress(self, elapsed, end=""):
+        s = self.stats
+        sys.stderr.write(f"\r{s['rows_in']:,} rows in, {s['rows_out']:,} out, "
+                         f"{s['rows_out'] / max(elapsed, 1e-9):,.0f} rows/s, "
+                         f"{len(self.batches)} batches in flight{end}")
+        sys.stderr.flush()

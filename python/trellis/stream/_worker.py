@@ -1,0 +1,81 @@
+"""A worker process of a parallel batch job: ``python3 -m
+trellis.stream._worker SPEC_FILE`` with TRELLIS_SOCKET set.
+
+Reads one request per line on stdin, JSON ``{"seq", "id", "rows"}``: the
+batch's object id in the store (CSV text as a uint8 array, or a
+DataFrame). Gets it (fetch=True: it may have been put on another node),
+builds the DataFrame (CSV: read_csv with the job's options), calls the
+job's function, encodes the result as CSV (to_csv with the job's options)
+and puts it as a uint8 array; answers ``{"seq", "id", "rows_out", "fn_s",
+"parse_s", "encode_s", "store_s" (get + put), "busy_s"}``
+on its stdout (the function's own prints go to stderr), or ``{"seq", "error"}`` with the traceback if the function
+raised (the job decides; the worker goes on). Exits at the end of stdin."""
+
+import io
+import json
+import os
+import sys
+import time
+import traceback
+
+import cloudpickle
+import numpy as np
+
+import trellis
+
+
+def build_frame(spec, batch):
+    import pandas as pd
+    if spec["source_kind"] == "frames":
+        return batch
+    return pd.read_csv(io.BytesIO(memoryview(batch)), **spec["read_csv"])
+
+
+def encode(spec, frame):
+    text = frame.to_csv(**spec["to_csv"])
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def serve(spec, requests, replies):
+    fn = cloudpickle.loads(spec["fn"])
+    client = trellis.connect(start=False)
+    for line in requests:
+        request = json.loads(line)
+        t0 = time.perf_counter()
+        try:
+            batch = client.get(request["id"], fetch=True)
+            t1 = time.perf_counter()
+            frame = build_frame(spec, batch)
+            t2 = time.perf_counter()
+            result = fn(frame)
+            t3 = time.perf_counter()
+            if result is None:  # a classifier that works in place
+                result = frame
+            data = encode(spec, result)
+            t4 = time.perf_counter()
+            out = client.put(data)
+            t5 = time.perf_counter()
+            reply = {"seq": request["seq"], "id": int(out),
+                     "rows_out": len(result), "fn_s": t3 - t2,
+                     "parse_s": t2 - t1, "encode_s": t4 - t3,
+                     "store_s": (t1 - t0) + (t5 - t4), "busy_s": t5 - t0}
+        except Exception:  # the job reports it with the batch's rows
+            reply = {"seq": request["seq"], "error": traceback.format_exc()}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+def main(argv):
+    with open(argv[0], "rb") as f:
+        spec = cloudpickle.load(f)
+    # Replies own the real stdout; whatever the job's function prints goes
+    # to stderr instead of corrupting them.
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(spec, sys.stdin, replies)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
