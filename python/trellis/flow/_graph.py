@@ -2,6 +2,7 @@
 
 Nothing here starts a process; _run.py does, through an executor."""
 
+import functools
 import os
 import re
 import sys
@@ -107,6 +108,7 @@ def _is_users_module(module):
     return not any(path.startswith(p) for p in _installed_prefixes())
 
 
+@functools.lru_cache(maxsize=1)
 def _installed_prefixes():
     paths = sysconfig.get_paths()
     return tuple({paths["stdlib"], paths["purelib"], paths["platlib"],

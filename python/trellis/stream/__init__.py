@@ -23,9 +23,9 @@ import trellis
 from trellis.stream._io import (FileSink, FileSource, FrameSource, SourceError,
                                 StdinSource, StdoutSink, TcpSink, TcpSource,
                                 read_frames, receive_framed, send_framed)
-from trellis.stream._runner import JobFailed, Runner
+from trellis.stream._runner import JobFailed, Node, Runner
 
-__all__ = ["Job", "JobFailed", "SourceError", "from_file", "from_stdin",
+__all__ = ["Job", "JobFailed", "Node", "SourceError", "from_file", "from_stdin",
            "from_tcp", "from_frames", "to_file", "to_stdout", "to_tcp",
            "read_frames", "send_framed", "receive_framed"]
 
@@ -48,6 +48,7 @@ class Job:
         self.to_csv = dict(SEED_TO_CSV)
         self.sink_obj = None
         self.socket = None
+        self.nodes = None
 
     def batch(self, rows=100):
         """Batches of `rows` data lines (the header is kept once and given
@@ -57,18 +58,26 @@ class Job:
         self.rows = rows
         return self
 
-    def parallel(self, fn, workers=2, *, retries=2, max_in_flight=None,
+    def parallel(self, fn, workers=2, *, nodes=None, retries=2, max_in_flight=None,
                  read_csv=None, to_csv=None, socket=None):
-        """Runs fn(DataFrame) on `workers` processes. A batch whose worker
-        dies is retried up to `retries` times; at most `max_in_flight`
-        batches (default 4 per worker) exist at once. `read_csv`/`to_csv`
-        replace the seed's options; `socket` is the daemon's (default
-        $TRELLIS_SOCKET; one is started if none runs)."""
+        """Runs fn(DataFrame) on `workers` processes on this machine, or on
+        `nodes` (a list of stream.Node: workers next to other daemons of the
+        cluster; batches are fetched there, results fetched back). A batch
+        whose worker dies is retried up to `retries` times; at most
+        `max_in_flight` batches (default 4 per worker) exist at once.
+        `read_csv`/`to_csv` replace the seed's options; `socket` is the
+        coordinator's daemon (default $TRELLIS_SOCKET; one is started if
+        none runs)."""
         if not callable(fn):
             raise trellis.InvalidArgument("parallel needs a callable")
+        if nodes is not None:
+            nodes = list(nodes)
+            if not nodes or not all(isinstance(n, Node) for n in nodes):
+                raise trellis.InvalidArgument("nodes must be a non-empty list of stream.Node")
+            workers = sum(n.workers for n in nodes)
         if not isinstance(workers, int) or workers < 1:
             raise trellis.InvalidArgument(f"workers must be a positive int, got {workers!r}")
-        self.fn, self.workers, self.retries = fn, workers, retries
+        self.fn, self.workers, self.retries, self.nodes = fn, workers, retries, nodes
         self.max_in_flight = max_in_flight or 4 * workers
         if self.max_in_flight < 1:
             raise trellis.InvalidArgument("max_in_flight must be at least 1")

@@ -23,6 +23,7 @@ Guarantees:
   * malformed input fails the job with the source's message, after every
     row read before it has been classified and written."""
 
+import base64
 import json
 import os
 import selectors
@@ -52,12 +53,28 @@ class JobFailed(trellis.TrellisError, RuntimeError):
     """The job could not complete; the message names the batch and rows."""
 
 
+class Node:
+    """Where workers run: `workers` of them, next to the daemon at `socket`,
+    started through `prefix` (an argv prefix that runs a command on that
+    machine: () for this one, ["ssh", "host"], ["ip", "netns", "exec",
+    "ns"]...). The worker talks to the coordinator over its stdin/stdout,
+    so any prefix that forwards them works."""
+
+    def __init__(self, socket, workers=1, prefix=()):
+        if not isinstance(workers, int) or workers < 1:
+            raise trellis.InvalidArgument(f"a node needs at least one worker, got {workers!r}")
+        self.socket, self.workers, self.prefix = socket, workers, tuple(prefix)
+
+    def __repr__(self):
+        return f"Node({self.socket!r}, workers={self.workers})"
+
+
 class _Batch:
-    __slots__ = ("seq", "id", "first_row", "rows", "attempts", "worker")
+    __slots__ = ("seq", "id", "first_row", "rows", "attempts")
 
     def __init__(self, seq, oid, first_row, rows):
         self.seq, self.id, self.first_row, self.rows = seq, oid, first_row, rows
-        self.attempts, self.worker = 0, None
+        self.attempts = 0
 
     def describe(self):
         return (f"batch {self.seq} (rows {self.first_row}-"
@@ -67,14 +84,15 @@ class _Batch:
 class _Worker:
     """A worker process and what it holds."""
 
-    def __init__(self, number, argv, env, log_path):
-        self.number = number
+    def __init__(self, number, node, argv, env, log_path, spec):
+        self.number, self.node = number, node
         self.log_path = log_path
         self.answered = False  # has it finished a batch yet?
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=log,
                                          env=env)
+        self._write(spec + b"\n")
         self.fd = self.proc.stdout.fileno()
         os.set_blocking(self.fd, False)
         self.buffer = b""
@@ -83,14 +101,20 @@ class _Worker:
     def send(self, batch):
         """Hands `batch` over. A worker that already died (its end not yet
         read) still counts as holding it: its death puts it back."""
+        self._write(json.dumps({"seq": batch.seq, "id": batch.id,
+                                "rows": batch.rows}).encode() + b"\n")
+        self.holding[batch.seq] = batch
+
+    def drop(self, oid):
+        """Asks the worker to delete its result `oid` (on its node)."""
+        self._write(json.dumps({"drop": oid}).encode() + b"\n")
+
+    def _write(self, line):
         try:
-            self.proc.stdin.write(json.dumps({"seq": batch.seq, "id": batch.id,
-                                              "rows": batch.rows}).encode() + b"\n")
+            self.proc.stdin.write(line)
             self.proc.stdin.flush()
         except BrokenPipeError:
-            pass
-        self.holding[batch.seq] = batch
-        batch.worker = self.number
+            pass  # it died: reading its end says so
 
     def replies(self):
         """Complete reply lines read so far; None once the worker is gone."""
@@ -144,12 +168,14 @@ class Runner:
     def __init__(self, job, progress):
         self.job = job
         self.client = trellis.connect(job.socket, start=job.socket is None)
+        self.here = self.client.status()["instance_id"]
         self.progress = progress
         self.stats = {"rows_in": 0, "rows_out": 0, "batches": 0, "retries": 0,
                       "worker_restarts": 0, "fn_s": 0.0, "parse_s": 0.0,
                       "encode_s": 0.0, "store_s": 0.0, "worker_busy_s": 0.0,
                       "coordinator_s": 0.0,
-                      "max_in_flight_seen": 0, "arena_used_max": 0}
+                      "max_in_flight_seen": 0, "arena_used_max": 0,
+                      "batches_per_node": {}}
         self.batches = {}       # seq -> _Batch, until written
         self.queue = deque()    # batches waiting for a worker
         self.done = {}          # seq -> (result id, rows) waiting to be written
@@ -162,22 +188,23 @@ class Runner:
 
     # --- workers ----------------------------------------------------------
 
-    def _spec_file(self):
+    def _spec_line(self):
         job = self.job
         spec = {"fn": _pickle_callable(job.fn), "source_kind": job.source.kind,
                 "read_csv": job.read_csv, "to_csv": job.to_csv}
-        path = os.path.join(self._dir, "spec")
-        with open(path, "wb") as f:
-            cloudpickle.dump(spec, f)
-        return path
+        return base64.b64encode(cloudpickle.dumps(spec))
 
-    def _start_worker(self):
-        env = dict(os.environ, TRELLIS_SOCKET=self.client.socket)
+    def _start_worker(self, node):
+        """A worker on `node` (a Node: its daemon's socket and the argv
+        prefix that runs a command there)."""
         root = os.path.dirname(os.path.dirname(trellis.__file__))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        argv = list(node.prefix) + ["/usr/bin/env", f"TRELLIS_SOCKET={node.socket}",
+                                    f"PYTHONPATH={path}", PY, "-m",
+                                    "trellis.stream._worker"]
         number = next(self._numbers)
-        w = _Worker(number, [PY, "-m", "trellis.stream._worker", self._spec], env,
-                    os.path.join(self._dir, f"worker-{number}.log"))
+        w = _Worker(number, node, argv, dict(os.environ),
+                    os.path.join(self._dir, f"worker-{number}.log"), self._spec)
         self.workers[w.number] = w
         self.selector.register(w.fd, selectors.EVENT_READ, w)
 
@@ -204,7 +231,7 @@ class Runner:
         for batch in reversed(held):
             self.queue.appendleft(batch)
         self.stats["worker_restarts"] += 1
-        self._start_worker()
+        self._start_worker(w.node)
 
     # --- batches ------------------------------------------------------------
 
@@ -263,7 +290,9 @@ class Runner:
         if batch is None or batch.seq in self.done or batch.seq < self.next_write:
             self._delete(reply["id"])  # a duplicate of a retried batch
             return
-        self.done[batch.seq] = (reply["id"], reply["rows_out"])
+        self.done[batch.seq] = (reply["id"], reply["rows_out"], w.number)
+        per_node = self.stats["batches_per_node"]
+        per_node[w.node.socket] = per_node.get(w.node.socket, 0) + 1
         for key in ("fn_s", "parse_s", "encode_s", "store_s"):
             self.stats[key] += reply[key]
         self.stats["worker_busy_s"] += reply["busy_s"]
@@ -272,11 +301,13 @@ class Runner:
 
     def _write_ready(self):
         while self.next_write in self.done:
-            oid, rows = self.done.pop(self.next_write)
+            oid, rows, number = self.done.pop(self.next_write)
             data = self.client.get(oid, fetch=True)
             self.job.sink_obj.write(memoryview(data))
             del data
-            self._delete(oid)
+            self._delete(oid)  # here: the result, or the copy fetched of it
+            if trellis.ObjectID(oid).instance_id != self.here and number in self.workers:
+                self.workers[number].drop(oid)  # the original, on its node
             del self.batches[self.next_write]
             self.next_write += 1
             self.stats["rows_out"] += rows
@@ -293,13 +324,16 @@ class Runner:
         job = self.job
         t0 = time.perf_counter()
         self.selector = selectors.DefaultSelector()
-        self._spec = self._spec_file()
+        self._spec = self._spec_line()
         self._source = self._batches()
         source_error, exhausted = None, False
-        last_progress, waited = 0.0, 0.0
+        last_progress, waited, t_loop = 0.0, 0.0, t0
         try:
-            for _ in range(job.workers):
-                self._start_worker()
+            for node in job.nodes or [Node(self.client.socket, job.workers)]:
+                for _ in range(node.workers):
+                    self._start_worker(node)
+            t_loop = time.perf_counter()
+            self.stats["startup_s"] = t_loop - t0
             while True:
                 if self.failed is not None:
                     if self.next_write >= self.failed[0]:
@@ -341,6 +375,7 @@ class Runner:
                     self._show_progress(now - t0)
                     last_progress = now
         finally:
+            t_end = time.perf_counter()
             for w in list(self.workers.values()):
                 w.stop()
                 for reply in w.leftover_replies():  # results nobody will write
@@ -348,7 +383,7 @@ class Runner:
                         self._delete(reply["id"])
             for batch in self.batches.values():
                 self._delete(batch.id)
-            for oid, _ in self.done.values():
+            for oid, _, _ in self.done.values():
                 self._delete(oid)
             job.source.close()
             job.sink_obj.close()
@@ -356,9 +391,11 @@ class Runner:
             self.client.close()
             shutil.rmtree(self._dir, ignore_errors=True)
         self.stats["seconds"] = time.perf_counter() - t0
-        # The coordinator's own time: everything but waiting for replies
-        # (reading the source, puts, dispatch, writing the sink, deletes).
-        self.stats["coordinator_s"] = self.stats["seconds"] - waited
+        # The coordinator's own time in the loop: everything but waiting for
+        # replies (reading the source, puts, dispatch, writing the sink,
+        # deletes); starting and stopping the workers is counted apart.
+        self.stats["coordinator_s"] = t_end - t_loop - waited
+        self.stats["shutdown_s"] = self.stats["seconds"] - (t_end - t0)
         self.stats["rows_per_s"] = self.stats["rows_out"] / max(self.stats["seconds"], 1e-9)
         if self.progress:
             self._show_progress(self.stats["seconds"], end="\n")

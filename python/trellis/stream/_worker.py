@@ -1,7 +1,8 @@
 """A worker process of a parallel batch job: ``python3 -m
-trellis.stream._worker SPEC_FILE`` with TRELLIS_SOCKET set.
+trellis.stream._worker`` with TRELLIS_SOCKET set (the daemon of its node).
 
-Reads one request per line on stdin, JSON ``{"seq", "id", "rows"}``: the
+Reads the job's spec (base64 of its cloudpickle) as the first line of
+stdin, then one request per line, JSON ``{"seq", "id", "rows"}``: the
 batch's object id in the store (CSV text as a uint8 array, or a
 DataFrame). Gets it (fetch=True: it may have been put on another node),
 builds the DataFrame (CSV: read_csv with the job's options), calls the
@@ -9,8 +10,12 @@ job's function, encodes the result as CSV (to_csv with the job's options)
 and puts it as a uint8 array; answers ``{"seq", "id", "rows_out", "fn_s",
 "parse_s", "encode_s", "store_s" (get + put), "busy_s"}``
 on its stdout (the function's own prints go to stderr), or ``{"seq", "error"}`` with the traceback if the function
-raised (the job decides; the worker goes on). Exits at the end of stdin."""
+raised (the job decides; the worker goes on). A batch made on another
+node is fetched here and its copy deleted once done; ``{"drop": id}``
+deletes a result of this worker's that the coordinator has written. Exits
+at the end of stdin."""
 
+import base64
 import io
 import json
 import os
@@ -36,11 +41,22 @@ def encode(spec, frame):
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 
+def _delete(client, oid):
+    try:
+        client.delete(oid)
+    except trellis.ObjectNotFound:
+        pass
+
+
 def serve(spec, requests, replies):
     fn = cloudpickle.loads(spec["fn"])
     client = trellis.connect(start=False)
+    here = client.status()["instance_id"]
     for line in requests:
         request = json.loads(line)
+        if "drop" in request:  # a result of ours the coordinator has written
+            _delete(client, request["drop"])
+            continue
         t0 = time.perf_counter()
         try:
             batch = client.get(request["id"], fetch=True)
@@ -61,13 +77,17 @@ def serve(spec, requests, replies):
                      "store_s": (t1 - t0) + (t5 - t4), "busy_s": t5 - t0}
         except Exception:  # the job reports it with the batch's rows
             reply = {"seq": request["seq"], "error": traceback.format_exc()}
+        if trellis.ObjectID(request["id"]).instance_id != here:
+            _delete(client, request["id"])  # the copy fetched to this node
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
 
 
 def main(argv):
-    with open(argv[0], "rb") as f:
-        spec = cloudpickle.load(f)
+    # The spec is the first line of stdin (base64 cloudpickle), so that a
+    # worker started on another machine (through ssh, ip netns exec...)
+    # needs no file of the coordinator's.
+    spec = cloudpickle.loads(base64.b64decode(sys.stdin.readline()))
     # Replies own the real stdout; whatever the job's function prints goes
     # to stderr instead of corrupting them.
     replies = os.fdopen(os.dup(1), "w")

@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""The seed's parallel pandas job: serial vs trellis.stream on 1 and 2
+workers vs multiprocessing.Pool on 2 workers, in one run.
+
+For each input size, every variant runs as its own process on the same
+generated CSV (rounds rotate the order; medians reported), and every output
+is compared byte for byte with the serial one. The trellis variants report
+their stats (--stats), from which the runner's overhead per batch is read:
+the coordinator's own time (reading the source, puts, dispatch, writing
+the sink, deletes) plus the workers' store calls (get + put), against the
+classifier's own time per batch. Targets (issue 11): >= 1.8x over serial on
+2 workers, ahead of Pool, overhead per batch <= 5% of the classifier's.
+
+Usage: parallel_pandas_bench.py [--rows 10000,100000] [--rounds 3]
+                                [--md out.md] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "parallel_pandas"
+sys.path[:0] = [str(ROOT / "bench"), str(EXAMPLE)]
+
+import trellis  # noqa: E402
+from python_bench import machine_info  # noqa: E402
+import generate  # noqa: E402
+
+PY = "/usr/bin/python3"
+VARIANTS = ("serial", "trellis-1", "trellis-2", "pool-2")
+
+
+def command(variant, src, out):
+    if variant == "serial":
+        return [PY, str(EXAMPLE / "old_pipeline.py"), src, out]
+    if variant.startswith("pool-"):
+        return [PY, str(EXAMPLE / "pool_pipeline.py"), src, out,
+                "--workers", variant.split("-")[1]]
+    return [PY, str(EXAMPLE / "parallel_job.py"), "--input", src, "--output", out,
+            "--workers", variant.split("-")[1], "--stats"]
+
+
+def run_variant(variant, src, work):
+    out = os.path.join(work, f"{variant}.csv")
+    t0 = time.perf_counter()
+    proc = subprocess.run(command(variant, src, out), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{variant} failed:\n{proc.stderr}")
+    stats = None
+    if variant.startswith("trellis"):
+        stats = json.loads(proc.stderr.strip().splitlines()[-1])
+    return wall, out, stats
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", default="10000,100000")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--md", default=None)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    work = tempfile.mkdtemp(prefix="trellis-ppb-")
+    os.environ["TRELLIS_SOCKET"] = os.path.join(work, "trellis.sock")
+    daemon = trellis.start_daemon(size="512M", detach=True)
+    results = {}
+    try:
+        for rows in [int(r) for r in args.rows.split(",")]:
+            src = os.path.join(work, f"input-{rows}.csv")
+            generate.write(src, rows)
+            run_variant("trellis-2", src, work)  # warm-up (page cache, imports)
+            walls = {v: [] for v in VARIANTS}
+            stats = {v: [] for v in VARIANTS if v.startswith("trellis")}
+            identical = True
+            for r in range(args.rounds):
+                order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+                outputs = {}
+                for v in order:
+                    wall, out, st = run_variant(v, src, work)
+                    walls[v].append(wall)
+                    outputs[v] = Path(out).read_bytes()
+                    if st:
+                        stats[v].append(st)
+                    print(f"{rows:>7} rows, round {r + 1}: {v:<10} {wall:7.2f} s", flush=True)
+                identical &= all(o == outputs["serial"] for o in outputs.values())
+            med = {v: statistics.median(w) for v, w in walls.items()}
+            overhead = {}
+            for v, sts in stats.items():
+                per = [((s["coordinator_s"] + s["store_s"]) / s["batches"],
+                        s["fn_s"] / s["batches"]) for s in sts]
+                o = statistics.median(a for a, _ in per)
+                f = statistics.median(b for _, b in per)
+                overhead[v] = {"overhead_ms_per_batch": o * 1e3,
+                               "classifier_ms_per_batch": f * 1e3,
+                               "overhead_fraction": o / f if f else None,
+                               "coordinator_s": statistics.median(s["coordinator_s"] for s in sts),
+                               "store_s": statistics.median(s["store_s"] for s in sts),
+                               "parse_s": statistics.median(s["parse_s"] for s in sts),
+                               "encode_s": statistics.median(s["encode_s"] for s in sts)}
+            results[rows] = {"walls": walls, "median": med, "identical": identical,
+                             "overhead": overhead, "raw_stats": stats}
+    finally:
+        daemon.stop()
+    m = machine_info()
+    lines = [f"# Parallel pandas (the seed's classify_df job), {args.rounds} rounds, medians",
+             "", f"Command: `{' '.join(sys.argv)}`", "",
+             f"Machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory_gib']} GiB, Linux "
+             f"{m['kernel']}, Python {m['python']}, pandas {m['pandas']}; trellis "
+             f"{m['commit']}; {m['date']}. Classifier: "
+             f"{os.environ.get('CLASSIFIER_WORK', 'default')} work (about 1 ms of CPU per row).",
+             "", "| rows | variant | wall s | speed-up vs serial | efficiency | output |",
+             "|---:|---|---:|---:|---:|---|"]
+    for rows, r in results.items():
+        base = r["median"]["serial"]
+        for v in VARIANTS:
+            n = 1 if v == "serial" else int(v.split("-")[1])
+            s = base / r["median"][v]
+            lines.append(f"| {rows:,} | {v} | {r['median'][v]:.2f} | {s:.2f}x | "
+                         f"{s / n * 100:.0f}% | "
+                         f"{'identical' if r['identical'] else 'DIFFERENT'} |")
+    lines += ["", "Runner overhead per batch (coordinator + the workers' store calls) "
+              "against the classifier's own time per batch:", "",
+              "| rows | variant | overhead ms/batch | classifier ms/batch | fraction | "
+              "read_csv s (total) | to_csv s (total) |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for rows, r in results.items():
+        for v, o in r["overhead"].items():
+            lines.append(f"| {rows:,} | {v} | {o['overhead_ms_per_batch']:.2f} | "
+                         f"{o['classifier_ms_per_batch']:.1f} | "
+                         f"{o['overhead_fraction'] * 100:.1f}% | {o['parse_s']:.2f} | "
+                         f"{o['encode_s']:.2f} |")
+    lines.append("")
+    for rows, r in results.items():
+        med = r["median"]
+        speed = med["serial"] / med["trellis-2"]
+        lines.append(f"- {rows:,} rows: 2 workers {speed:.2f}x over serial (target >= 1.8x: "
+                     f"{'met' if speed >= 1.8 else 'NOT met'}); "
+                     f"{'ahead of' if med['trellis-2'] < med['pool-2'] else 'BEHIND'} "
+                     f"multiprocessing.Pool ({med['trellis-2']:.2f} s vs {med['pool-2']:.2f} s); "
+                     f"overhead {r['overhead']['trellis-2']['overhead_fraction'] * 100:.1f}% "
+                     f"of the classifier per batch (target <= 5%: "
+                     f"{'met' if r['overhead']['trellis-2']['overhead_fraction'] <= 0.05 else 'NOT met'}).")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": m, "config": vars(args),
+                                               "results": results}, indent=1) + "\n")
+    return 0 if all(r["identical"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
