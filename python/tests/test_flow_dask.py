@@ -13,6 +13,7 @@ import trellis
 from trellis.flow import Flow, Step
 from cluster_fixture import make_cluster  # noqa: F401 (pytest fixture)
 from test_fetch import connect, join
+from factories import load_example
 
 MiB = 1 << 20
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,15 +105,11 @@ def test_a_failing_step_on_a_worker_reports_its_exit_code_and_stderr(two_nodes):
 
 def test_the_housing_flow_moves_no_bytes_with_affinity_and_some_without(
         two_nodes, tmp_path):
-    import sys
     housing = os.path.join(os.path.dirname(os.path.dirname(HERE)),
                            "examples", "housing")
-    sys.path.insert(0, housing)
-    try:
-        import generate
-        from flow import housing_flow
-    finally:
-        sys.path.remove(housing)
+    generate = load_example(os.path.join(housing, "generate.py"), "housing_generate")
+    housing_flow = load_example(os.path.join(housing, "flow.py"),
+                                "housing_flow_module").housing_flow
     c, daemons, address, ids = two_nodes
     with connect(daemons[2]) as b:
         b.put(generate.generate(20_000, 0), name="raw", persist=True)

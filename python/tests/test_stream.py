@@ -20,12 +20,12 @@ import trellis
 from trellis import stream
 
 from conftest import python_env
+from factories import load_example
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, "examples", "parallel_pandas")
-sys.path.insert(0, EXAMPLE)
-import generate  # noqa: E402
-from classifier import classify_df  # noqa: E402
+generate = load_example(os.path.join(EXAMPLE, "generate.py"), "pp_generate")
+classify_df = load_example(os.path.join(EXAMPLE, "classifier.py"), "pp_classifier").classify_df
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ output is the serial job's, and neither node keeps an object."""
 
 import os
 import subprocess
-import sys
 
 import trellis
 from trellis import stream
@@ -14,12 +13,12 @@ from cluster_fixture import make_cluster  # noqa: F401 (pytest fixture)
 from test_fetch import connect, join
 
 from conftest import python_env
+from factories import load_example
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, "examples", "parallel_pandas")
-sys.path.insert(0, EXAMPLE)
-import generate  # noqa: E402
-from classifier import classify_df  # noqa: E402
+generate = load_example(os.path.join(EXAMPLE, "generate.py"), "pp_generate")
+classify_df = load_example(os.path.join(EXAMPLE, "classifier.py"), "pp_classifier").classify_df
 
 
 def test_workers_on_two_nodes_give_the_serial_bytes(make_cluster, tmp_path, monkeypatch):
