@@ -135,11 +135,16 @@ class _Worker:
         self.buffer = b""
         return [json.loads(line) for line in rest.split(b"\n") if line.strip()]
 
-    def stop(self):
+    def close_input(self):
+        """The end of its requests: the worker finishes what it holds and
+        exits."""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
+
+    def stop(self):
+        self.close_input()
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
@@ -376,6 +381,8 @@ class Runner:
                     last_progress = now
         finally:
             t_end = time.perf_counter()
+            for w in self.workers.values():  # they all wind down at once
+                w.close_input()
             for w in list(self.workers.values()):
                 w.stop()
                 for reply in w.leftover_replies():  # results nobody will write
