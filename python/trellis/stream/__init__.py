@@ -49,6 +49,7 @@ class Job:
         self.sink_obj = None
         self.socket = None
         self.nodes = None
+        self.fork = True
 
     def batch(self, rows=100):
         """Batches of `rows` data lines (the header is kept once and given
@@ -59,7 +60,7 @@ class Job:
         return self
 
     def parallel(self, fn, workers=2, *, nodes=None, retries=2, max_in_flight=None,
-                 read_csv=None, to_csv=None, socket=None):
+                 read_csv=None, to_csv=None, socket=None, fork=True):
         """Runs fn(DataFrame) on `workers` processes on this machine, or on
         `nodes` (a list of stream.Node: workers next to other daemons of the
         cluster; batches are fetched there, results fetched back). A batch
@@ -67,7 +68,9 @@ class Job:
         `max_in_flight` batches (default 4 per worker) exist at once.
         `read_csv`/`to_csv` replace the seed's options; `socket` is the
         coordinator's daemon (default $TRELLIS_SOCKET; one is started if
-        none runs)."""
+        none runs). `fork`: start the first workers on this machine by
+        forking the coordinator (pandas already loaded) rather than as new
+        interpreters; replacements are always new interpreters."""
         if not callable(fn):
             raise trellis.InvalidArgument("parallel needs a callable")
         if nodes is not None:
@@ -78,6 +81,7 @@ class Job:
         if not isinstance(workers, int) or workers < 1:
             raise trellis.InvalidArgument(f"workers must be a positive int, got {workers!r}")
         self.fn, self.workers, self.retries, self.nodes = fn, workers, retries, nodes
+        self.fork = bool(fork)
         self.max_in_flight = max_in_flight or 4 * workers
         if self.max_in_flight < 1:
             raise trellis.InvalidArgument("max_in_flight must be at least 1")
