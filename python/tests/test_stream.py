@@ -267,3 +267,15 @@ def test_bad_jobs_are_rejected(env):
         job.parallel("not a function")
     with pytest.raises(trellis.InvalidArgument, match="before run"):
         job.run()
+
+
+def test_progress_shows_a_bar_rows_and_rate(env, capfd):
+    src, expected = serial(env, 1000)
+    out = env / "out.csv"
+    (stream.from_file(src).batch(rows=100).parallel(classify_df, workers=2)
+     .sink(stream.to_file(str(out))).run(progress=True))
+    err = capfd.readouterr().err
+    last = err.rstrip("\n").split("\r")[-1]
+    assert last.startswith("[####################] 100% 1,000 rows in, 1,000 out, ")
+    assert "rows/s" in last
+    assert out.read_bytes() == expected

@@ -8,6 +8,7 @@ The framed protocol is the seed's (Wallaroo's TCP source and sink): each
 frame is a 4-byte big-endian length and that many bytes; a frame holding
 the single byte 0x04 (EOT) ends the input."""
 
+import os
 import socket
 import struct
 import sys
@@ -33,6 +34,10 @@ class Source:
     def items(self):
         raise NotImplementedError
 
+    def fraction(self):
+        """How much of the input has been read (0..1), or None if unknown."""
+        return None
+
     def close(self):
         pass
 
@@ -45,13 +50,19 @@ class FileSource(Source):
 
     def __init__(self, path):
         self.path = path
+        self._size, self._read = None, 0
 
     def items(self):
         with open(self.path, "rb") as f:
+            self._size = os.fstat(f.fileno()).st_size
             for line in f:
+                self._read += len(line)
                 line = line.rstrip(b"\r\n")
                 if line:
                     yield line
+
+    def fraction(self):
+        return self._read / self._size if self._size else None
 
     def describe(self):
         return f"file {self.path}"

@@ -243,7 +243,8 @@ class Runner:
         self.progress = progress
         self.stats = {"rows_in": 0, "rows_out": 0, "batches": 0, "retries": 0,
                       "worker_restarts": 0, "fn_s": 0.0, "parse_s": 0.0,
-                      "encode_s": 0.0, "store_s": 0.0, "worker_busy_s": 0.0,
+                      "encode_s": 0.0, "store_s": 0.0, "store_cpu_s": 0.0,
+                      "worker_busy_s": 0.0, "coordinator_cpu_s": 0.0,
                       "coordinator_s": 0.0,
                       "max_in_flight_seen": 0, "arena_used_max": 0,
                       "batches_per_node": {}}
@@ -372,7 +373,7 @@ class Runner:
         self.done[batch.seq] = (reply["id"], reply["rows_out"], w.number)
         per_node = self.stats["batches_per_node"]
         per_node[w.node.socket] = per_node.get(w.node.socket, 0) + 1
-        for key in ("fn_s", "parse_s", "encode_s", "store_s"):
+        for key in ("fn_s", "parse_s", "encode_s", "store_s", "store_cpu_s"):
             self.stats[key] += reply[key]
         self.stats["worker_busy_s"] += reply["busy_s"]
         self._delete(batch.id)
@@ -406,7 +407,7 @@ class Runner:
         self._spec = self._spec_line()
         self._source = self._batches()
         source_error, exhausted = None, False
-        last_progress, waited, t_loop = 0.0, 0.0, t0
+        last_progress, waited, t_loop, cpu_loop = 0.0, 0.0, t0, None
         try:
             if job.socket is None and not _daemon.serving(self.socket):
                 # As trellis.connect would: an embedded daemon for this job.
@@ -419,7 +420,7 @@ class Runner:
                     self._start_worker(node, fork=job.fork and not node.prefix)
             self.client = trellis.connect(self.socket, start=False)
             self.here = self.client.status()["instance_id"]
-            t_loop = time.perf_counter()
+            t_loop, cpu_loop = time.perf_counter(), time.process_time()
             self.stats["startup_s"] = t_loop - t0
             while True:
                 if self.failed is not None:
@@ -463,6 +464,8 @@ class Runner:
                     last_progress = now
         finally:
             t_end = time.perf_counter()
+            if cpu_loop is not None:
+                self.stats["coordinator_cpu_s"] = time.process_time() - cpu_loop
             for w in self.workers.values():  # they all wind down at once
                 w.close_input()
             for w in list(self.workers.values()):
@@ -485,6 +488,8 @@ class Runner:
         # The coordinator's own time in the loop: everything but waiting for
         # replies (reading the source, puts, dispatch, writing the sink,
         # deletes); starting and stopping the workers is counted apart.
+        # coordinator_cpu_s is the CPU it used there: the same work, without
+        # the time other processes had the core.
         self.stats["coordinator_s"] = t_end - t_loop - waited
         self.stats["shutdown_s"] = self.stats["seconds"] - (t_end - t0)
         self.stats["rows_per_s"] = self.stats["rows_out"] / max(self.stats["seconds"], 1e-9)
@@ -498,7 +503,9 @@ class Runner:
 
     def _show_progress(self, elapsed, end=""):
         s = self.stats
-        sys.stderr.write(f"\r{s['rows_in']:,} rows in, {s['rows_out']:,} out, "
+        done = self.job.source.fraction()
+        bar = "" if done is None else f"[{'#' * int(done * 20):<20}] {done * 100:3.0f}% "
+        sys.stderr.write(f"\r{bar}{s['rows_in']:,} rows in, {s['rows_out']:,} out, "
                          f"{s['rows_out'] / max(elapsed, 1e-9):,.0f} rows/s, "
                          f"{len(self.batches)} batches in flight{end}")
         sys.stderr.flush()

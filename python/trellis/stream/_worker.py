@@ -8,7 +8,8 @@ DataFrame). Gets it (fetch=True: it may have been put on another node),
 builds the DataFrame (CSV: read_csv with the job's options), calls the
 job's function, encodes the result as CSV (to_csv with the job's options)
 and puts it as a uint8 array; answers ``{"seq", "id", "rows_out", "fn_s",
-"parse_s", "encode_s", "store_s" (get + put), "busy_s"}``
+"parse_s", "encode_s", "store_s" (get + put; "store_cpu_s" their CPU
+time), "busy_s"}``
 on its stdout (the function's own prints go to stderr), or ``{"seq", "error"}`` with the traceback if the function
 raised (the job decides; the worker goes on). A batch made on another
 node is fetched here and its copy deleted once done; ``{"drop": id}``
@@ -57,10 +58,10 @@ def serve(spec, requests, replies):
         if "drop" in request:  # a result of ours the coordinator has written
             _delete(client, request["drop"])
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             batch = client.get(request["id"], fetch=True)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             frame = build_frame(spec, batch)
             t2 = time.perf_counter()
             result = fn(frame)
@@ -68,13 +69,14 @@ def serve(spec, requests, replies):
             if result is None:  # a classifier that works in place
                 result = frame
             data = encode(spec, result)
-            t4 = time.perf_counter()
+            t4, c4 = time.perf_counter(), time.process_time()
             out = client.put(data)
-            t5 = time.perf_counter()
+            t5, c5 = time.perf_counter(), time.process_time()
             reply = {"seq": request["seq"], "id": int(out),
                      "rows_out": len(result), "fn_s": t3 - t2,
                      "parse_s": t2 - t1, "encode_s": t4 - t3,
-                     "store_s": (t1 - t0) + (t5 - t4), "busy_s": t5 - t0}
+                     "store_s": (t1 - t0) + (t5 - t4),
+                     "store_cpu_s": (c1 - c0) + (c5 - c4), "busy_s": t5 - t0}
         except Exception:  # the job reports it with the batch's rows
             reply = {"seq": request["seq"], "error": traceback.format_exc()}
         if trellis.ObjectID(request["id"]).instance_id != here:
