@@ -290,3 +290,19 @@ def test_an_argo_export_pins_steps_where_a_run_placed_them(env):
               for t in doc["spec"]["templates"] if "affinity" in t}
     assert pinned == {"one": [socket_module.gethostname()],
                       "two": [socket_module.gethostname()]}
+
+
+def test_clean_after_the_runs_daemon_is_gone_removes_the_record(env, start_daemon,
+                                                                 monkeypatch):
+    gone = start_daemon(name="gone")
+    monkeypatch.setenv("TRELLIS_SOCKET", gone.socket)
+    flow = (Flow("orphan")
+            .process(Step("one", lambda: 1, outputs=["o1"]))
+            .process(Step("two", lambda x: x, inputs=["o1"], outputs=["o2"])))
+    run = flow.run(run_id="orphan-1", keep=True)
+    run.wait(30)
+    run.executor.close()
+    gone.stop()
+    assert clean("orphan-1") == {"deleted": [], "missing": ["o1"]}
+    assert not os.path.exists(run.dir)
+    assert not trellis._daemon.serving(gone.socket)  # clean started none

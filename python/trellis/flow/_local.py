@@ -14,12 +14,13 @@ from trellis.flow._execute import execute, node_of
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, socket=None, size=None, parallel=None):
+    def __init__(self, socket=None, size=None, parallel=None, start=True):
         """`socket`: the daemon's (default $TRELLIS_SOCKET, else the
-        default); `size`: arena of an embedded daemon if one is started;
+        default); `size`: arena of an embedded daemon if one is started
+        (`start`; else DaemonNotReachable if none serves the socket);
         `parallel`: steps at once (default: the CPU count)."""
         self.socket = socket or trellis.default_socket()
-        self._client = trellis.connect(self.socket, size=size)  # starts one if none
+        self._client = trellis.connect(self.socket, size=size, start=start)
         self._pool = ThreadPoolExecutor(max_workers=parallel or os.cpu_count() or 1,
                                         thread_name_prefix="trellis-step")
         self._cancelled = {}  # run id -> threading.Event

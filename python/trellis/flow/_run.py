@@ -386,12 +386,19 @@ def clean(run_id, **options):
         raise trellis.ObjectNotFound(f"no run {run_id!r} in {runs_root()}") from None
     described = dict(record["executor"])
     name = described.pop("name")
+    if name == "local":
+        described["start"] = False  # a new daemon holds nothing of the run
     described.update(options)
-    backend = make_executor(name, described)
+    names = record["outputs"] if everything else record["intermediates"]
     try:
-        names = record["outputs"] if everything else record["intermediates"]
-        result = clean_objects(backend, names)
-    finally:
-        backend.close()
+        backend = make_executor(name, described)
+    except trellis.DaemonNotReachable:
+        # The run's daemon is gone, and its objects with it.
+        result = {"deleted": [], "missing": sorted(set(names))}
+    else:
+        try:
+            result = clean_objects(backend, names)
+        finally:
+            backend.close()
     shutil.rmtree(run_dir(run_id), ignore_errors=True)
     return result
