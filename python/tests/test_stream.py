@@ -279,3 +279,23 @@ def test_progress_shows_a_bar_rows_and_rate(env, capfd):
     assert last.startswith("[####################] 100% 1,000 rows in, 1,000 out, ")
     assert "rows/s" in last
     assert out.read_bytes() == expected
+
+
+def test_with_spilling_more_in_flight_than_the_arena_holds_completes(
+        start_daemon, tmp_path, monkeypatch):
+    """Every batch in flight at once, twice what the arena holds: the
+    daemon spills the ones waiting, the job still writes the serial bytes."""
+    spill = start_daemon(size="4M", name="spill", spill_dir=str(tmp_path / "spill"))
+    monkeypatch.setenv("TRELLIS_SOCKET", spill.socket)
+    monkeypatch.setenv("CLASSIFIER_WORK", "0")
+    src, expected = serial(tmp_path, 120_000)
+    assert os.path.getsize(src) > 2 * (4 << 20)
+    out = tmp_path / "out.csv"
+    (stream.from_file(src).batch(rows=1000)
+     .parallel(slow_on_even_batches, workers=2, max_in_flight=120)
+     .sink(stream.to_file(str(out))).run())
+    assert out.read_bytes() == expected
+    with trellis.connect(spill.socket, start=False) as c:
+        st = c.status()
+        assert st["spill_count"] > 0, st  # it did need the disk
+        assert st["objects"] == 0
