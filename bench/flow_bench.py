@@ -20,7 +20,6 @@ Usage: flow_bench.py [--steps 10] [--rounds 5] [--md out.md] [--json out.json]
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ sys.path[:0] = [str(ROOT / "bench")]
 
 import trellis  # noqa: E402
 from trellis.flow import Flow, Step  # noqa: E402
-from python_bench import machine_info  # noqa: E402
+from python_bench import emit_report, machine_info, machine_line  # noqa: E402
 
 PY = "/usr/bin/python3"
 FIRST_LINE = "import time; print(repr(time.time()), flush=True)\n"
@@ -118,9 +117,7 @@ def main(argv=None):
     lines = [f"# Flow overhead per step (local executor, chain of {args.steps} steps, "
              f"{args.rounds} rounds, medians)", "",
              f"Command: `{' '.join(sys.argv)}`", "",
-             f"Machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory_gib']} GiB, "
-             f"Linux {m['kernel']}, Python {m['python']}; trellis {m['commit']}; "
-             f"{m['date']}.", "",
+             machine_line(m), "",
              "| step kind | by hand: start to first line ms | flow: start to first line ms "
              "| by hand ms/step | flow ms/step | flow overhead ms/step |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -135,13 +132,7 @@ def main(argv=None):
     lines += ["", f"Target: script-step overhead <= {TARGET_MS:.0f} ms/step: "
               f"{'met' if ok else 'NOT met'} "
               f"({results['script']['per_step_overhead_ms']:.1f} ms)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.md:
-        Path(args.md).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": m, "config": vars(args),
-                                               "results": results}, indent=1) + "\n")
+    emit_report(lines, args.md, args.json, {"machine": m, "config": vars(args), "results": results})
     return 0
 
 

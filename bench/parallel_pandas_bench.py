@@ -30,7 +30,7 @@ EXAMPLE = ROOT / "examples" / "parallel_pandas"
 sys.path[:0] = [str(ROOT / "bench"), str(EXAMPLE)]
 
 import trellis  # noqa: E402
-from python_bench import machine_info  # noqa: E402
+from python_bench import emit_report, machine_info, machine_line  # noqa: E402
 import generate  # noqa: E402
 
 PY = "/usr/bin/python3"
@@ -113,9 +113,7 @@ def main(argv=None):
     m = machine_info()
     lines = [f"# Parallel pandas (the seed's classify_df job), {args.rounds} rounds, medians",
              "", f"Command: `{' '.join(sys.argv)}`", "",
-             f"Machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory_gib']} GiB, Linux "
-             f"{m['kernel']}, Python {m['python']}, pandas {m['pandas']}; trellis "
-             f"{m['commit']}; {m['date']}. Classifier: "
+             machine_line(m) + " Classifier: "
              f"{os.environ.get('CLASSIFIER_WORK', 'default')} work (about 1 ms of CPU per row).",
              "", "| rows | variant | wall s | speed-up vs serial | efficiency | output |",
              "|---:|---|---:|---:|---:|---|"]
@@ -151,13 +149,7 @@ def main(argv=None):
                      f"overhead {r['overhead']['trellis-2']['overhead_fraction'] * 100:.1f}% "
                      f"of the classifier per batch (target <= 5%: "
                      f"{'met' if r['overhead']['trellis-2']['overhead_fraction'] <= 0.05 else 'NOT met'}).")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.md:
-        Path(args.md).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": m, "config": vars(args),
-                                               "results": results}, indent=1) + "\n")
+    emit_report(lines, args.md, args.json, {"machine": m, "config": vars(args), "results": results})
     return 0 if all(r["identical"] for r in results.values()) else 1
 
 

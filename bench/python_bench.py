@@ -427,3 +427,23 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def machine_line(m):
+    """One Markdown line naming the machine a result ran on (machine_info())."""
+    return (f"Machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory_gib']} GiB, Linux "
+            f"{m['kernel']}, Python {m['python']}, numpy {m['numpy']}, pandas "
+            f"{m['pandas']}; trellis {m['commit']}; {m['date']}.")
+
+
+def emit_report(lines, md_path, json_path, data):
+    """Prints the Markdown `lines` and writes them to `md_path` and `data` as
+    JSON to `json_path` (each if given)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if md_path:
+        with open(md_path, "w") as f:
+            f.write(text)
+    if json_path:
+        with open(json_path, "w") as f:
+            f.write(json.dumps(data, indent=1) + "\n")

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,7 +93,7 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     import trellis
-    from python_bench import machine_info
+    from python_bench import emit_report, machine_info, machine_line
     work = tempfile.mkdtemp(prefix="trellis-sf-")
     shm = tempfile.mkdtemp(prefix="trellis-sf-", dir="/dev/shm")
     os.environ["TRELLIS_SOCKET"] = os.path.join(work, "d.sock")
@@ -129,9 +128,7 @@ def main(argv=None):
     m = machine_info()
     lines = ["# Small DataFrames from one process to another: trellis vs pickle via /dev/shm",
              "", f"Command: `{' '.join(sys.argv)}`", "",
-             f"Machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory_gib']} GiB, Linux "
-             f"{m['kernel']}, Python {m['python']}, pandas {m['pandas']}; trellis "
-             f"{m['commit']}; {m['date']}.", "",
+             machine_line(m), "",
              f"100-row frames, {args.count} per shape; medians per frame in microseconds "
              "(the first 10% of each side left out as warm-up).", "",
              "| columns | kind | trellis put | trellis get | trellis total | pickle dump | "
@@ -145,12 +142,7 @@ def main(argv=None):
     met = all(r["trellis_us"] < r["pickle_us"] for r in rows)
     lines += ["", f"Target: trellis cheaper than pickle for every shape: "
               f"{'met' if met else 'NOT met'}."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.md:
-        Path(args.md).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": m, "rows": rows}, indent=1) + "\n")
+    emit_report(lines, args.md, args.json, {"machine": m, "rows": rows})
     return 0
 
 

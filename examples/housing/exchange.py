@@ -1,7 +1,9 @@
 """How the pipeline's steps hand intermediate data to each other.
 
 An exchange has two operations used by the steps, put(name, value) and
-get(name), and one used by the driver, remove(names). Three implementations:
+get(name); the pickle exchanges have a third, remove(names), used by the
+driver (trellis objects belong to the flow's run, which deletes them).
+Three implementations:
 
 - "trellis":     trellis.put(value, name=name, persist=True) and
                  trellis.get(name=name, fetch=True), exactly as the seed code
@@ -89,22 +91,6 @@ class TrellisExchange:
 
     def get(self, name):
         return self._trellis.get(name=name, fetch=True)
-
-    def remove(self, names):
-        """Deletes the objects behind `names` (deep) and drops the names.
-
-        Returns how many names existed. Missing names are skipped.
-        """
-        removed = 0
-        with self._trellis.connect(start=False) as client:
-            for name in names:
-                if name not in client.list_names(name):
-                    continue
-                oid = client.get_name(name)
-                client.drop_name(name)
-                client.delete(oid, deep=True)
-                removed += 1
-        return removed
 
 
 def make_exchange(kind, directory=None):

@@ -121,7 +121,7 @@ def report(results, args, raw_bytes):
                          f"{p['input_bytes_local'] / 1e6:>13.1f} "
                          f"{p['fetched_bytes'] / 1e6:>10.1f} {p['wall_s']:>7.2f}")
     lines.append("")
-    lines.append(f"| affinity | rounds | end-to-end s (median) | bytes fetched across nodes (median) | MSE |")
+    lines.append("| affinity | rounds | end-to-end s (median) | bytes fetched across nodes (median) | MSE |")
     lines.append("|---|---:|---:|---:|---:|")
     summary = {}
     for affinity in (True, False):

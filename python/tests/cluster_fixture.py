@@ -345,13 +345,13 @@ class Cluster:
         stopped by close()."""
         scheduler_file = os.path.join(self.dir, "dask-scheduler.json")
         env = dict(os.environ, PYTHONPATH=_package_path())
-        log = open(os.path.join(self.dir, "dask-scheduler.log"), "ab")
-        sched = subprocess.Popen(
-            ["/usr/bin/python3", "-m", "distributed.cli.dask_scheduler",
-             "--host", self.host_address, "--port", "0", "--no-dashboard",
-             "--scheduler-file", scheduler_file],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-            preexec_fn=_die_with_parent)
+        with open(os.path.join(self.dir, "dask-scheduler.log"), "ab") as log:
+            sched = subprocess.Popen(
+                ["/usr/bin/python3", "-m", "distributed.cli.dask_scheduler",
+                 "--host", self.host_address, "--port", "0", "--no-dashboard",
+                 "--scheduler-file", scheduler_file],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                preexec_fn=_die_with_parent)
         self._processes.append(sched)
         deadline = time.monotonic() + timeout
         while not os.path.exists(scheduler_file):
@@ -360,14 +360,14 @@ class Cluster:
                                    _tail(log.name))
             time.sleep(0.05)
         for k, d in sorted(daemons.items()):
-            wlog = open(os.path.join(self.dir, f"dask-worker-n{k}.log"), "ab")
-            self.popen(k, ["/usr/bin/env", f"TRELLIS_SOCKET={d.socket}",
-                           f"PYTHONPATH={_package_path()}",
-                           "/usr/bin/python3", "-m", "distributed.cli.dask_worker",
-                           "--scheduler-file", scheduler_file, "--nthreads", "1",
-                           "--no-nanny", "--no-dashboard", "--name", f"node-{k}",
-                           "--host", self.address(k)],
-                       stdout=wlog, stderr=wlog)
+            with open(os.path.join(self.dir, f"dask-worker-n{k}.log"), "ab") as wlog:
+                self.popen(k, ["/usr/bin/env", f"TRELLIS_SOCKET={d.socket}",
+                               f"PYTHONPATH={_package_path()}",
+                               "/usr/bin/python3", "-m", "distributed.cli.dask_worker",
+                               "--scheduler-file", scheduler_file, "--nthreads", "1",
+                               "--no-nanny", "--no-dashboard", "--name", f"node-{k}",
+                               "--host", self.address(k)],
+                           stdout=wlog, stderr=wlog)
         with open(scheduler_file) as f:
             address = json.load(f)["address"]
         import distributed

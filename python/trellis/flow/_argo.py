@@ -46,6 +46,7 @@ import cloudpickle
 import yaml
 
 from trellis import InvalidArgument
+from trellis.flow._execute import command_for
 
 SOCKET_VOLUME = "trellis-socket"
 #: Argo's name for a template's main container.
@@ -124,14 +125,11 @@ def _checked_placement(flow, placement):
 
 
 def _command(step, python):
-    """argv of the step's container (mirrors _execute.step_command)."""
-    if step.kind == "callable":
-        data = base64.b64encode(cloudpickle.dumps(step.spec())).decode("ascii")
-        return [python, "-m", "trellis.flow._callable", "--b64", data]
-    if step.kind == "script":
-        return [python, step.script] + step.args
-    # As locally: the step's name is $0 of the command, its args $1...
-    return ["/bin/sh", "-c", step.command, step.name] + step.args
+    """argv of the step's container: what the local executor runs, with a
+    callable's spec inline (no file of ours exists in the container)."""
+    spec = step.spec()
+    data = base64.b64encode(cloudpickle.dumps(spec)).decode("ascii")
+    return command_for(spec, ["--b64", data], python)
 
 
 def _step_template(flow, step, *, image, python, socket, socket_dir, node):

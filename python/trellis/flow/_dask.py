@@ -19,7 +19,7 @@ import distributed
 
 import trellis
 from trellis.flow._execute import execute, node_of
-from trellis.flow._local import delete_here
+from trellis.flow._local import delete_here, locate_one
 
 #: How often a running task asks the scheduler whether its run was cancelled.
 CANCEL_POLL_S = 0.25
@@ -47,13 +47,7 @@ def _worker_node():
 
 def _worker_locate(names):
     with trellis.connect(_worker_socket(), start=False) as client:
-        out = []
-        for name in names:
-            try:
-                out.append(client.locate([name])[0])
-            except trellis.ObjectNotFound:
-                out.append(None)
-        return out
+        return [locate_one(client, name) for name in names]
 
 
 def _worker_delete(ids, names):

@@ -16,6 +16,7 @@ import time
 import cloudpickle
 
 import trellis
+from trellis._shipping import file_tail, pythonpath
 
 PYTHON = "/usr/bin/python3"
 #: How much of a step's stderr its status quotes.
@@ -29,18 +30,26 @@ TERM_GRACE_S = 3.0
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 
 
-def step_command(spec, log_dir):
-    """argv of the step process for `spec` (writes a callable's spec file)."""
+def command_for(spec, callable_args, python=PYTHON):
+    """argv of the process of step `spec`; a callable step's process is
+    trellis.flow._callable with `callable_args` (where its spec is)."""
     kind = spec["kind"]
     if kind == "callable":
-        path = os.path.join(log_dir, spec["name"] + ".spec")
-        with open(path, "wb") as f:
-            cloudpickle.dump(spec, f)
-        return [PYTHON, "-m", "trellis.flow._callable", path]
+        return [python, "-m", "trellis.flow._callable"] + list(callable_args)
     if kind == "script":
-        return [PYTHON, spec["script"]] + spec["args"]
+        return [python, spec["script"]] + spec["args"]
     # The step's name is $0 of the command, its args $1...
     return ["/bin/sh", "-c", spec["command"], spec["name"]] + spec["args"]
+
+
+def step_command(spec, log_dir):
+    """argv of the step process for `spec` (writes a callable's spec file)."""
+    if spec["kind"] != "callable":
+        return command_for(spec, [])
+    path = os.path.join(log_dir, spec["name"] + ".spec")
+    with open(path, "wb") as f:
+        cloudpickle.dump(spec, f)
+    return command_for(spec, [path])
 
 
 def step_env(spec, socket, run_id):
@@ -48,22 +57,10 @@ def step_env(spec, socket, run_id):
     its daemon is; the trellis package importable as it is here."""
     env = dict(os.environ)
     env.update(spec["env"])
-    package_root = os.path.dirname(os.path.dirname(trellis.__file__))
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = pythonpath(env.get("PYTHONPATH"))
     env.update(TRELLIS_SOCKET=socket, TRELLIS_RUN_ID=run_id,
                TRELLIS_STEP=spec["name"])
     return env
-
-
-def _tail(path, limit):
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - limit))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def _sizes(client, names):
@@ -155,7 +152,7 @@ def execute(spec, *, socket, run_id, log_dir, cancelled=lambda: False,
         result["fetched_bytes"] = (client.status()["fetch_bytes_total"] -
                                    status0["fetch_bytes_total"])
         result["outputs"] = _sizes(client, spec["outputs"])
-    result["stderr_tail"] = _tail(err_path, STDERR_TAIL_BYTES)
+    result["stderr_tail"] = file_tail(err_path, STDERR_TAIL_BYTES)
     if stopped:
         result["status"], result["error"] = CANCELLED, "cancelled"
     elif proc.returncode != 0:
@@ -172,8 +169,8 @@ def execute(spec, *, socket, run_id, log_dir, cancelled=lambda: False,
             result["error"] = (f"step {name!r} exited 0 but did not put "
                                f"its outputs {missing}")
     if return_logs:
-        result["stdout"] = _tail(out_path, LOG_TAIL_BYTES)
-        result["stderr"] = _tail(err_path, LOG_TAIL_BYTES)
+        result["stdout"] = file_tail(out_path, LOG_TAIL_BYTES)
+        result["stderr"] = file_tail(err_path, LOG_TAIL_BYTES)
     return result
 
 

@@ -2,15 +2,11 @@
 
 Nothing here starts a process; _run.py does, through an executor."""
 
-import functools
 import os
 import re
-import sys
-import sysconfig
-
-import cloudpickle
 
 from trellis import InvalidArgument
+from trellis._shipping import pickle_callable
 
 #: Step names become file names, Dask keys and Kubernetes names: keep them
 #: DNS-1123 labels.
@@ -69,7 +65,7 @@ class Step:
         """What a step process needs, as plain data that pickles small and
         travels to a Dask worker: the callable as cloudpickle bytes."""
         return {"name": self.name, "kind": self.kind,
-                "fn": _pickle_callable(self.fn) if self.fn else None,
+                "fn": pickle_callable(self.fn) if self.fn else None,
                 "script": self.script, "command": self.command,
                 "inputs": self.inputs, "outputs": self.outputs,
                 "args": self.args, "env": self.env}
@@ -79,40 +75,6 @@ class Step:
                 SCRIPT: self.script, SHELL: self.command}[self.kind]
         return (f"Step({self.name!r}, {self.kind}={what!r}, "
                 f"inputs={self.inputs}, outputs={self.outputs})")
-
-
-def _pickle_callable(fn):
-    """cloudpickle bytes of `fn` that a step process on any node can load.
-    Everything from the user's own modules (not installed ones: `fn` and
-    whatever of theirs it refers to) is pickled by value, since the step
-    process, maybe on another machine, cannot import the driver's scripts
-    or test files; installed packages (the standard library, dist-packages,
-    trellis) by reference."""
-    own = [m for m in list(sys.modules.values()) if _is_users_module(m)]
-    for module in own:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        return cloudpickle.dumps(fn)
-    finally:
-        for module in own:
-            cloudpickle.unregister_pickle_by_value(module)
-
-
-def _is_users_module(module):
-    """A module loaded from a file outside the installed packages (and not
-    trellis or __main__, which cloudpickle handles by itself)."""
-    name = getattr(module, "__name__", "") or ""
-    path = getattr(module, "__file__", None) or ""
-    if not path or name == "__main__" or name.split(".")[0] == "trellis":
-        return False
-    return not any(path.startswith(p) for p in _installed_prefixes())
-
-
-@functools.lru_cache(maxsize=1)
-def _installed_prefixes():
-    paths = sysconfig.get_paths()
-    return tuple({paths["stdlib"], paths["purelib"], paths["platlib"],
-                  "/usr/lib/python3/dist-packages"})
 
 
 def _names(step, what, names):

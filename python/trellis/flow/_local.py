@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import trellis
+from trellis._shipping import delete_quietly
 from trellis.flow._execute import execute, node_of
 
 
@@ -33,7 +34,7 @@ class LocalExecutor:
         return [{"node": node, "hostname": hostname}]
 
     def locate(self, names):
-        return [_locate_one(self._client, n) for n in names]
+        return [locate_one(self._client, n) for n in names]
 
     def submit(self, spec, node, run_id, run_dir):
         event = self._cancelled.setdefault(run_id, threading.Event())
@@ -58,7 +59,8 @@ class LocalExecutor:
         self._client.close()
 
 
-def _locate_one(client, name):
+def locate_one(client, name):
+    """Where object `name` lives (Client.locate), or None if nobody has it."""
     try:
         return client.locate([name])[0]
     except trellis.ObjectNotFound:
@@ -69,10 +71,7 @@ def delete_here(client, ids, names):
     """Deletes the objects among `ids` this client's daemon holds and drops
     `names`; ones already gone are skipped."""
     for oid in ids:
-        try:
-            client.delete(oid)
-        except trellis.ObjectNotFound:
-            pass
+        delete_quietly(client, oid)
     for name in names:
         try:
             client.drop_name(name)

@@ -40,7 +40,7 @@ import numpy as np
 
 import trellis
 from trellis import _daemon
-from trellis.flow._graph import _pickle_callable
+from trellis._shipping import delete_quietly, file_tail, pickle_callable, pythonpath
 from trellis.stream._io import SourceError
 
 PY = "/usr/bin/python3"
@@ -218,16 +218,6 @@ class _Forked:
             pass
 
 
-def _tail(path, limit=2048):
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - limit))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 def _exit_reason(code):
     return (f"killed by signal {-code}" if code is not None and code < 0
             else f"exited with status {code}")
@@ -262,7 +252,7 @@ class Runner:
 
     def _spec_line(self):
         job = self.job
-        spec = {"fn": _pickle_callable(job.fn), "source_kind": job.source.kind,
+        spec = {"fn": pickle_callable(job.fn), "source_kind": job.source.kind,
                 "read_csv": job.read_csv, "to_csv": job.to_csv}
         return base64.b64encode(cloudpickle.dumps(spec))
 
@@ -276,10 +266,8 @@ class Runner:
         if fork:
             proc = _Forked(node.socket, log_path)
         else:
-            root = os.path.dirname(os.path.dirname(trellis.__file__))
-            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
             argv = list(node.prefix) + ["/usr/bin/env", f"TRELLIS_SOCKET={node.socket}",
-                                        f"PYTHONPATH={path}", PY, "-m",
+                                        f"PYTHONPATH={pythonpath()}", PY, "-m",
                                         "trellis.stream._worker"]
             with open(log_path, "wb") as log:
                 proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
@@ -296,7 +284,7 @@ class Runner:
         self._start_failures = 0 if w.answered else self._start_failures + 1
         if self._start_failures >= MAX_START_FAILURES:
             raise JobFailed(f"workers keep dying before finishing a batch (the "
-                            f"last {reason}); its stderr ends:\n{_tail(w.log_path)}")
+                            f"last {reason}); its stderr ends:\n{file_tail(w.log_path, 2048)}")
         # A worker answers in the order it was sent batches: the first one
         # it holds is the one it died on; the others only waited behind it
         # and go back to the queue without being charged an attempt.
@@ -356,6 +344,9 @@ class Runner:
         self.queue.append(batch)
         self.stats["batches"] += 1
         self.stats["rows_in"] += rows
+        if seq % 16 == 0:  # sampled: a Status round trip per 16 batches
+            used = self.client.status()["used"]
+            self.stats["arena_used_max"] = max(self.stats["arena_used_max"], used)
 
     def _accept(self, w, reply):
         w.answered = True
@@ -393,10 +384,7 @@ class Runner:
             self.stats["rows_out"] += rows
 
     def _delete(self, oid):
-        try:
-            self.client.delete(oid)
-        except trellis.ObjectNotFound:
-            pass
+        delete_quietly(self.client, oid)
 
     # --- the loop -----------------------------------------------------------
 
@@ -455,9 +443,6 @@ class Runner:
                         continue
                     for reply in replies:
                         self._accept(w, reply)
-                if self.stats["batches"] % 16 == 0:
-                    used = self.client.status()["used"]
-                    self.stats["arena_used_max"] = max(self.stats["arena_used_max"], used)
                 now = time.perf_counter()
                 if self.progress and now - last_progress > 0.5:
                     self._show_progress(now - t0)

@@ -28,6 +28,7 @@ import cloudpickle
 import numpy as np
 
 import trellis
+from trellis._shipping import delete_quietly
 
 
 def build_frame(spec, batch):
@@ -42,13 +43,6 @@ def encode(spec, frame):
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 
-def _delete(client, oid):
-    try:
-        client.delete(oid)
-    except trellis.ObjectNotFound:
-        pass
-
-
 def serve(spec, requests, replies):
     fn = cloudpickle.loads(spec["fn"])
     client = trellis.connect(start=False)
@@ -56,7 +50,7 @@ def serve(spec, requests, replies):
     for line in requests:
         request = json.loads(line)
         if "drop" in request:  # a result of ours the coordinator has written
-            _delete(client, request["drop"])
+            delete_quietly(client, request["drop"])
             continue
         t0, c0 = time.perf_counter(), time.process_time()
         try:
@@ -80,7 +74,7 @@ def serve(spec, requests, replies):
         except Exception:  # the job reports it with the batch's rows
             reply = {"seq": request["seq"], "error": traceback.format_exc()}
         if trellis.ObjectID(request["id"]).instance_id != here:
-            _delete(client, request["id"])  # the copy fetched to this node
+            delete_quietly(client, request["id"])  # the copy fetched to this node
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
 
