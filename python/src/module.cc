@@ -47,16 +47,25 @@ class PyClient;
 
 // A blob being written. Its buffer is writable until it is sealed, aborted
 // or consumed by Client.create_object; after that it has length 0.
+// An inline writer (Client.inline_blob) keeps its bytes in this process
+// until create_object sends them with the tree: one round trip for the
+// whole put, the daemon copying the bytes into the arena (docs/protocol.md,
+// CreateObject's `data`).
 class PyBlobWriter {
  public:
   PyBlobWriter(std::shared_ptr<PyClient> client,
                std::unique_ptr<BlobWriter> writer)
       : client_(std::move(client)), writer_(std::move(writer)) {}
+  PyBlobWriter(std::shared_ptr<PyClient> client, uint64_t size)
+      : client_(std::move(client)), local_(size) {}
 
-  ObjectID id() const { return writer_->id(); }
-  uint64_t size() const { return writer_->size(); }
+  bool is_inline() const { return writer_ == nullptr; }
+  // The inline writer's bytes.
+  const std::vector<uint8_t>& local() const { return local_; }
+  ObjectID id() const { return writer_ ? writer_->id() : ObjectID(); }
+  uint64_t size() const { return writer_ ? writer_->size() : local_.size(); }
   bool open() const { return open_; }
-  uint8_t* data() { return writer_->data(); }
+  uint8_t* data() { return writer_ ? writer_->data() : local_.data(); }
 
   // Copies a C- or F-contiguous array's bytes to `offset`, in parallel for
   // large arrays.
@@ -68,7 +77,7 @@ class PyBlobWriter {
     uint64_t n = static_cast<uint64_t>(source.nbytes());
     CheckRange(offset, n);
     const void* src = source.data();
-    uint8_t* dst = writer_->data() + offset;
+    uint8_t* dst = data() + offset;
     WithoutGil([&] {
       ParallelMemcpy(dst, src, n);
       return 0;
@@ -76,19 +85,21 @@ class PyBlobWriter {
   }
 
   void CheckRange(uint64_t offset, uint64_t n) const {
-    if (offset > writer_->size() || n > writer_->size() - offset) {
+    if (offset > size() || n > size() - offset) {
       ThrowInvalid("write of " + std::to_string(n) + " bytes at offset " +
-                   std::to_string(offset) + " overruns blob " +
-                   id().ToString() + " of " + std::to_string(size()) +
-                   " bytes");
+                   std::to_string(offset) + " overruns " + Describe() + " of " +
+                   std::to_string(size()) + " bytes");
     }
   }
 
   void CheckOpen() const {
     if (!open_) {
-      ThrowInvalid("blob " + id().ToString() +
-                   " is no longer writable (sealed or aborted)");
+      ThrowInvalid(Describe() + " is no longer writable (sealed or aborted)");
     }
+  }
+
+  std::string Describe() const {
+    return writer_ ? "blob " + id().ToString() : std::string("inline blob");
   }
 
   // Seals the blob and returns a read-only view of it (two round trips:
@@ -97,6 +108,7 @@ class PyBlobWriter {
 
   void Abort() {
     open_ = false;
+    if (!writer_) return local_.clear();
     ThrowIfError(WithoutGil([&] { return writer_->Abort(); }));
   }
 
@@ -106,6 +118,7 @@ class PyBlobWriter {
  private:
   std::shared_ptr<PyClient> client_;
   std::unique_ptr<BlobWriter> writer_;
+  std::vector<uint8_t> local_;  // an inline writer's bytes
   bool open_ = true;
 };
 
@@ -148,14 +161,28 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
                                           std::move(writer));
   }
 
+  // A writer of `size` bytes kept here, sent with create_object.
+  std::unique_ptr<PyBlobWriter> InlineBlob(uint64_t size) {
+    uint64_t limit = ClientInternals::core(*client_)->max_inline_blob();
+    if (size > limit) {
+      ThrowInvalid("an inline blob of " + std::to_string(size) +
+                   " bytes exceeds the daemon's limit of " +
+                   std::to_string(limit));
+    }
+    return std::make_unique<PyBlobWriter>(shared_from_this(), size);
+  }
+
   // Creates the object described by `tree` (docs/format.md) in one round
   // trip. Occurrences of `placeholder` in the tree refer to `writer`'s blob,
-  // which is sealed with the object.
+  // which is sealed with the object (an inline writer's bytes travel with
+  // the request).
   ObjectID CreateObject(py::handle tree, py::handle placeholder,
                         PyBlobWriter* writer, const std::string& name,
                         bool persist, bool overwrite) {
+    // An inline blob is {"id": 0} in the tree (it has no id yet).
     BlobPlaceholder blob{placeholder, writer ? writer->id().value() : 0};
     if (writer) writer->CheckOpen();
+    bool inline_data = writer && writer->is_inline();
     // The request is written straight from the Python tree (no JSON DOM:
     // for a wide DataFrame that costs more than the round trip). The daemon
     // validates the tree's shape.
@@ -163,17 +190,17 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
         [&](std::vector<uint8_t>* out) {
           ToMsgpack(tree, writer ? &blob : nullptr, 1, out);
         },
-        overwrite, persist, name);
+        overwrite, persist, name, inline_data ? &writer->local() : nullptr);
     const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
     // A remote writer's bytes are uploaded right before the request.
     std::vector<ObjectID> uploads;
-    if (writer) uploads.push_back(writer->id());
+    if (writer && !inline_data) uploads.push_back(writer->id());
     json reply = Unwrap(WithoutGil([&] {
       return core->CallAfterUpload(protocol::MessageType::kCreateObject, body,
                                    uploads);
     }));
     if (writer) {
-      core->TakeOpenBlob(writer->id());  // sealed with the object
+      if (!inline_data) core->TakeOpenBlob(writer->id());  // sealed with it
       writer->MarkConsumed();
     }
     return Unwrap(protocol::GetId(reply, "id"));
@@ -381,6 +408,7 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
 
 Blob PyBlobWriter::Seal() {
   CheckOpen();
+  if (!writer_) ThrowInvalid("an inline blob is sealed only by create_object");
   open_ = false;
   ObjectID id = Unwrap(WithoutGil([&] { return writer_->Seal(); }));
   return client_->GetBlob(id);
@@ -456,6 +484,7 @@ object, or any view made from it, lives.)doc")
       .def_property_readonly("id", &PyBlobWriter::id)
       .def_property_readonly("size", &PyBlobWriter::size)
       .def_property_readonly("open", &PyBlobWriter::open)
+      .def_property_readonly("is_inline", &PyBlobWriter::is_inline)
       .def_property_readonly("address",
                              [](PyBlobWriter& w) { return Address(w.data()); })
       .def("write", &PyBlobWriter::Write, py::arg("offset"), py::arg("array"))
@@ -568,6 +597,12 @@ object, or any view made from it, lives.)doc")
       .def_property_readonly("is_remote",
                              [](PyClient& c) { return c.client().is_remote(); })
       .def("create_blob", &PyClient::CreateBlob, py::arg("size"))
+      .def("inline_blob", &PyClient::InlineBlob, py::arg("size"))
+      .def_property_readonly(
+          "max_inline_blob",
+          [](PyClient& c) {
+            return ClientInternals::core(c.client())->max_inline_blob();
+          })
       .def("create_object", &PyClient::CreateObject, py::arg("tree"),
            py::arg("placeholder"), py::arg("writer").none(true),
            py::arg("name") = "", py::arg("persist") = false,

@@ -127,19 +127,23 @@ class _CountingCore:
         return attr
 
 
-@pytest.mark.parametrize("value", [
-    np.arange(1 << 20),
-    pd.DataFrame({f"c{i}": np.arange(1000) for i in range(46)}),
-    pd.DataFrame({"a": np.arange(5), "s": list("abcde"), "c": pd.Categorical(list("xyzxy")),
-                  "n": pd.array([1, None, 3, 4, 5], dtype="Int64")}),
-    {"a": np.ones(3), "b": [1, "x", None]},
+@pytest.mark.parametrize("value, inline", [
+    (np.arange(1 << 20), False),
+    (pd.DataFrame({f"c{i}": np.arange(1000) for i in range(46)}), False),
+    (pd.DataFrame({f"c{i}": np.arange(100) for i in range(46)}), True),
+    (pd.DataFrame({"a": np.arange(5), "s": list("abcde"), "c": pd.Categorical(list("xyzxy")),
+                   "n": pd.array([1, None, 3, 4, 5], dtype="Int64")}), True),
+    ({"a": np.ones(3), "b": [1, "x", None]}, True),
 ])
-def test_round_trips(client, value):
-    """A put is CreateBlobs + CreateObject; a get by id is one GetMeta."""
+def test_round_trips(client, value, inline):
+    """A put of at most INLINE_PUT_BYTES of buffers is one CreateObject
+    carrying them (inline_blob is local, no request); a larger one is
+    CreateBlobs + CreateObject. A get by id is one GetMeta."""
     counting = _CountingCore(client._core)
     client._core = counting
     oid = client.put(value, name="v", persist=True)
-    assert counting.calls == ["create_blob", "create_object"]
+    assert counting.calls == (["inline_blob", "create_object"] if inline
+                              else ["create_blob", "create_object"])
     counting.calls.clear()
     client.get(oid)
     assert counting.calls == ["get_tree"]

@@ -4,9 +4,11 @@
         oid = client.put(df, name="x_train", persist=True)
         df = client.get(name="x_train")
 
-Round trips: ``put`` of any value costs two (one CreateBlobs for all its
-buffers, one CreateObject with the whole tree, name and persist flag);
-``get(oid)`` costs one (GetMeta), ``get(name=...)`` two. Every call that
+Round trips: ``put`` of any value costs one CreateObject with the whole
+tree, name and persist flag; when its buffers exceed INLINE_PUT_BYTES
+they go first into a blob of their own (one CreateBlobs more), else they
+travel with the tree. ``get(oid)`` and ``get(name=...)`` cost one
+(GetMeta). Every call that
 waits on the daemon or copies bytes releases the GIL.
 
 Thread-safety: a Client may be shared by threads; its requests are
@@ -27,6 +29,10 @@ from trellis._core import DaemonNotReachable, InvalidArgument, ObjectID
 from trellis import _builtins, _numpy, _pickle  # noqa: F401,E402
 
 _DEFAULT_LIMIT = 100000
+
+# The largest put whose buffers go inline in its CreateObject request
+# (bench/small_frames.py measures both ways).
+INLINE_PUT_BYTES = 64 * 1024
 
 
 def as_id(value):
@@ -218,7 +224,15 @@ class Client:
         if persist and self._private_daemon():
             _warn_private_persist()
         tree, packer = _codec.encode_root(value)
-        writer = self._core.create_blob(packer.size) if packer.referenced else None
+        writer = None
+        if packer.referenced:
+            # Small buffers travel with the tree (one round trip, the daemon
+            # copies them); beyond INLINE_PUT_BYTES writing straight into
+            # the arena is cheaper than pushing the bytes through the socket.
+            if packer.size <= INLINE_PUT_BYTES and packer.size <= self._core.max_inline_blob:
+                writer = self._core.inline_blob(packer.size)
+            else:
+                writer = self._core.create_blob(packer.size)
         try:
             if writer is not None:
                 packer.write(writer)

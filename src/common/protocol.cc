@@ -503,9 +503,11 @@ json NamesBody(const std::vector<std::string>& names) {
 
 json CreateObjectBody(
     const std::function<void(std::vector<uint8_t>*)>& write_tree,
-    bool overwrite, bool persist, const std::string& name) {
+    bool overwrite, bool persist, const std::string& name,
+    const std::vector<uint8_t>* data) {
   std::vector<uint8_t> body;
-  AppendMsgpackMapHeader(name.empty() ? 3 : 4, &body);
+  if (data) body.reserve(data->size() + 256);
+  AppendMsgpackMapHeader(3 + !name.empty() + (data != nullptr), &body);
   AppendMsgpackString("tree", &body);
   write_tree(&body);
   AppendMsgpackString("overwrite", &body);
@@ -515,6 +517,10 @@ json CreateObjectBody(
   if (!name.empty()) {
     AppendMsgpackString("name", &body);
     AppendMsgpackString(name, &body);
+  }
+  if (data) {
+    AppendMsgpackString("data", &body);
+    AppendMsgpackBinary(data->data(), data->size(), &body);
   }
   return EncodedBody(std::move(body));
 }

@@ -232,11 +232,13 @@ json IdsToJson(const std::vector<ObjectID>& ids);
 json IdsBody(const std::vector<ObjectID>& ids);
 // The body {"names": [...]} of a GetMeta by name, encoded the same way.
 json NamesBody(const std::vector<std::string>& names);
-// The body {tree, overwrite, persist[, name]} of CreateObject as an
+// The body {tree, overwrite, persist[, name][, data]} of CreateObject as an
 // EncodedBody; `write_tree` appends the tree's MessagePack to the vector it
-// is given (the tree is never copied into a request DOM).
+// is given (the tree is never copied into a request DOM). With `data`, the
+// daemon makes a blob of those bytes, which the tree names as {"id": 0}.
 json CreateObjectBody(
     const std::function<void(std::vector<uint8_t>*)>& write_tree,
-    bool overwrite, bool persist, const std::string& name);
+    bool overwrite, bool persist, const std::string& name,
+    const std::vector<uint8_t>* data = nullptr);
 
 }  // namespace trellis::protocol

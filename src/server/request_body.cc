@@ -64,6 +64,22 @@ Result<std::vector<uint64_t>> InlineBlobSizes(const json& body, const char* key,
   return sizes;
 }
 
+Result<const json*> GetOptionalInlineBlob(const json& body, const char* key,
+                                          uint64_t max_size) {
+  auto data = body.find(key);
+  if (data == body.end()) return nullptr;
+  if (!data->is_binary()) {
+    return Status::Invalid(std::string("field '") + key +
+                           "' must be a binary value");
+  }
+  if (data->get_binary().size() > max_size) {
+    return Status::Invalid(
+        "inline blob of " + std::to_string(data->get_binary().size()) +
+        " bytes exceeds the inline limit of " + std::to_string(max_size));
+  }
+  return &*data;
+}
+
 Result<ListRequest> ParseList(const json& body) {
   ListRequest list;
   if (body.contains("pattern")) {

@@ -31,6 +31,10 @@ Result<std::chrono::milliseconds> GetMilliseconds(const json& body,
 // each at most `max_size` bytes.
 Result<std::vector<uint64_t>> InlineBlobSizes(const json& body, const char* key,
                                               uint64_t max_size);
+// The optional binary value `key` (CreateObject's "data"), at most
+// `max_size` bytes; nullptr when absent.
+Result<const json*> GetOptionalInlineBlob(const json& body, const char* key,
+                                          uint64_t max_size);
 
 // ListNames and ListObjects: {pattern?: str = "*", limit?: uint = 1000000}.
 struct ListRequest {

@@ -220,10 +220,17 @@ class Store {
     bool persist;
     ObjectID id;  // once built
     Done done;    // ForClient
+    // CreateObject with `data`: its bytes until the blob holding them is
+    // made (then null), and that blob, which {"id": 0} nodes name.
+    std::shared_ptr<const std::vector<uint8_t>> data;
+    ObjectID inline_blob;
   };
   Status CreateObject(ClientId client, const json& body, Done& done);
   void CheckNameFree(std::shared_ptr<CreateCall> call);
   void BuildObject(std::shared_ptr<CreateCall> call);
+  // Makes the blob of call->data, then builds the tree naming it.
+  void AllocateInlineBlob(std::shared_ptr<CreateCall> call);
+  void BuildTree(std::shared_ptr<CreateCall> call);
   void BindCreated(std::shared_ptr<CreateCall> call);
   void FinishCreate(std::shared_ptr<CreateCall> call, Status status);
   // The objects bound to `names`, or the error of the first unbound one.

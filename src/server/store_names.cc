@@ -2,7 +2,10 @@
 // name, GetMeta by names, PutName, GetName, DropName, ListNames, Delete) and
 // published trees (Persist). Every MetaStore call may complete later, after
 // the request's body is gone and perhaps after its client disconnected.
+#include <cstring>
+
 #include "common/protocol.h"
+#include "common/tree_format.h"
 #include "server/callbacks.h"
 #include "server/request_body.h"
 #include "server/store.h"
@@ -31,20 +34,73 @@ MetaStore::StatusCallback EmptyReplyTo(Store::Done done) {
 
 // --------------------------------------------------------------- CreateObject
 
+namespace {
+
+// {"id": 0}: in a CreateObject with `data`, the blob made of those bytes.
+bool IsInlineBlobRef(const json& node) {
+  if (!node.is_object() || node.size() != 1) return false;
+  auto id = node.find(format::kIdKey);
+  return id != node.end() && id->is_number_integer() &&
+         id->get<int64_t>() == 0;
+}
+
+// Counts the {"id": 0} members below `node` and, with a valid `blob`,
+// makes them name it. Trees nest at most kMaxBodyDepth levels (the decoder
+// refuses deeper bodies), which bounds the recursion.
+size_t ResolveInlineBlobRefs(json* node, ObjectID blob) {
+  auto members = node->find(format::kMembersKey);
+  if (members == node->end() || !members->is_object()) return 0;
+  size_t found = 0;
+  for (auto& [name, member] : members->items()) {
+    if (IsInlineBlobRef(member)) {
+      if (blob.valid()) member[format::kIdKey] = blob.value();
+      ++found;
+    } else if (member.is_object()) {
+      found += ResolveInlineBlobRefs(&member, blob);
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
 Status Store::CreateObject(ClientId client, const json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(const json* tree, GetMap(body, "tree"));
   TRELLIS_ASSIGN_OR_RAISE(std::string name, GetOptionalName(body, "name"));
   TRELLIS_ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
   TRELLIS_ASSIGN_OR_RAISE(bool persist, GetBool(body, "persist", false));
-  auto call = std::make_shared<CreateCall>(
-      CreateCall{client, tree, json(), std::move(name), overwrite, persist,
-                 ObjectID(), ForClient(client, std::move(done))});
+  TRELLIS_ASSIGN_OR_RAISE(
+      const json* data,
+      GetOptionalInlineBlob(body, "data", options_.max_inline_blob));
+  json resolved;  // with data: the tree, resolved once the blob exists
+  if (data) {
+    if (IsGlobalTree(*tree)) {
+      return Status::Invalid(
+          "a global object has no blobs: 'data' is not allowed with "
+          "\"global\": true");
+    }
+    resolved = *tree;
+    if (ResolveInlineBlobRefs(&resolved, ObjectID()) == 0) {
+      return Status::Invalid(
+          "'data' is given but no member of the tree is {\"id\": 0}");
+    }
+  }
+  // From here on errors go to the call's `done`.
+  auto call = std::make_shared<CreateCall>(CreateCall{
+      client, tree, std::move(resolved), std::move(name), overwrite, persist,
+      ObjectID(), ForClient(client, std::move(done)), nullptr, ObjectID()});
+  if (data) {
+    call->tree = &call->tree_copy;
+    call->data = std::make_shared<const std::vector<uint8_t>>(
+        data->get_binary().begin(), data->get_binary().end());
+  }
   if (call->name.empty()) {
     BuildObject(call);
   } else {
     name_locks_.Acquire(call->name, [this, call] { CheckNameFree(call); });
   }
-  if (call->tree) {  // waits for the lock or the MetaStore: keep the tree
+  if (call->tree && call->tree != &call->tree_copy) {
+    // Waits for the lock or the MetaStore: keep the tree.
     call->tree_copy = *call->tree;
     call->tree = &call->tree_copy;
   }
@@ -71,10 +127,48 @@ void Store::CheckNameFree(std::shared_ptr<CreateCall> call) {
 }
 
 void Store::BuildObject(std::shared_ptr<CreateCall> call) {
-  const json* tree = call->tree;
-  call->tree = nullptr;
   // Gone meanwhile: its unsealed blobs, which the tree may use, are aborted.
   if (!table_.HasClient(call->client)) return FinishCreate(call, Status::OK());
+  if (call->data) return AllocateInlineBlob(call);
+  BuildTree(call);
+}
+
+void Store::AllocateInlineBlob(std::shared_ptr<CreateCall> call) {
+  auto data = std::move(call->data);
+  MemoryNeed need = MemoryNeed::Of({data->size()});
+  if (need.total > allocator_.capacity()) {
+    return FinishCreate(
+        call, memory_.OutOfMemory(need.total,
+                                  "the request is larger than the arena"));
+  }
+  memory_.WithMemory(
+      need,
+      [this, call, data] {
+        if (!table_.HasClient(call->client)) {
+          FinishCreate(call, Status::OK());
+          return true;
+        }
+        auto slots = table_.CreateBlobs(call->client, {data->size()});
+        if (!slots.ok()) {
+          if (slots.status().IsOutOfMemory()) return false;
+          FinishCreate(call, slots.status());
+          return true;
+        }
+        const BlobSlot& slot = slots->front();
+        if (!data->empty()) {
+          std::memcpy(arena_->base() + slot.offset, data->data(), data->size());
+        }
+        call->inline_blob = slot.id;
+        ResolveInlineBlobRefs(&call->tree_copy, slot.id);
+        BuildTree(call);
+        return true;
+      },
+      [this, call](Status st) { FinishCreate(call, st); });
+}
+
+void Store::BuildTree(std::shared_ptr<CreateCall> call) {
+  const json* tree = call->tree;
+  call->tree = nullptr;
   if (IsGlobalTree(*tree)) {
     call->tree = tree;
     Status st = BuildGlobal(call);
@@ -105,6 +199,12 @@ void Store::BindCreated(std::shared_ptr<CreateCall> call) {
 
 void Store::FinishCreate(std::shared_ptr<CreateCall> call, Status status) {
   call->tree = nullptr;
+  if (!status.ok() && call->inline_blob.valid() &&
+      table_.HasClient(call->client)) {
+    // The data's blob, unless an object took it (then a failed name bind
+    // leaves the object unnamed, as without data).
+    (void)table_.Abort(call->client, {call->inline_blob});
+  }
   if (!status.ok()) {
     call->done(status);
   } else {

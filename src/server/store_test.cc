@@ -515,6 +515,111 @@ TEST_P(StoreTest, CreateObjectNamesAndPublishesTheTreeItWasSent) {
   EXPECT_EQ(listed["objects"][0]["persisted"], true);
 }
 
+// A tree of type test::T whose members b and c both name the blob of the
+// request's `data` ({"id": 0}).
+json InlineTree(int value) {
+  return {{"typename", "test::T"},
+          {"fields", {{"k", value}}},
+          {"members", {{"b", {{"id", 0}}}, {"c", {{"id", 0}}}}}};
+}
+
+json Bytes(size_t size, uint8_t seed) {
+  return json::binary(std::vector<uint8_t>(size, seed));
+}
+
+TEST_P(StoreTest, CreateObjectWithDataMakesItsBlobInTheSameRequest) {
+  ObjectID obj = CreateObject(writer_, {{"tree", InlineTree(7)},
+                                        {"data", Bytes(100, 9)},
+                                        {"name", "x"},
+                                        {"persist", true}});
+  ASSERT_TRUE(obj.valid());
+  json r = Ok(reader_, MessageType::kGetMeta, {{"names", {"x"}}});
+  json tree = r["trees"][0];
+  EXPECT_EQ(tree["fields"]["k"], 7);
+  ObjectID blob(tree["members"]["b"]["id"].get<uint64_t>());
+  EXPECT_EQ(tree["members"]["c"]["id"], blob.value());  // one blob, shared
+  EXPECT_EQ(tree["nbytes"], 100);
+  EXPECT_TRUE(BlobIs(reader_, blob, 100, 9));
+  EXPECT_EQ(StatusReply()["unsealed_blobs"], 0);
+  std::optional<Result<json>> published;
+  local_->GetPublished(obj, [&](Result<json> t) { published = std::move(t); });
+  ASSERT_TRUE(published && published->ok());
+  EXPECT_EQ((**published)["members"]["b"]["id"], blob.value());
+}
+
+TEST_P(StoreTest, CreateObjectWithDataItCannotUseCreatesNothing) {
+  json global = {{"global", true}, {"members", {{"a", {{"id", 0}}}}}};
+  json no_ref = Tree(PutBlob(writer_, 10, 1), 1);
+  uint64_t objects = StatusReply()["objects"].get<uint64_t>();
+  struct Case {
+    json body;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {{{"tree", InlineTree(1)}, {"data", "bytes"}}, "'data'"},
+      {{{"tree", no_ref}, {"data", Bytes(10, 1)}}, "no member"},
+      {{{"tree", global}, {"data", Bytes(10, 1)}}, "global"},
+      {{{"tree", InlineTree(1)}, {"data", Bytes(kMiB + 1, 1)}}, "inline limit"},
+      {{{"tree", InlineTree(1)}}, ""},  // {"id": 0} without data
+  };
+  for (const Case& c : cases) {
+    auto r = Call(writer_, MessageType::kCreateObject, c.body);
+    EXPECT_TRUE(r.status().IsInvalid()) << r.status();
+    EXPECT_TRUE(Contains(r.status(), c.says)) << r.status();
+  }
+  EXPECT_EQ(ObjectsOfTestType(), 0u);
+  EXPECT_EQ(StatusReply()["objects"], objects);
+  EXPECT_EQ(StatusReply()["unsealed_blobs"], 0);
+}
+
+TEST_P(StoreTest, CreateObjectWithDataAndATakenNameLeavesNoBlob) {
+  ObjectID bound = PutBlob(writer_, 10, 1);
+  Ok(writer_, MessageType::kPutName, {{"name", "x"}, {"id", bound.value()}});
+  uint64_t objects = StatusReply()["objects"].get<uint64_t>();
+  auto r = Call(writer_, MessageType::kCreateObject,
+                {{"tree", InlineTree(1)},
+                 {"data", Bytes(100, 2)},
+                 {"name", "x"},
+                 {"overwrite", false}});
+  EXPECT_TRUE(r.status().IsObjectExists());
+  // A bad member fails validation after the blob was made: it is freed.
+  auto bad =
+      Call(writer_, MessageType::kCreateObject,
+           {{"tree",
+             {{"typename", "test::T"},
+              {"members", {{"b", {{"id", 0}}}, {"c", {{"id", 12345}}}}}}},
+            {"data", Bytes(100, 2)}});
+  EXPECT_TRUE(bad.status().IsObjectNotFound()) << bad.status();
+  EXPECT_EQ(StatusReply()["objects"], objects);
+  EXPECT_EQ(StatusReply()["unsealed_blobs"], 0);
+  EXPECT_EQ(StatusReply()["blobs"], 1);  // `bound`
+  EXPECT_EQ((*GetName("x"))["id"], bound.value());
+}
+
+TEST_P(StoreTest, CreateObjectWithDataWaitsForASpillLikeCreateBlobs) {
+  Make(kMiB, UINT64_MAX, /*no_watermarks=*/true);
+  std::vector<ObjectID> full;
+  for (int i = 0; i < 4; ++i) full.push_back(PutBlob(writer_, kMiB / 4, i + 1));
+  ObjectID obj = CreateObject(
+      writer_, {{"tree", InlineTree(3)}, {"data", Bytes(kMiB / 4, 7)}});
+  ASSERT_TRUE(obj.valid());
+  EXPECT_GT(StatusReply()["spill_count"].get<uint64_t>(), 0u);
+  json r = Ok(reader_, MessageType::kGetMeta, Ids({obj}));
+  ObjectID blob(r["trees"][0]["members"]["b"]["id"].get<uint64_t>());
+  Send(reader_, MessageType::kRelease, Ids({blob}));
+  EXPECT_TRUE(BlobIs(reader_, blob, kMiB / 4, 7));
+  for (int i = 0; i < 4; ++i)
+    EXPECT_TRUE(BlobIs(reader_, full[i], kMiB / 4, i + 1));
+  // A client that leaves while its request waits gets nothing made.
+  ClientId gone = store_->Connect();
+  auto waiting = Send(gone, MessageType::kCreateObject,
+                      {{"tree", InlineTree(4)}, {"data", Bytes(kMiB / 2, 1)}});
+  store_->Disconnect(gone);
+  Settle();
+  EXPECT_EQ(waiting->calls, 0);
+  EXPECT_EQ(StatusReply()["unsealed_blobs"], 0);
+}
+
 // ------------------------------------------------------ deletes and persists
 
 TEST_P(StoreTest, DeleteRepliesOnceNamesAndPublishedTreesAreGone) {
