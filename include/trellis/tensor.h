@@ -39,6 +39,11 @@ class Tensor {
   static Result<Tensor> FromMeta(const ObjectMeta& meta);
   static Result<Tensor> Get(Client& client, ObjectID id);
 
+  // The (n-1)-d tensor at index `i` of the first dimension: a view of the
+  // same bytes, with this tensor's meta and id. Invalid for a 0-d tensor or
+  // `i` outside [0, shape()[0]).
+  Result<Tensor> Row(int64_t i) const;
+
   ObjectID id() const { return meta_.id(); }
   const std::string& dtype() const { return dtype_; }
   uint64_t item_size() const { return item_size_; }
@@ -84,8 +89,13 @@ class DataFrame {
   size_t num_columns() const { return column_names_.size(); }
   // Column labels; non-string labels (from Python) in their JSON text form.
   const std::vector<std::string>& column_names() const { return column_names_; }
-  // The meta of column i (a Tensor, or another type written by Python).
+  // The meta of the node holding column i: the column itself (a Tensor, or
+  // another type written by Python), or, for a column Python stored in a
+  // block, the 2-d block whose row block_row(i) it is.
   Result<ObjectMeta> column_meta(size_t i) const;
+  // The row of column i in its block, or -1 if it is a node of its own.
+  int64_t block_row(size_t i) const;
+  // Column i as a 1-d tensor (a view of its block's row if it is in one).
   Result<Tensor> column(size_t i) const;
   Result<Tensor> column(const std::string& name) const;
   // The index: a RangeIndex meta (fields start, stop, step) or a Tensor.
@@ -93,9 +103,15 @@ class DataFrame {
   const ObjectMeta& meta() const { return meta_; }
 
  private:
+  // Where column i is: member `member`, row `row` of it (-1: all of it).
+  struct ColumnPlace {
+    std::string member;
+    int64_t row = -1;
+  };
   ObjectMeta meta_;
   int64_t num_rows_ = 0;
   std::vector<std::string> column_names_;
+  std::vector<ColumnPlace> places_;
 };
 
 }  // namespace trellis

@@ -791,6 +791,8 @@ void RegisterFormat(py::module_& m) {
   fm.attr("DATAFRAME_COLUMNS") = str(f::dataframe::kColumns);
   fm.attr("DATAFRAME_NUM_ROWS") = str(f::dataframe::kNumRows);
   fm.attr("DATAFRAME_COLUMN_PREFIX") = str(f::dataframe::kColumnPrefix);
+  fm.attr("DATAFRAME_BLOCK_PREFIX") = str(f::dataframe::kBlockPrefix);
+  fm.attr("DATAFRAME_BLOCK_COLUMNS") = str(f::dataframe::kBlockColumns);
   fm.attr("DATAFRAME_INDEX") = str(f::dataframe::kIndex);
   fm.attr("ALIGN") = f::dataframe::kColumnAlign;
   fm.attr("RANGE_START") = str(f::range_index::kStart);

@@ -39,7 +39,8 @@ def test_python_put_read_by_cxx(client):
     i = np.arange(500)
     frame = pd.DataFrame({"i64": 3 * i - 7, "f64": i / 4, "flag": i % 2 == 0,
                           "u8": (i % 7).astype(np.uint8), "label": [f"r{v}" for v in i],
-                          "f32": (i * 0.5).astype(np.float32)},
+                          "f32": (i * 0.5).astype(np.float32), "i64b": i * i,
+                          "label2": [f"s{v}" for v in i]},
                          index=pd.Index(i[::-1] * 10, name="key"))
     client.put(frame, name="from_py")
     got = run_interop("describe", client.socket, "from_py")
@@ -49,8 +50,13 @@ def test_python_put_read_by_cxx(client):
     columns = {c["name"]: c for c in got["columns"]}
     assert list(columns) == list(frame.columns)
     assert columns["label"]["typename"] == "trellis::StringColumn"
+    # The two int64 columns are one 2-d block, as are the two str columns;
+    # C++ reads each int64 column as a row of its block.
+    assert sorted([columns["i64"]["block_row"], columns["i64b"]["block_row"]]) == [0, 1]
+    assert sorted([columns["label"]["block_row"], columns["label2"]["block_row"]]) == [0, 1]
+    assert columns["f64"]["block_row"] == -1
     for name, dtype in [("i64", "<i8"), ("f64", "<f8"), ("flag", "|b1"), ("u8", "|u1"),
-                        ("f32", "<f4")]:
+                        ("f32", "<f4"), ("i64b", "<i8")]:
         col = columns[name]
         assert col["typename"] == "trellis::Tensor" and col["dtype"] == dtype
         values = frame[name].to_numpy().astype(np.float64)

@@ -1,12 +1,15 @@
 """pandas DataFrame, Series and Index <-> trellis trees (docs/format.md).
 
-A DataFrame is a trellis::DataFrame that C++ reads as well: one node per
-column (``column_<i>``) and an ``index``. Columns of one numpy dtype (a
-pandas block) are stored back to back in one region, each a 1-d
-trellis::Tensor at its own offset; a get finds such evenly spaced runs again
-(trellis._core does, while decoding the tree: python/src/tree_decode.h) and
-rebuilds each as one 2-d block over shared memory, so numeric columns are
-neither copied nor consolidated.
+A DataFrame is a trellis::DataFrame that C++ reads as well. A pandas block
+of two or more columns is one node, ``block_<k>``: a 2-d trellis::Tensor
+(numeric) or a 2-d trellis::StringColumn (object columns of str), its rows
+the columns the field ``block_columns`` lists. Other columns are one node
+each (``column_<i>``). A get rebuilds each block as one 2-d pandas block, over
+shared memory for numbers, so numeric columns are neither copied nor
+consolidated, and a frame of thousands of columns is a handful of nodes
+(the daemon's cost, and a small frame's, is per node). Frames C++ wrote
+(one ``column_<i>`` each) are read as blocks too: trellis._core finds their
+evenly spaced runs while decoding the tree (python/src/tree_decode.h).
 
 Other column kinds:
   datetime64 (tz-aware: field ``tz``), timedelta64   trellis::Tensor
@@ -48,6 +51,7 @@ NULLABLE = fmt.NULLABLE_COLUMN
 _TYPENAME, _FIELDS, _MEMBERS = fmt.TYPENAME, fmt.FIELDS, fmt.MEMBERS
 _COLUMNS, _NUM_ROWS, _INDEX = fmt.DATAFRAME_COLUMNS, fmt.DATAFRAME_NUM_ROWS, fmt.DATAFRAME_INDEX
 _COLUMN_PREFIX = fmt.DATAFRAME_COLUMN_PREFIX
+_BLOCK_PREFIX, _BLOCK_COLUMNS = fmt.DATAFRAME_BLOCK_PREFIX, fmt.DATAFRAME_BLOCK_COLUMNS
 _node = _codec.node
 
 _BLOCK_KINDS = frozenset(fmt.BLOCK_WRITE_KINDS)  # numpy blocks stored region-per-block
@@ -157,7 +161,11 @@ def encode_column(values, packer):
     return encode_pickle(values, packer)
 
 
-def _encode_strings(values, packer, pandas_dtype):
+def _encode_strings(values, packer, pandas_dtype, shape=None):
+    """A StringColumn of the 1-d object array `values`, or None if it holds
+    anything but str and one kind of missing marker. With `shape` (a block's
+    [columns, rows]), the node says so: `values` are its columns one after
+    the other."""
     enc = scan_strings(values, pd.NA)
     if enc is None:
         return None
@@ -173,10 +181,11 @@ def _encode_strings(values, packer, pandas_dtype):
     if enc.null_count:
         members["validity"] = _numpy.tensor_at(
             "|u1", [enc.validity_bytes], [1], validity_at, packer)
-    return _node(STRINGS,
-                 {"length": n, "null_count": enc.null_count,
-                  "missing": enc.missing, "pandas_dtype": pandas_dtype},
-                 members)
+    fields = {"length": n, "null_count": enc.null_count,
+              "missing": enc.missing, "pandas_dtype": pandas_dtype}
+    if shape is not None:
+        fields["shape"] = shape
+    return _node(STRINGS, fields, members)
 
 
 def _encode_categorical(values, packer):
@@ -210,6 +219,21 @@ def encode_index(index, packer):
     return node
 
 
+def _encode_block(values, num_rows, packer):
+    """The 2-d node of a pandas block's values (shape [columns, num_rows]),
+    or None if the block's columns must be stored one by one."""
+    if type(values) is not np.ndarray or values.ndim != 2:
+        return None
+    shape = [values.shape[0], num_rows]
+    if values.dtype.kind in _BLOCK_KINDS:
+        item = values.dtype.itemsize
+        base = packer.add_array(values, c_order=True)
+        return _numpy.tensor_at(values.dtype.str, shape, [num_rows * item, item], base, packer)
+    if values.dtype.kind == "O":
+        return _encode_strings(values.reshape(-1), packer, "object", shape)
+    return None
+
+
 def encode_dataframe(frame, packer):
     columns = frame.columns
     labels = columns.tolist()
@@ -218,22 +242,22 @@ def encode_dataframe(frame, packer):
             or not all(_plain(label) for label in labels)):
         return None  # pickle the frame
     num_rows = len(frame.index)
-    nodes = [None] * len(labels)
+    members = {}
+    block_columns = []
     for values, positions in _blocks(frame):
-        if type(values) is np.ndarray and values.ndim == 2 and values.dtype.kind in _BLOCK_KINDS:
-            # The block's columns back to back: one copy, one 2-d view on get.
-            item = values.dtype.itemsize
-            base = packer.add_array(values, c_order=True)
-            for j, position in enumerate(positions):
-                nodes[position] = _numpy.tensor_at(
-                    values.dtype.str, [num_rows], [item], base + j * num_rows * item, packer)
-        else:
-            for position in positions:
-                nodes[position] = encode_column(_column_values(frame, position), packer)
-    members = {_column_key(i): node for i, node in enumerate(nodes)}
+        node = _encode_block(values, num_rows, packer) if len(positions) > 1 else None
+        if node is not None:
+            members[_block_key(len(block_columns))] = node
+            block_columns.append(positions.tolist())
+            continue
+        for position in positions:
+            members[_column_key(position)] = encode_column(
+                _column_values(frame, position), packer)
     members[_INDEX] = encode_index(frame.index, packer)
     fields = {_COLUMNS: labels, _NUM_ROWS: num_rows,
               "columns_name": columns.name, "columns_dtype": str(columns.dtype)}
+    if block_columns:
+        fields[_BLOCK_COLUMNS] = block_columns
     if type(columns) is pd.RangeIndex:
         fields["columns_range"] = [columns.start, columns.stop, columns.step]
     return _node(DATAFRAME, fields, members)
@@ -343,14 +367,19 @@ def _dtype(text):
     return np.dtype(text)
 
 
-_column_keys = []
+def _member_keys(prefix):
+    """key(i) -> prefix + str(i), each made once."""
+    keys = []
+
+    def key(i):
+        while len(keys) <= i:
+            keys.append(f"{prefix}{len(keys)}")
+        return keys[i]
+    return key
 
 
-def _column_key(i):
-    """The member name "column_<i>" (made once per i)."""
-    while len(_column_keys) <= i:
-        _column_keys.append(f"{_COLUMN_PREFIX}{len(_column_keys)}")
-    return _column_keys[i]
+_column_key = _member_keys(_COLUMN_PREFIX)
+_block_key = _member_keys(_BLOCK_PREFIX)
 
 
 def _numeric_blocks(planned, num_rows, ctx, node_id):
@@ -367,6 +396,61 @@ def _numeric_blocks(planned, num_rows, ctx, node_id):
             raise InvalidArgument(
                 f"DataFrame {node_id}: columns do not fit their buffer: {e}") from None
         blocks.append((values, placement))
+    return blocks
+
+
+def _placement(positions):
+    """A pandas block placement of a list of column positions: a slice if
+    they are consecutive (pandas is faster with those)."""
+    first = positions[0]
+    if positions[-1] - first == len(positions) - 1 and positions == list(
+            range(first, first + len(positions))):
+        return slice(first, first + len(positions))
+    return positions
+
+
+def _stored_blocks(fields, members, num_rows, count, ctx, node_id):
+    """The frame's block_<k> members as (values, placement) pairs."""
+    block_columns = fields.get(_BLOCK_COLUMNS)
+    if block_columns is None:
+        return []
+    if type(block_columns) is not list:
+        raise InvalidArgument(f"DataFrame {node_id}: block_columns is not a list")
+    blocks = []
+    for k, positions in enumerate(block_columns):
+        if (type(positions) is not list or not positions
+                or not all(type(p) is int and 0 <= p < count for p in positions)):
+            raise InvalidArgument(
+                f"DataFrame {node_id}: block_columns[{k}] is not a list of positions "
+                f"of its {count} columns")
+        child = members.get(_block_key(k))
+        if child is None:
+            raise InvalidArgument(f"DataFrame {node_id} lacks member block_{k}")
+        for p in positions:
+            if _column_key(p) in members:
+                raise InvalidArgument(
+                    f"DataFrame {node_id}: column {p} is in block_{k} and member column_{p} too")
+        shape = (len(positions), num_rows)
+        typename = child.get(_TYPENAME)
+        if typename == _numpy.TENSOR:
+            values = _numpy.decode_tensor(child, ctx)
+        elif (typename == STRINGS and child.get(_FIELDS, {}).get("shape") == list(shape)
+              and child[_FIELDS].get("pandas_dtype", "object") == "object"):
+            values = decode_strings_column(child, ctx)
+            if len(values) != shape[0] * shape[1]:
+                raise InvalidArgument(
+                    f"DataFrame {node_id}: block_{k} holds {len(values)} strings, "
+                    f"not {shape[0]} x {shape[1]}")
+            values = values.reshape(shape)
+        else:
+            raise InvalidArgument(
+                f"DataFrame {node_id}: block_{k} is not a 2-d Tensor or StringColumn "
+                f"of shape {list(shape)}")
+        if values.shape != shape:
+            raise InvalidArgument(
+                f"DataFrame {node_id}: block_{k} has shape {list(values.shape)}, "
+                f"not {list(shape)}")
+        blocks.append((values, _placement(positions)))
     return blocks
 
 
@@ -388,11 +472,13 @@ def decode_dataframe(node, ctx):
         raise InvalidArgument(
             f"DataFrame {node_id} has member column_{max_position} but {count} columns")
     blocks = _numeric_blocks(planned, num_rows, ctx, node_id)
-    placed = sum(len(values) for values, _ in blocks)
-    if placed < count:  # columns that are not plain numbers, one by one
-        taken = set()
-        for _, placement in blocks:
-            taken.update(range(count)[placement] if type(placement) is slice else placement)
+    blocks += _stored_blocks(fields, members, num_rows, count, ctx, node_id)
+    # Every column placed exactly once (pandas is told not to check).
+    placed = []
+    for _, placement in blocks:
+        placed.extend(range(count)[placement] if type(placement) is slice else placement)
+    if len(placed) < count:  # the columns stored one by one
+        taken = set(placed)
         for i in range(count):
             if i in taken:
                 continue
@@ -406,6 +492,12 @@ def decode_dataframe(node, ctx):
             if isinstance(values, np.ndarray):  # object blocks are 2-d
                 values = values.reshape(1, num_rows)
             blocks.append((values, slice(i, i + 1)))
+            placed.append(i)
+    if len(placed) != count or len(set(placed)) != count or min(placed, default=0) < 0 \
+            or max(placed, default=-1) >= count:
+        raise InvalidArgument(
+            f"DataFrame {node_id}: its blocks and columns do not place each of its "
+            f"{count} columns exactly once")
     return _frame_from_blocks(blocks, columns, index)
 
 

@@ -30,6 +30,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::DaemonProcess;
 using testing::WaitChild;
+using json = protocol::json;
 
 std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
   std::vector<uint8_t> v(n);
@@ -496,6 +497,73 @@ TEST_F(ClientTest, ObjectTreesTensorsAndDataFrames) {
   // Reading a tensor of a blob is a type error, not a crash.
   auto wrong = Tensor::Get(*client_, *fid);
   EXPECT_TRUE(wrong.status().IsInvalid());
+}
+
+// A DataFrame as Python writes one: columns 0 and 2 as rows 1 and 0 of a
+// 2-d block, column 1 a node of its own. `block_columns` is the field.
+Result<ObjectID> PutBlockFrame(Client& client, const json& block_columns) {
+  std::vector<int64_t> block = {7, 8, 9, 1, 2, 3};  // rows: column 2, column 0
+  std::vector<double> own = {0.5, 1.5, 2.5};
+  TRELLIS_ASSIGN_OR_RAISE(ObjectID block_id,
+                          Tensor::Put(client, "<i8", {2, 3}, block.data()));
+  TRELLIS_ASSIGN_OR_RAISE(ObjectID own_id,
+                          Tensor::Put(client, "<f8", {3}, own.data()));
+  ObjectMeta meta(kDataFrameTypeName);
+  ObjectMetaAccess::SetField(&meta, "columns", json::array({"a", "b", "c"}));
+  ObjectMetaAccess::SetField(&meta, "block_columns", block_columns);
+  meta.SetField("num_rows", 3);
+  meta.AddMember("block_0", block_id);
+  meta.AddMember("column_1", own_id);
+  ObjectMeta index(kRangeIndexTypeName);
+  index.SetField("start", 0);
+  index.SetField("stop", 3);
+  index.SetField("step", 1);
+  meta.AddMember("index", index);
+  return client.CreateObject(meta);
+}
+
+TEST_F(ClientTest, DataFrameColumnsInABlockAreRowsOfIt) {
+  auto id = PutBlockFrame(*client_, json::array({json::array({2, 0})}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto df = DataFrame::Get(*client_, *id);
+  ASSERT_TRUE(df.ok()) << df.status();
+  EXPECT_EQ(df->block_row(0), 1);
+  EXPECT_EQ(df->block_row(1), -1);
+  EXPECT_EQ(df->block_row(2), 0);
+  auto a = df->column("a");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->shape(), (std::vector<int64_t>{3}));
+  EXPECT_EQ(a->strides(), (std::vector<int64_t>{8}));
+  EXPECT_EQ(a->data_as<int64_t>()[0], 1);
+  EXPECT_EQ(a->data_as<int64_t>()[2], 3);
+  EXPECT_EQ(df->column(2)->data_as<int64_t>()[1], 8);
+  EXPECT_EQ(df->column(1)->data_as<double>()[2], 2.5);
+  EXPECT_EQ(df->column_meta(0)->type_name(), kTensorTypeName);  // the block
+  EXPECT_EQ(*a->Row(2)->data_as<int64_t>(), 3);                 // a 0-d tensor
+  EXPECT_TRUE(a->Row(3).status().IsInvalid());
+  EXPECT_TRUE(df->column(2)->Row(0)->Row(0).status().IsInvalid());  // 0-d
+}
+
+TEST_F(ClientTest, DataFrameBlocksThatDoNotPlaceEachColumnOnceAreInvalid) {
+  std::vector<std::pair<json, std::string>> cases = {
+      {json::array({json::array({2, 2})}), "placed once"},
+      {json::array({json::array({0, 1})}), "column_1 too"},
+      {json::array({json::array({0, 3})}), "placed once"},
+      {json::array({json::array({0, -1})}), "placed once"},
+      {json::array({json::array({0, "2"})}), "placed once"},
+      {json::array({json::array({2, 0}), json::array({})}), "block_1"},
+      {json::array({7}), "block_columns[0]"},
+      {json::object(), "'block_columns' must be a list"},
+      {json::array({json::array({2})}), "column_0"},  // column 0 nowhere
+  };
+  for (const auto& [blocks, says] : cases) {
+    auto id = PutBlockFrame(*client_, blocks);
+    ASSERT_TRUE(id.ok()) << id.status();
+    auto df = DataFrame::Get(*client_, *id);
+    EXPECT_TRUE(df.status().IsInvalid()) << blocks;
+    EXPECT_NE(df.status().message().find(says), std::string::npos)
+        << blocks << ": " << df.status();
+  }
 }
 
 TEST_F(ClientTest, GottenObjectsOutliveTheirClient) {

@@ -67,11 +67,50 @@ Result<DataFrame> DataFrame::FromMeta(const ObjectMeta& meta) {
     df.column_names_.push_back(name.is_string() ? name.get<std::string>()
                                                 : name.dump());
   }
-  for (size_t i = 0; i < df.column_names_.size(); ++i) {
+  size_t count = df.column_names_.size();
+  df.places_.resize(count);
+  std::vector<bool> placed(count, false);
+  auto blocks = f.find(kBlockColumns);
+  if (blocks != f.end()) {
+    if (!blocks->is_array()) {
+      return Status::Invalid("DataFrame field 'block_columns' must be a list");
+    }
+    for (size_t k = 0; k < blocks->size(); ++k) {
+      const json& positions = (*blocks)[k];
+      std::string member = BlockMember(k);
+      if (!meta.HasMember(member)) {
+        return Status::Invalid("DataFrame has no member " + member);
+      }
+      if (!positions.is_array()) {
+        return Status::Invalid("DataFrame block_columns[" + std::to_string(k) +
+                               "] must be a list of column positions");
+      }
+      for (size_t row = 0; row < positions.size(); ++row) {
+        const json& p = positions[row];
+        if (!p.is_number_integer() || p.get<int64_t>() < 0 ||
+            p.get<int64_t>() >= static_cast<int64_t>(count) ||
+            placed[p.get<size_t>()]) {
+          return Status::Invalid("DataFrame block_columns[" +
+                                 std::to_string(k) + "] has " + p.dump() +
+                                 ", not a position of a column placed once");
+        }
+        if (meta.HasMember(ColumnMember(p.get<size_t>()))) {
+          return Status::Invalid("DataFrame column " + p.dump() + " is in " +
+                                 member + " and member column_" + p.dump() +
+                                 " too");
+        }
+        placed[p.get<size_t>()] = true;
+        df.places_[p.get<size_t>()] = {member, static_cast<int64_t>(row)};
+      }
+    }
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (placed[i]) continue;
     if (!meta.HasMember(ColumnMember(i))) {
       return Status::Invalid("DataFrame has no member column_" +
                              std::to_string(i));
     }
+    df.places_[i] = {ColumnMember(i), -1};
   }
   return df;
 }
@@ -86,12 +125,24 @@ Result<ObjectMeta> DataFrame::column_meta(size_t i) const {
     return Status::Invalid("column " + std::to_string(i) + " out of range (" +
                            std::to_string(column_names_.size()) + " columns)");
   }
-  return meta_.GetMember(ColumnMember(i));
+  return meta_.GetMember(places_[i].member);
+}
+
+int64_t DataFrame::block_row(size_t i) const {
+  return i < places_.size() ? places_[i].row : -1;
 }
 
 Result<Tensor> DataFrame::column(size_t i) const {
   TRELLIS_ASSIGN_OR_RAISE(ObjectMeta m, column_meta(i));
-  return Tensor::FromMeta(m);
+  TRELLIS_ASSIGN_OR_RAISE(Tensor t, Tensor::FromMeta(m));
+  int64_t row = places_[i].row;
+  if (row < 0) return t;
+  if (t.shape().size() != 2 || t.shape()[1] != num_rows_) {
+    return Status::Invalid("DataFrame " + places_[i].member +
+                           " is not a 2-d tensor of " +
+                           std::to_string(num_rows_) + " rows per column");
+  }
+  return t.Row(row);
 }
 
 Result<Tensor> DataFrame::column(const std::string& name) const {

@@ -150,4 +150,17 @@ Result<Tensor> Tensor::Get(Client& client, ObjectID id) {
 
 int64_t Tensor::size() const { return Elements(shape_); }
 
+Result<Tensor> Tensor::Row(int64_t i) const {
+  if (shape_.empty()) return Status::Invalid("a 0-d tensor has no rows");
+  if (i < 0 || i >= shape_[0]) {
+    return Status::Invalid("row " + std::to_string(i) + " out of range (" +
+                           std::to_string(shape_[0]) + " rows)");
+  }
+  Tensor row = *this;
+  row.data_ = data_ + i * strides_[0];
+  row.shape_.erase(row.shape_.begin());
+  row.strides_.erase(row.strides_.begin());
+  return row;
+}
+
 }  // namespace trellis

@@ -77,6 +77,15 @@ inline constexpr uint64_t kColumnAlign = 64;
 inline std::string ColumnMember(size_t i) {
   return std::string(kColumnPrefix) + std::to_string(i);
 }
+// Block k (several columns in one 2-d node) is the member kBlockPrefix +
+// decimal k; the field kBlockColumns lists, per block, the positions of its
+// columns (row j of block k is column kBlockColumns[k][j]).
+inline constexpr std::string_view kBlockPrefix = "block_";
+inline constexpr std::string_view kBlockColumns = "block_columns";
+
+inline std::string BlockMember(size_t k) {
+  return std::string(kBlockPrefix) + std::to_string(k);
+}
 }  // namespace dataframe
 
 // --------------------------------------------------- trellis::RangeIndex

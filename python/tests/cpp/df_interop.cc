@@ -7,7 +7,9 @@
 //   trellis_df_interop describe <socket> <name>
 //       reads the DataFrame bound to <name> with trellis::DataFrame and
 //       prints one JSON line: num_rows, the index node, and per column its
-//       name, typename, dtype and the sum/first/last of its values.
+//       name, the typename of its node (its block's if it is in one), its
+//       row in that block (-1 if none), dtype and the sum/first/last of its
+//       values.
 // Exit status 0 on success; errors go to stderr with status 1.
 #include <cstdint>
 #include <cstdio>
@@ -81,7 +83,9 @@ Status Describe(trellis::Client& client, const std::string& name) {
       {"columns", json::array()}};
   for (size_t c = 0; c < df.num_columns(); ++c) {
     TRELLIS_ASSIGN_OR_RAISE(trellis::ObjectMeta meta, df.column_meta(c));
-    json col = {{"name", df.column_names()[c]}, {"typename", meta.type_name()}};
+    json col = {{"name", df.column_names()[c]},
+                {"typename", meta.type_name()},
+                {"block_row", df.block_row(c)}};
     if (meta.type_name() == trellis::kTensorTypeName) {
       TRELLIS_ASSIGN_OR_RAISE(trellis::Tensor t, df.column(c));
       if (t.shape().size() != 1 || t.shape()[0] != df.num_rows()) {
