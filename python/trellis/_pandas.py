@@ -56,7 +56,8 @@ _node = _codec.node
 
 _BLOCK_KINDS = frozenset(fmt.BLOCK_WRITE_KINDS)  # numpy blocks stored region-per-block
 _LABEL_TYPES = (str, int, float, bool, type(None))
-_COLUMN_INDEX_DTYPES = frozenset(["object", "int64", "uint64", "float64"])
+# dtype of a column Index stored as labels -> its name in "columns_dtype".
+_COLUMN_INDEX_DTYPES = {np.dtype(name): name for name in ("object", "int64", "uint64", "float64")}
 
 
 def _plain(label):
@@ -234,13 +235,24 @@ def _encode_block(values, num_rows, packer):
     return None
 
 
+def _plain_labels(columns, labels):
+    """True if every column label is stored exactly as a JSON value."""
+    if columns.dtype != object:  # int64, uint64, float64 Index
+        return True
+    if columns.inferred_type == "string":  # cached on the Index; C speed
+        return True
+    return all(_plain(label) for label in labels)
+
+
 def encode_dataframe(frame, packer):
     columns = frame.columns
-    labels = columns.tolist()
-    if (isinstance(columns, pd.MultiIndex) or not _plain(columns.name)
-            or str(columns.dtype) not in _COLUMN_INDEX_DTYPES
-            or not all(_plain(label) for label in labels)):
+    columns_dtype = _COLUMN_INDEX_DTYPES.get(columns.dtype)
+    if (columns_dtype is None or isinstance(columns, pd.MultiIndex)
+            or not _plain(columns.name)):
         return None  # pickle the frame
+    labels = columns.tolist()
+    if not _plain_labels(columns, labels):
+        return None
     num_rows = len(frame.index)
     members = {}
     block_columns = []
@@ -255,7 +267,7 @@ def encode_dataframe(frame, packer):
                 _column_values(frame, position), packer)
     members[_INDEX] = encode_index(frame.index, packer)
     fields = {_COLUMNS: labels, _NUM_ROWS: num_rows,
-              "columns_name": columns.name, "columns_dtype": str(columns.dtype)}
+              "columns_name": columns.name, "columns_dtype": columns_dtype}
     if block_columns:
         fields[_BLOCK_COLUMNS] = block_columns
     if type(columns) is pd.RangeIndex:
@@ -399,14 +411,19 @@ def _numeric_blocks(planned, num_rows, ctx, node_id):
     return blocks
 
 
-def _placement(positions):
-    """A pandas block placement of a list of column positions: a slice if
-    they are consecutive (pandas is faster with those)."""
-    first = positions[0]
-    if positions[-1] - first == len(positions) - 1 and positions == list(
-            range(first, first + len(positions))):
-        return slice(first, first + len(positions))
-    return positions
+def _block_placement(positions, count):
+    """The pandas placement of a block_columns entry: a slice if the
+    positions are consecutive, else the list; None if it is not a non-empty
+    list of positions of `count` columns."""
+    if type(positions) is not list or not positions:
+        return None
+    first, n = positions[0], len(positions)
+    if (type(first) is int and 0 <= first and first + n <= count
+            and positions == list(range(first, first + n))):  # compared in C
+        return slice(first, first + n)
+    if all(type(p) is int and 0 <= p < count for p in positions):
+        return positions
+    return None
 
 
 def _stored_blocks(fields, members, num_rows, count, ctx, node_id):
@@ -418,18 +435,14 @@ def _stored_blocks(fields, members, num_rows, count, ctx, node_id):
         raise InvalidArgument(f"DataFrame {node_id}: block_columns is not a list")
     blocks = []
     for k, positions in enumerate(block_columns):
-        if (type(positions) is not list or not positions
-                or not all(type(p) is int and 0 <= p < count for p in positions)):
+        placement = _block_placement(positions, count)
+        if placement is None:
             raise InvalidArgument(
                 f"DataFrame {node_id}: block_columns[{k}] is not a list of positions "
                 f"of its {count} columns")
         child = members.get(_block_key(k))
         if child is None:
             raise InvalidArgument(f"DataFrame {node_id} lacks member block_{k}")
-        for p in positions:
-            if _column_key(p) in members:
-                raise InvalidArgument(
-                    f"DataFrame {node_id}: column {p} is in block_{k} and member column_{p} too")
         shape = (len(positions), num_rows)
         typename = child.get(_TYPENAME)
         if typename == _numpy.TENSOR:
@@ -450,8 +463,29 @@ def _stored_blocks(fields, members, num_rows, count, ctx, node_id):
             raise InvalidArgument(
                 f"DataFrame {node_id}: block_{k} has shape {list(values.shape)}, "
                 f"not {list(shape)}")
-        blocks.append((values, _placement(positions)))
+        blocks.append((values, placement))
     return blocks
+
+
+def _positions(placement):
+    return range(placement.start, placement.stop) if type(placement) is slice else placement
+
+
+def _places_each_once(blocks, count):
+    """True if the placements of `blocks` hold each of `count` positions once."""
+    if sum(len(_positions(p)) for _, p in blocks) != count:
+        return False
+    if all(type(p) is slice for _, p in blocks):  # the usual case: a tiling
+        end = 0
+        for start, stop in sorted((p.start, p.stop) for _, p in blocks):
+            if start != end:
+                return False
+            end = stop
+        return end == count
+    seen = set()
+    for _, p in blocks:
+        seen.update(_positions(p))
+    return len(seen) == count and min(seen, default=0) >= 0 and max(seen, default=-1) < count
 
 
 def decode_dataframe(node, ctx):
@@ -472,13 +506,14 @@ def decode_dataframe(node, ctx):
         raise InvalidArgument(
             f"DataFrame {node_id} has member column_{max_position} but {count} columns")
     blocks = _numeric_blocks(planned, num_rows, ctx, node_id)
-    blocks += _stored_blocks(fields, members, num_rows, count, ctx, node_id)
-    # Every column placed exactly once (pandas is told not to check).
-    placed = []
-    for _, placement in blocks:
-        placed.extend(range(count)[placement] if type(placement) is slice else placement)
-    if len(placed) < count:  # the columns stored one by one
-        taken = set(placed)
+    stored = _stored_blocks(fields, members, num_rows, count, ctx, node_id)
+    blocks += stored
+    placed = sum(len(_positions(p)) for _, p in blocks)
+    own = 0  # columns stored one by one, still among the members
+    if placed < count:
+        taken = set()
+        for _, placement in blocks:
+            taken.update(_positions(placement))
         for i in range(count):
             if i in taken:
                 continue
@@ -492,9 +527,17 @@ def decode_dataframe(node, ctx):
             if isinstance(values, np.ndarray):  # object blocks are 2-d
                 values = values.reshape(1, num_rows)
             blocks.append((values, slice(i, i + 1)))
-            placed.append(i)
-    if len(placed) != count or len(set(placed)) != count or min(placed, default=0) < 0 \
-            or max(placed, default=-1) >= count:
+            own += 1
+    if len(members) > own + len(stored) + (_INDEX in members):
+        # More members than were read: a column_<i> of a column that is in
+        # a block too is a second placement (other members are ignored).
+        for _, placement in stored:
+            for p in _positions(placement):
+                if _column_key(p) in members:
+                    raise InvalidArgument(
+                        f"DataFrame {node_id}: column {p} is in a block and member "
+                        f"column_{p} too")
+    if not _places_each_once(blocks, count):
         raise InvalidArgument(
             f"DataFrame {node_id}: its blocks and columns do not place each of its "
             f"{count} columns exactly once")

@@ -149,7 +149,7 @@ Status ObjectTable::Abort(ClientId client, const std::vector<ObjectID>& ids) {
   return Status::OK();
 }
 
-ObjectID ObjectTable::BuildTree(ClientId client, const json& node) {
+ObjectID ObjectTable::BuildTree(ClientId client, json& node) {
   ObjectID ref;
   if (IsReference(node, &ref)) {
     ObjectEntry& e = entries_.at(ref);
@@ -159,13 +159,13 @@ ObjectID ObjectTable::BuildTree(ClientId client, const json& node) {
   ObjectEntry entry;
   entry.id = NextId();
   entry.state = ObjectState::kSealed;
-  entry.type_name = node["typename"].get<std::string>();
+  entry.type_name = std::move(node["typename"].get_ref<std::string&>());
   auto fields = node.find("fields");
-  entry.fields = fields != node.end() ? *fields : json::object();
+  entry.fields = fields != node.end() ? std::move(*fields) : json::object();
   entry.creator = client;
   auto members = node.find("members");
   if (members != node.end()) {
-    for (const auto& [name, member] : members->items()) {
+    for (auto& [name, member] : members->items()) {
       ObjectID child = BuildTree(client, member);
       entries_.at(child).referrers++;
       entry.members.emplace_back(name, child);
@@ -178,7 +178,7 @@ ObjectID ObjectTable::BuildTree(ClientId client, const json& node) {
   return id;
 }
 
-Result<ObjectID> ObjectTable::CreateObject(ClientId client, const json& tree) {
+Result<ObjectID> ObjectTable::CreateObject(ClientId client, json tree) {
   TRELLIS_RETURN_NOT_OK(codec_.Validate(client, tree));
   ObjectID id = BuildTree(client, tree);
   // Encode the tree for GetMeta now, while it is hot in cache: the first get

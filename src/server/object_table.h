@@ -120,7 +120,7 @@ class ObjectTable final : public EntryLookup {
   // root's id. The tree is validated completely before anything changes
   // (TreeCodec::Validate; among others, Invalid if its expanded tree would
   // nest too deep for a GetMeta reply to carry).
-  Result<ObjectID> CreateObject(ClientId client, const json& tree);
+  Result<ObjectID> CreateObject(ClientId client, json tree);
 
   // --- replicas: copies of objects another instance created (a fetch) ---
   // They keep their ids (an id names one object cluster-wide; its top bits
@@ -244,7 +244,8 @@ class ObjectTable final : public EntryLookup {
   ObjectEntry* FindVisible(ObjectID id);
   // Seals a blob the client created (CREATED -> SEALED).
   void SealBlob(ClientState& state, ObjectEntry& blob);
-  ObjectID BuildTree(ClientId client, const json& node);
+  // Builds a validated node, moving its fields and typename out.
+  ObjectID BuildTree(ClientId client, json& node);
   // Allocates the blobs (id, size), all or nothing, CREATED for `client`.
   Result<std::vector<BlobSlot>> AllocateBlobs(
       ClientId client, const std::vector<std::pair<ObjectID, uint64_t>>& blobs);

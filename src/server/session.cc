@@ -146,10 +146,10 @@ class Session : public std::enable_shared_from_this<Session> {
                            protocol::MessageTypeName(frame.type)));
       return;
     }
-    HandleRequest(frame.type, frame.body);
+    HandleRequest(frame.type, std::move(frame.body));
   }
 
-  void HandleRequest(uint16_t type, const json& body) {
+  void HandleRequest(uint16_t type, json body) {
     // ReadBlobs is GetBlobs (holds, reloads) whose reply is turned into the
     // Reply {sizes} and the blobs' bytes.
     bool read_blobs = type == static_cast<uint16_t>(MessageType::kReadBlobs);
@@ -169,7 +169,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::weak_ptr<Session> weak = shared_from_this();
     waiting_ = true;
     store_->Handle(
-        client_, type, body,
+        client_, type, std::move(body),
         [this, weak, call, read_blobs,
          ids = std::move(ids)](Result<json> reply) mutable {
           auto self = weak.lock();

@@ -84,13 +84,13 @@ json Store::HelloReply(ClientId client) const {
 // ------------------------------------------------------------------ dispatch
 
 template <Store::SyncHandler F>
-Status Store::Sync(ClientId client, const json& body, Done& done) {
+Status Store::Sync(ClientId client, json& body, Done& done) {
   done((this->*F)(client, body));
   return Status::OK();
 }
 
 template <Store::IdsHandler F>
-Status Store::WithIds(ClientId client, const json& body, Done& done) {
+Status Store::WithIds(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
   (this->*F)(client, std::move(ids), std::move(done));
   return Status::OK();
@@ -131,8 +131,7 @@ const Store::HandlerTable& Store::Handlers() {
   return table;
 }
 
-void Store::Handle(ClientId client, uint16_t type, const json& body,
-                   Done done) {
+void Store::Handle(ClientId client, uint16_t type, json body, Done done) {
   const HandlerTable& handlers = Handlers();
   Handler handler = type < handlers.size() ? handlers[type] : nullptr;
   Status st = handler ? (this->*handler)(client, body, done)
@@ -160,13 +159,13 @@ json SlotsReply(const std::vector<BlobSlot>& slots) {
 }
 }  // namespace
 
-Status Store::CreateBlobs(ClientId client, const json& body, Done& done) {
+Status Store::CreateBlobs(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(std::vector<uint64_t> sizes, GetUints(body, "sizes"));
   AllocateBlobs(client, std::move(sizes), nullptr, std::move(done));
   return Status::OK();
 }
 
-Status Store::PutBlobs(ClientId client, const json& body, Done& done) {
+Status Store::PutBlobs(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(
       std::vector<uint64_t> sizes,
       InlineBlobSizes(body, "data", options_.max_inline_blob));
@@ -226,7 +225,7 @@ Result<json> Store::Abort(ClientId client, const json& body) {
   return EmptyReply(table_.Abort(client, ids));
 }
 
-Status Store::Release(ClientId client, const json& body, Done& done) {
+Status Store::Release(ClientId client, json& body, Done& done) {
   // No reply (`done` is dropped): a bad release is the client's bug and
   // affects only its own holds, which are dropped anyway when it disconnects.
   auto ids = GetIds(body, "ids");
@@ -234,7 +233,7 @@ Status Store::Release(ClientId client, const json& body, Done& done) {
   return Status::OK();
 }
 
-Status Store::GetMeta(ClientId client, const json& body, Done& done) {
+Status Store::GetMeta(ClientId client, json& body, Done& done) {
   // relocate: offsets for a remote reader of ReadBlobs(held) (protocol.md).
   TRELLIS_ASSIGN_OR_RAISE(bool relocate, GetBool(body, "relocate", false));
   // fetch: copy objects made elsewhere in the cluster here first.

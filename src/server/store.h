@@ -112,8 +112,9 @@ class Store {
   // exactly once with the reply body or an error, possibly later (a GetName
   // that waits, a request waiting for memory, a reload or the MetaStore),
   // except for Release, which has no reply and never calls it. `done` is not
-  // called after Disconnect(client). `body` need not outlive the call.
-  void Handle(ClientId client, uint16_t type, const json& body, Done done);
+  // called after Disconnect(client). The request owns `body`; handlers may
+  // take parts of it (CreateObject moves its tree and data out).
+  void Handle(ClientId client, uint16_t type, json body, Done done);
 
   // Where bytes [offset, offset + size) of a CREATED blob of `client` are
   // in the arena, for a transport that writes them there (WriteBlob bulk
@@ -128,7 +129,7 @@ class Store {
   // A request handler. It returns an error to reply with at once, leaving
   // `done` untouched; or OK, having taken `done` (moved from it) to call
   // exactly once, now or later.
-  using Handler = Status (Store::*)(ClientId, const json&, Done&);
+  using Handler = Status (Store::*)(ClientId, json&, Done&);
   using SyncHandler = Result<json> (Store::*)(ClientId, const json&);
   using IdsHandler = void (Store::*)(ClientId, std::vector<ObjectID>, Done);
   static constexpr size_t kHandlerSlots = 32;  // > the largest request type
@@ -137,9 +138,9 @@ class Store {
   // Adapters to Handler: a synchronous handler, and one that takes the
   // body's "ids".
   template <SyncHandler F>
-  Status Sync(ClientId client, const json& body, Done& done);
+  Status Sync(ClientId client, json& body, Done& done);
   template <IdsHandler F>
-  Status WithIds(ClientId client, const json& body, Done& done);
+  Status WithIds(ClientId client, json& body, Done& done);
 
   Store(const StoreOptions& options, std::unique_ptr<Arena> arena,
         std::unique_ptr<MetaStore> meta, std::unique_ptr<SpillStorage> spill,
@@ -149,15 +150,15 @@ class Store {
   Done ForClient(ClientId client, Done done) const;
 
   // --- the requests (store.cc) ---
-  Status CreateBlobs(ClientId client, const json& body, Done& done);
-  Status PutBlobs(ClientId client, const json& body, Done& done);
+  Status CreateBlobs(ClientId client, json& body, Done& done);
+  Status PutBlobs(ClientId client, json& body, Done& done);
   // Allocates blobs of `sizes` once memory allows; with `payload` (one binary
   // per size) fills and seals them.
   void AllocateBlobs(ClientId client, std::vector<uint64_t> sizes,
                      std::shared_ptr<const json> payload, Done done);
   Result<json> Seal(ClientId client, const json& body);
   Result<json> Abort(ClientId client, const json& body);
-  Status GetMeta(ClientId client, const json& body, Done& done);
+  Status GetMeta(ClientId client, json& body, Done& done);
   // With `relocate`, blob offsets are positions in the layout of the held
   // blobs read back to back (ObjectTable::GetTreeRelocated).
   template <typename Serve>
@@ -167,7 +168,7 @@ class Store {
   void ServeTrees(ClientId client, std::vector<ObjectID> ids, bool relocate,
                   Done done);
   void GetBlobs(ClientId client, std::vector<ObjectID> ids, Done done);
-  Status Release(ClientId client, const json& body, Done& done);
+  Status Release(ClientId client, json& body, Done& done);
   Result<json> ListObjects(ClientId client, const json& body);
   Result<json> StatusReply(ClientId client, const json& body);
   void Pin(ClientId client, std::vector<ObjectID> ids, Done done);
@@ -211,21 +212,20 @@ class Store {
   // name, reply, unlock.
   struct CreateCall {
     ClientId client;
-    // The tree: in the request's body while Handle runs; copied to
-    // `tree_copy` if Handle returns before it was built. Null once built.
-    const json* tree;
-    json tree_copy;
+    // The tree, moved out of the request's body; null once built.
+    json tree;
     std::string name;  // empty: no name (and no lock)
     bool overwrite;
     bool persist;
     ObjectID id;  // once built
     Done done;    // ForClient
-    // CreateObject with `data`: its bytes until the blob holding them is
-    // made (then null), and that blob, which {"id": 0} nodes name.
-    std::shared_ptr<const std::vector<uint8_t>> data;
+    // CreateObject with `data`: its bytes (moved out of the body) until the
+    // blob holding them is made, and that blob, which {"id": 0} nodes name.
+    std::vector<uint8_t> data;
+    bool has_data = false;
     ObjectID inline_blob;
   };
-  Status CreateObject(ClientId client, const json& body, Done& done);
+  Status CreateObject(ClientId client, json& body, Done& done);
   void CheckNameFree(std::shared_ptr<CreateCall> call);
   void BuildObject(std::shared_ptr<CreateCall> call);
   // Makes the blob of call->data, then builds the tree naming it.
@@ -236,26 +236,26 @@ class Store {
   // The objects bound to `names`, or the error of the first unbound one.
   void ResolveNames(std::vector<std::string> names,
                     MetaStore::Callback<std::vector<ObjectID>> done);
-  Status PutName(ClientId client, const json& body, Done& done);
+  Status PutName(ClientId client, json& body, Done& done);
   // The rest of a PutName holding the name's lock: replies `nameable` if it
   // is an error, else binds the name; releases the lock either way.
   void BindLockedName(ClientId client, const std::string& name, ObjectID id,
                       bool overwrite, Status nameable, Done done);
   // Whether `id` may be named: ObjectNotFound or NotSealed if not.
   Status CheckNameable(ObjectID id) const;
-  Status GetName(ClientId client, const json& body, Done& done);
-  Status DropName(ClientId client, const json& body, Done& done);
-  Status ListNames(ClientId client, const json& body, Done& done);
+  Status GetName(ClientId client, json& body, Done& done);
+  Status DropName(ClientId client, json& body, Done& done);
+  Status ListNames(ClientId client, json& body, Done& done);
   // The cluster's name, backend and registered instances.
-  Status ClusterInfo(ClientId client, const json& body, Done& done);
+  Status ClusterInfo(ClientId client, json& body, Done& done);
   // Where objects live and how big they are (docs/protocol.md, "Locate"),
   // for placement: holds nothing, fetches nothing (store_fetch.cc).
-  Status Locate(ClientId client, const json& body, Done& done);
+  Status Locate(ClientId client, json& body, Done& done);
   void LocateIds(ClientId client, std::vector<ObjectID> ids, Done done);
   // The Locate entry of `id` from the table (nullptr: not here).
   std::optional<json> LocateHere(ObjectID id) const;
-  Status Delete(ClientId client, const json& body, Done& done);
-  Status Persist(ClientId client, const json& body, Done& done);
+  Status Delete(ClientId client, json& body, Done& done);
+  Status Persist(ClientId client, json& body, Done& done);
 
   // --- global objects (store_global.cc) ---
   using GlobalTrees = std::unordered_map<ObjectID, json>;

@@ -275,7 +275,7 @@ void Store::FinishFetch(ObjectID id, Result<json> tree) {
 
 // ------------------------------------------------------------------ Locate
 
-Status Store::Locate(ClientId client, const json& body, Done& done) {
+Status Store::Locate(ClientId client, json& body, Done& done) {
   if (!body.contains("names")) {
     TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
     LocateIds(client, std::move(ids), std::move(done));

@@ -57,7 +57,7 @@ struct Store::GlobalBuild {
 };
 
 Status Store::BuildGlobal(std::shared_ptr<CreateCall> call) {
-  const json& tree = *call->tree;
+  const json& tree = call->tree;
   auto type = tree.find(std::string(format::kTypeNameKey));
   std::string type_name;  // empty: named after its members in PublishGlobal
   if (type != tree.end()) {

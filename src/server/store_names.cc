@@ -40,8 +40,7 @@ namespace {
 bool IsInlineBlobRef(const json& node) {
   if (!node.is_object() || node.size() != 1) return false;
   auto id = node.find(format::kIdKey);
-  return id != node.end() && id->is_number_integer() &&
-         id->get<int64_t>() == 0;
+  return id != node.end() && id->is_number_integer() && id->get<int64_t>() == 0;
 }
 
 // Counts the {"id": 0} members below `node` and, with a valid `blob`,
@@ -64,7 +63,7 @@ size_t ResolveInlineBlobRefs(json* node, ObjectID blob) {
 
 }  // namespace
 
-Status Store::CreateObject(ClientId client, const json& body, Done& done) {
+Status Store::CreateObject(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(const json* tree, GetMap(body, "tree"));
   TRELLIS_ASSIGN_OR_RAISE(std::string name, GetOptionalName(body, "name"));
   TRELLIS_ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
@@ -72,37 +71,34 @@ Status Store::CreateObject(ClientId client, const json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(
       const json* data,
       GetOptionalInlineBlob(body, "data", options_.max_inline_blob));
-  json resolved;  // with data: the tree, resolved once the blob exists
   if (data) {
     if (IsGlobalTree(*tree)) {
       return Status::Invalid(
           "a global object has no blobs: 'data' is not allowed with "
           "\"global\": true");
     }
-    resolved = *tree;
-    if (ResolveInlineBlobRefs(&resolved, ObjectID()) == 0) {
+    if (ResolveInlineBlobRefs(&body["tree"], ObjectID()) == 0) {
       return Status::Invalid(
           "'data' is given but no member of the tree is {\"id\": 0}");
     }
   }
   // From here on errors go to the call's `done`.
-  auto call = std::make_shared<CreateCall>(CreateCall{
-      client, tree, std::move(resolved), std::move(name), overwrite, persist,
-      ObjectID(), ForClient(client, std::move(done)), nullptr, ObjectID()});
-  if (data) {
-    call->tree = &call->tree_copy;
-    call->data = std::make_shared<const std::vector<uint8_t>>(
-        data->get_binary().begin(), data->get_binary().end());
-  }
+  auto call = std::make_shared<CreateCall>(
+      CreateCall{client,
+                 std::move(body["tree"]),
+                 std::move(name),
+                 overwrite,
+                 persist,
+                 ObjectID(),
+                 ForClient(client, std::move(done)),
+                 {},
+                 data != nullptr,
+                 ObjectID()});
+  if (data) call->data = std::move(body["data"].get_binary());
   if (call->name.empty()) {
     BuildObject(call);
   } else {
     name_locks_.Acquire(call->name, [this, call] { CheckNameFree(call); });
-  }
-  if (call->tree && call->tree != &call->tree_copy) {
-    // Waits for the lock or the MetaStore: keep the tree.
-    call->tree_copy = *call->tree;
-    call->tree = &call->tree_copy;
   }
   return Status::OK();
 }
@@ -129,13 +125,13 @@ void Store::CheckNameFree(std::shared_ptr<CreateCall> call) {
 void Store::BuildObject(std::shared_ptr<CreateCall> call) {
   // Gone meanwhile: its unsealed blobs, which the tree may use, are aborted.
   if (!table_.HasClient(call->client)) return FinishCreate(call, Status::OK());
-  if (call->data) return AllocateInlineBlob(call);
+  if (call->has_data) return AllocateInlineBlob(call);
   BuildTree(call);
 }
 
 void Store::AllocateInlineBlob(std::shared_ptr<CreateCall> call) {
-  auto data = std::move(call->data);
-  MemoryNeed need = MemoryNeed::Of({data->size()});
+  call->has_data = false;
+  MemoryNeed need = MemoryNeed::Of({call->data.size()});
   if (need.total > allocator_.capacity()) {
     return FinishCreate(
         call, memory_.OutOfMemory(need.total,
@@ -143,23 +139,25 @@ void Store::AllocateInlineBlob(std::shared_ptr<CreateCall> call) {
   }
   memory_.WithMemory(
       need,
-      [this, call, data] {
+      [this, call] {
         if (!table_.HasClient(call->client)) {
           FinishCreate(call, Status::OK());
           return true;
         }
-        auto slots = table_.CreateBlobs(call->client, {data->size()});
+        auto slots = table_.CreateBlobs(call->client, {call->data.size()});
         if (!slots.ok()) {
           if (slots.status().IsOutOfMemory()) return false;
           FinishCreate(call, slots.status());
           return true;
         }
         const BlobSlot& slot = slots->front();
-        if (!data->empty()) {
-          std::memcpy(arena_->base() + slot.offset, data->data(), data->size());
+        if (!call->data.empty()) {
+          std::memcpy(arena_->base() + slot.offset, call->data.data(),
+                      call->data.size());
         }
+        call->data = {};
         call->inline_blob = slot.id;
-        ResolveInlineBlobRefs(&call->tree_copy, slot.id);
+        ResolveInlineBlobRefs(&call->tree, slot.id);
         BuildTree(call);
         return true;
       },
@@ -167,15 +165,13 @@ void Store::AllocateInlineBlob(std::shared_ptr<CreateCall> call) {
 }
 
 void Store::BuildTree(std::shared_ptr<CreateCall> call) {
-  const json* tree = call->tree;
-  call->tree = nullptr;
-  if (IsGlobalTree(*tree)) {
-    call->tree = tree;
+  if (IsGlobalTree(call->tree)) {
     Status st = BuildGlobal(call);
     if (!st.ok()) FinishCreate(call, st);
     return;
   }
-  auto id = table_.CreateObject(call->client, *tree);
+  auto id = table_.CreateObject(call->client, std::move(call->tree));
+  call->tree = nullptr;
   if (!id.ok()) return FinishCreate(call, id.status());
   call->id = *id;
   if (!call->persist) return BindCreated(call);
@@ -255,7 +251,7 @@ Status Store::CheckNameable(ObjectID id) const {
   return Status::OK();
 }
 
-Status Store::PutName(ClientId client, const json& body, Done& done) {
+Status Store::PutName(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(std::string name, GetString(body, "name"));
   TRELLIS_ASSIGN_OR_RAISE(ObjectID id, GetId(body, "id"));
   TRELLIS_ASSIGN_OR_RAISE(bool overwrite, GetBool(body, "overwrite", true));
@@ -283,7 +279,7 @@ void Store::BindLockedName(ClientId client, const std::string& name,
   });
 }
 
-Status Store::GetName(ClientId client, const json& body, Done& done) {
+Status Store::GetName(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(std::string name, GetString(body, "name"));
   TRELLIS_ASSIGN_OR_RAISE(bool wait, GetBool(body, "wait", false));
   TRELLIS_ASSIGN_OR_RAISE(std::chrono::milliseconds timeout,
@@ -305,13 +301,13 @@ Status Store::GetName(ClientId client, const json& body, Done& done) {
   return Status::OK();
 }
 
-Status Store::DropName(ClientId client, const json& body, Done& done) {
+Status Store::DropName(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(std::string name, GetString(body, "name"));
   meta_->DropName(name, EmptyReplyTo(ForClient(client, std::move(done))));
   return Status::OK();
 }
 
-Status Store::ListNames(ClientId client, const json& body, Done& done) {
+Status Store::ListNames(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(ListRequest list, ParseList(body));
   meta_->ListNames(
       list.pattern, list.limit,
@@ -328,7 +324,7 @@ Status Store::ListNames(ClientId client, const json& body, Done& done) {
   return Status::OK();
 }
 
-Status Store::ClusterInfo(ClientId client, const json&, Done& done) {
+Status Store::ClusterInfo(ClientId client, json&, Done& done) {
   meta_->ListInstances([this, done = ForClient(client, std::move(done))](
                            Result<std::vector<InstanceInfo>> instances) {
     if (!instances.ok()) return done(instances.status());
@@ -351,7 +347,7 @@ Status Store::ClusterInfo(ClientId client, const json&, Done& done) {
 
 // ------------------------------------------------------- deletes and persists
 
-Status Store::Delete(ClientId client, const json& body, Done& done) {
+Status Store::Delete(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(std::vector<ObjectID> ids, GetIds(body, "ids"));
   TRELLIS_ASSIGN_OR_RAISE(bool deep, GetBool(body, "deep", true));
   TRELLIS_ASSIGN_OR_RAISE(bool force, GetBool(body, "force", false));
@@ -412,7 +408,7 @@ void Store::DeleteObjects(std::vector<ObjectID> here,
   }
 }
 
-Status Store::Persist(ClientId client, const json& body, Done& done) {
+Status Store::Persist(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(ObjectID id, GetId(body, "id"));
   TRELLIS_RETURN_NOT_OK(table_.Persist(id));
   TRELLIS_ASSIGN_OR_RAISE(json tree, table_.GetTree(0, id, nullptr));
