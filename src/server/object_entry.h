@@ -54,6 +54,9 @@ struct EntryLifecycle {
   uint32_t readers = 0;    // holds by clients, summed over clients
   uint32_t referrers = 0;  // live (not deleted) objects listing this as member
   bool persisted = false;
+  // When it was created (blobs) or built (composites), in milliseconds of
+  // the system clock since the epoch: what `trellis ls` shows as its age.
+  int64_t created_ms = 0;
 };
 
 struct EntryNode {

@@ -2,12 +2,24 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
 #include <cassert>
+#include <chrono>
 
 #include "common/tree_format.h"
 #include "trellis/object.h"
 
 namespace trellis::server {
+
+namespace {
+// Milliseconds of the system clock since the epoch (an object's age is for
+// people reading `trellis ls`: wall-clock time, not the Store's clock).
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 
 ObjectTable::ObjectTable(Allocator* allocator, uint16_t instance_id)
     : allocator_(allocator),
@@ -101,6 +113,7 @@ Result<std::vector<BlobSlot>> ObjectTable::AllocateBlobs(
     e.nbytes = s.size;
     e.nesting = 1;
     e.creator = client;
+    e.created_ms = NowMs();
     state.created.insert(s.id);
   }
   return slots;
@@ -159,6 +172,7 @@ ObjectID ObjectTable::BuildTree(ClientId client, json& node) {
   ObjectEntry entry;
   entry.id = NextId();
   entry.state = ObjectState::kSealed;
+  entry.created_ms = NowMs();
   entry.type_name = std::move(node["typename"].get_ref<std::string&>());
   auto fields = node.find("fields");
   entry.fields = fields != node.end() ? std::move(*fields) : json::object();
@@ -247,6 +261,7 @@ ObjectID ObjectTable::BuildReplica(ClientId client, const json& node) {
   ObjectEntry entry;
   entry.id = id;
   entry.state = ObjectState::kSealed;
+  entry.created_ms = NowMs();
   entry.type_name =
       node.at(std::string(format::kTypeNameKey)).get<std::string>();
   auto fields = node.find(std::string(format::kFieldsKey));
@@ -502,11 +517,30 @@ std::vector<json> ObjectTable::List(const std::string& pattern,
     if (out.size() >= limit) break;
     if (e.state != ObjectState::kSealed) continue;
     if (fnmatch(pattern.c_str(), e.type_name.c_str(), 0) != 0) continue;
+    // Over the object's blobs (a blob: itself): the most holds any has, and
+    // the bytes pinned and spilled.
+    uint32_t readers = 0;
+    uint64_t pinned_bytes = 0, spilled_bytes = 0;
+    auto count = [&](const ObjectEntry& blob) {
+      readers = std::max(readers, blob.readers);
+      if (blob.pinned) pinned_bytes += blob.size;
+      if (blob.residence == Residence::kSpilled) spilled_bytes += blob.size;
+    };
+    if (e.is_blob) {
+      count(e);
+    } else {
+      for (ObjectID blob : codec_.CacheOf(e).blobs) count(entries_.at(blob));
+    }
     json item = {{"id", id.value()},
                  {"typename", e.type_name},
                  {"nbytes", e.nbytes},
                  {"instance_id", instance_id_},
-                 {"persisted", e.persisted}};
+                 {"persisted", e.persisted},
+                 {"created_ms", e.created_ms},
+                 {"referrers", e.referrers},
+                 {"readers", readers},
+                 {"pinned_bytes", pinned_bytes},
+                 {"spilled_bytes", spilled_bytes}};
     if (!e.is_blob) item["fields"] = e.fields;
     out.push_back(std::move(item));
   }

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <map>
+
 #include "common/protocol.h"
 #include "trellis/object.h"
 
@@ -336,6 +339,28 @@ TEST_F(ObjectTableTest, ListFiltersByTypeGlob) {
   ASSERT_EQ(tests.size(), 1u);
   EXPECT_EQ(tests[0]["id"], c.value());
   EXPECT_EQ(table_.List("*", 1).size(), 1u);
+}
+
+TEST_F(ObjectTableTest, ListSaysWhoHoldsAndPinsAnObjectsBlobs) {
+  ObjectID a = SealedBlob(64), b = SealedBlob(128);
+  ObjectID c = Composite({a, b});
+  ASSERT_TRUE(table_.GetBlob(kReader, a).ok());  // one hold on a
+  ASSERT_TRUE(table_.SetPinned({b}, true).ok());
+  std::map<uint64_t, json> by_id;
+  for (json& item : table_.List("*", 100)) by_id[item["id"]] = item;
+  EXPECT_EQ(by_id[c.value()]["readers"], 1);
+  EXPECT_EQ(by_id[c.value()]["pinned_bytes"], 128);
+  EXPECT_EQ(by_id[c.value()]["spilled_bytes"], 0);
+  EXPECT_EQ(by_id[c.value()]["referrers"], 0);
+  EXPECT_EQ(by_id[a.value()]["referrers"], 1);
+  EXPECT_EQ(by_id[a.value()]["readers"], 1);
+  EXPECT_EQ(by_id[b.value()]["readers"], 0);
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  int64_t created = by_id[c.value()]["created_ms"].get<int64_t>();
+  EXPECT_LE(created, now);
+  EXPECT_GT(created, now - 60 * 1000);
 }
 
 TEST_F(ObjectTableTest, SpillsForALargeAllocationAreAdjacent) {

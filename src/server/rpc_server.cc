@@ -184,22 +184,20 @@ json RpcServer::HelloReply(ClientId client) const {
   return reply;
 }
 
-namespace {
-Status WritePortFile(const std::string& path, uint16_t port) {
+Status WritePortFile(const std::string& path, uint16_t port,
+                     const std::string& flag) {
   std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f)
-    return Status::FromErrno("cannot write --rpc-port-file " + tmp, errno);
+  if (!f) return Status::FromErrno("cannot write " + flag + " " + tmp, errno);
   bool written = std::fprintf(f, "%u\n", unsigned{port}) > 0;
   written = std::fclose(f) == 0 && written;
   if (!written || std::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     std::remove(tmp.c_str());
-    return Status::FromErrno("cannot write --rpc-port-file " + path, err);
+    return Status::FromErrno("cannot write " + flag + " " + path, err);
   }
   return Status::OK();
 }
-}  // namespace
 
 Result<std::unique_ptr<RpcServer>> ListenRpcServer(asio::io_context& io,
                                                    const RpcFlags& flags,

@@ -52,6 +52,11 @@ struct RpcOptions {
 Result<std::pair<std::string, uint16_t>> ParseRpcEndpoint(
     const std::string& text);
 
+// Writes `port` and a newline to `path` (via a temporary file renamed into
+// place, so a reader never sees half of it); errors name `flag`.
+Status WritePortFile(const std::string& path, uint16_t port,
+                     const std::string& flag = "--rpc-port-file");
+
 // Reads the token file of trellisd --rpc-token: its content, less one
 // trailing newline. IOError if it cannot be read; Invalid if it is empty or
 // readable or writable by others than its owner and group (like ssh with

@@ -75,6 +75,7 @@ class Session : public std::enable_shared_from_this<Session> {
                          reading_ = false;
                          if (closed_) return;
                          if (ec) return ReadFailed(ec);
+                         server_->bytes_received_ += n;
                          payload_dst_ += n;
                          payload_left_ -= n;
                          ProcessFrames();
@@ -91,6 +92,7 @@ class Session : public std::enable_shared_from_this<Session> {
                               reading_ = false;
                               if (closed_) return;
                               if (ec) return ReadFailed(ec);
+                              server_->bytes_received_ += n;
                               decoder_.Feed(read_buffer_.data(), n);
                               ProcessFrames();
                               Read();
@@ -391,6 +393,7 @@ class Session : public std::enable_shared_from_this<Session> {
         return;
       }
       if (ec) return Close();
+      server_->bytes_sent_ += n;
       for (auto& b : out_) {
         size_t used = std::min(n, b.size());
         b += used;

@@ -57,6 +57,10 @@ class SessionServer {
   SessionServer& operator=(const SessionServer&) = delete;
 
   size_t session_count() const { return sessions_.size(); }
+  // Bytes read from and written to this server's connections since start
+  // (frames, bulk payloads and replies alike).
+  uint64_t bytes_received() const { return bytes_received_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
 
  protected:
   // Serves an accepted connection; `peer` names it in the log.
@@ -95,6 +99,8 @@ class SessionServer {
   Store* store_;
   uint32_t max_frame_;
   std::unordered_set<std::shared_ptr<Session>> sessions_;
+  uint64_t bytes_received_ = 0;
+  uint64_t bytes_sent_ = 0;
 };
 
 // Accepts connections on `acceptor` until it is closed, handing each socket

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "common/protocol.h"
@@ -61,15 +62,17 @@ Store::Store(const StoreOptions& options, std::unique_ptr<Arena> arena,
 // The owner joins the spill workers before destroying the store.
 Store::~Store() = default;
 
-ClientId Store::Connect() {
+ClientId Store::Connect(bool counted) {
   ClientId client = next_client_++;
   table_.AddClient(client);
+  if (!counted) uncounted_clients_.insert(client);
   return client;
 }
 
 void Store::Disconnect(ClientId client) {
   waiters_.DropClient(client);
   table_.RemoveClient(client);
+  uncounted_clients_.erase(client);
 }
 
 json Store::HelloReply(ClientId client) const {
@@ -132,6 +135,21 @@ const Store::HandlerTable& Store::Handlers() {
 }
 
 void Store::Handle(ClientId client, uint16_t type, json body, Done done) {
+  if (!uncounted_clients_.empty() && uncounted_clients_.count(client)) {
+    // not counted
+  } else if (type == static_cast<uint16_t>(MessageType::kRelease) || !done) {
+    request_metrics_.Record(type, 0, StatusCode::kOk);  // no reply to time
+  } else {
+    done = [this, type, start = std::chrono::steady_clock::now(),
+            done = std::move(done)](Result<json> reply) {
+      std::chrono::duration<double> took =
+          std::chrono::steady_clock::now() - start;
+      request_metrics_.Record(
+          type, took.count(),
+          reply.ok() ? StatusCode::kOk : reply.status().code());
+      done(std::move(reply));
+    };
+  }
   const HandlerTable& handlers = Handlers();
   Handler handler = type < handlers.size() ? handlers[type] : nullptr;
   Status st = handler ? (this->*handler)(client, body, done)

@@ -41,6 +41,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "server/allocator.h"
@@ -51,6 +52,7 @@
 #include "server/meta_store.h"
 #include "server/names.h"
 #include "server/object_table.h"
+#include "server/request_metrics.h"
 #include "server/spill_storage.h"
 #include "trellis/status.h"
 
@@ -96,12 +98,16 @@ class Store {
   ~Store();
 
   const Arena& arena() const { return *arena_; }
+  // What requests cost so far (see RequestMetrics); read on the loop.
+  const RequestMetrics& request_metrics() const { return request_metrics_; }
   // Bytes of the arena allocated to blobs now.
   uint64_t arena_used() const { return allocator_.used(); }
   uint16_t instance_id() const { return table_.instance_id(); }
 
-  // Registers a new client and returns its id (never reused).
-  ClientId Connect();
+  // Registers a new client and returns its id (never reused). The requests
+  // of a client connected with `counted` false (the metrics server's own)
+  // are left out of request_metrics().
+  ClientId Connect(bool counted = true);
   // Drops everything the client held or was writing, and its waiters.
   // Requests of the client still in flight finish without replying.
   void Disconnect(ClientId client);
@@ -290,6 +296,8 @@ class Store {
   ObjectTable table_;
   MemoryManager memory_;
   ClientId next_client_ = 1;
+  RequestMetrics request_metrics_;
+  std::unordered_set<ClientId> uncounted_clients_;
   uint64_t trimmed_bytes_ = 0;
   NameWaiters waiters_;
   NameLocks name_locks_;

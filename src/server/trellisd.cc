@@ -20,6 +20,7 @@
 #include "server/fetcher.h"
 #include "server/ipc_server.h"
 #include "server/meta_store.h"
+#include "server/metrics_server.h"
 #include "server/rpc_server.h"
 #include "server/spill_storage.h"
 #include "server/store.h"
@@ -138,6 +139,15 @@ int main(int argc, char** argv) {
   app.add_option("--rpc-port-file", rpc_flags.port_file,
                  "write the RPC port here once listening")
       ->needs(rpc_flag);
+  std::string metrics_endpoint, metrics_port_file;
+  auto* metrics_flag = app.add_option(
+      "--metrics", metrics_endpoint,
+      "serve Prometheus metrics at /metrics and a status page at / over "
+      "HTTP on [HOST:]PORT (HOST 127.0.0.1 unless given; port 0 picks a free "
+      "one; no authentication: keep it on loopback or a trusted network)");
+  app.add_option("--metrics-port-file", metrics_port_file,
+                 "write the metrics port here once listening")
+      ->needs(metrics_flag);
   CLI11_PARSE(app, argc, argv);
   if (spill_low > spill_high) {
     return Refuse("--spill-low must not exceed --spill-high");
@@ -263,6 +273,25 @@ int main(int argc, char** argv) {
   Status started = server.Start();
   if (!started.ok()) return Refuse(started.message());
 
+  std::unique_ptr<MetricsServer> metrics;
+  if (!metrics_endpoint.empty()) {
+    auto endpoint = ParseRpcEndpoint(metrics_endpoint);
+    if (!endpoint.ok()) {
+      return Refuse("--metrics: " + endpoint.status().message());
+    }
+    auto serving = MetricsServer::Start(io, store->get(), &server, rpc->get(),
+                                        endpoint->first, endpoint->second);
+    if (!serving.ok()) return Refuse(serving.status().message());
+    metrics = std::move(*serving);
+    if (!metrics_port_file.empty()) {
+      Status written = WritePortFile(metrics_port_file, metrics->port(),
+                                     "--metrics-port-file");
+      if (!written.ok()) return Refuse(written.message());
+    }
+    spdlog::info("metrics and status page on http://{}:{}/", endpoint->first,
+                 metrics->port());
+  }
+
   // The arena use in the member list, now and then (the backend decides
   // how often it is written).
   asio::steady_timer usage_timer(io);
@@ -292,6 +321,7 @@ int main(int argc, char** argv) {
                etcd.empty() ? std::string("local metadata")
                             : "cluster '" + cluster + "' at etcd " + etcd);
   io.run();
+  if (metrics) metrics->Stop();
   server.Stop();
   if (*rpc) (*rpc)->Stop();
   // No copy may run against the arena once it is unmapped.
