@@ -16,6 +16,8 @@ PACKAGES=(
   python3-yaml python3-distributed python3-cloudpickle python3-kubernetes python3-jsonschema
   procps util-linux
   etcd-server etcd-client libcurl4-openssl-dev iperf3 iproute2 iputils-ping
+  libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
+  chromium prometheus python3-prometheus-client
 )
 
 missing=()

@@ -69,14 +69,17 @@ def default_client():
         return _default[1]
 
 
-def start_daemon(socket=None, size=None, detach=True, reserve=False, spill_dir=None):
+def start_daemon(socket=None, size=None, detach=True, reserve=False, spill_dir=None,
+                 metrics=None):
     """Starts trellisd on `socket` (default: the default socket) and returns
     its Daemon handle. With `detach` (the default) it outlives this process
     until ``stop_daemon``; otherwise it ends with this process. Raises
     ObjectExists if a daemon already serves the socket. With `spill_dir`,
-    objects nobody reads are spilled there when memory runs short."""
+    objects nobody reads are spilled there when memory runs short. With
+    `metrics` ("[HOST:]PORT", port 0 for a free one), it serves Prometheus
+    metrics and a status page over HTTP (``daemon.metrics_url``)."""
     return _daemon.launch(socket, size=size, reserve=reserve, detach=detach,
-                          spill_dir=spill_dir)
+                          spill_dir=spill_dir, metrics=metrics)
 
 
 def stop_daemon(socket=None, timeout=10.0):

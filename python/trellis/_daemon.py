@@ -76,7 +76,8 @@ class Daemon:
 
     Attributes: ``socket`` (path it serves), ``pid``, ``log`` (path of its
     log file), ``detached``, ``rpc_endpoint`` ("HOST:PORT" if started with
-    ``rpc``, else None).
+    ``rpc``, else None), ``metrics_url`` ("http://HOST:PORT/" if started with
+    ``metrics``, else None).
     """
 
     def __init__(self, socket, process, log, detached):
@@ -85,6 +86,7 @@ class Daemon:
         self.log = log
         self.detached = detached
         self.rpc_endpoint = None
+        self.metrics_url = None
         self._process = process
 
     def alive(self):
@@ -152,7 +154,7 @@ def _die_with_parent():
 
 def launch(socket=None, size=None, reserve=False, detach=False,
            log_level="warn", timeout=30.0, exist_ok=False, spill_dir=None,
-           rpc=None, rpc_token=None):
+           rpc=None, rpc_token=None, metrics=None):
     """Starts trellisd on `socket` and returns once it accepts connections.
 
     `size`: arena size such as "512M" or an int of bytes (default
@@ -163,6 +165,8 @@ def launch(socket=None, size=None, reserve=False, detach=False,
     serve over TCP, loopback unless HOST says otherwise, with `rpc_token`
     (a token file, mode 0600) required for any other address; the
     daemon's ``rpc_endpoint`` is then "HOST:PORT" with the chosen port.
+    `metrics` ("[HOST:]PORT" as for rpc): serve Prometheus metrics and the
+    status page over HTTP there; ``metrics_url`` is then its address.
     If a daemon already serves `socket`,
     returns None with `exist_ok`, else raises ObjectExists. Raises
     DaemonNotReachable (quoting the daemon's log) if it exits or does not
@@ -178,7 +182,7 @@ def launch(socket=None, size=None, reserve=False, detach=False,
                 return None
             raise ObjectExists(f"a trellis daemon already serves {socket}")
         return _start(socket, size, reserve, detach, log_level, timeout,
-                      spill_dir, rpc, rpc_token)
+                      spill_dir, rpc, rpc_token, metrics)
 
 
 def _rpc_args(socket, rpc, rpc_token):
@@ -201,8 +205,23 @@ def _rpc_args(socket, rpc, rpc_token):
     return args, port_file, host
 
 
+def _metrics_args(socket, metrics):
+    """trellisd's --metrics flags, the port file and the host ([], None,
+    None without metrics)."""
+    if metrics is None:
+        return [], None, None
+    if isinstance(metrics, int) and not isinstance(metrics, bool):
+        metrics = str(metrics)
+    if not isinstance(metrics, str) or not metrics:
+        raise InvalidArgument(f"metrics must be '[HOST:]PORT' or an int port, got {metrics!r}")
+    port_file = socket + ".metrics-port"
+    _remove(port_file)
+    host = metrics.rpartition(":")[0] or "127.0.0.1"
+    return ["--metrics", metrics, "--metrics-port-file", port_file], port_file, host
+
+
 def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
-           rpc=None, rpc_token=None):
+           rpc=None, rpc_token=None, metrics=None):
     if size is None:
         size = os.environ.get("TRELLIS_SIZE")
     log = socket + ".log"
@@ -220,6 +239,8 @@ def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
         cmd += ["--spill-dir", os.fspath(spill_dir)]
     rpc_args, port_file, rpc_host = _rpc_args(socket, rpc, rpc_token)
     cmd += rpc_args
+    metrics_args, metrics_port_file, metrics_host = _metrics_args(socket, metrics)
+    cmd += metrics_args
     with open(log, "ab") as log_file:
         process = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
@@ -236,6 +257,9 @@ def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
     if port_file is not None:  # written before the socket serves
         with open(port_file) as f:
             daemon.rpc_endpoint = f"{rpc_host}:{int(f.read())}"
+    if metrics_port_file is not None:  # likewise
+        with open(metrics_port_file) as f:
+            daemon.metrics_url = f"http://{metrics_host}:{int(f.read())}/"
     with open(_pid_file(socket), "w") as f:
         f.write(f"{process.pid}\n")
     if not detach:
