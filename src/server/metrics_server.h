@@ -39,6 +39,10 @@ struct MetricsSnapshot {
   uint64_t ipc_received = 0, ipc_sent = 0;
   bool has_rpc = false;
   uint64_t rpc_received = 0, rpc_sent = 0;
+  // /metrics scrapes so far (this one included) and the loop time the
+  // earlier ones took.
+  uint64_t scrapes = 0;
+  double scrape_loop_seconds = 0;
 };
 
 // `snapshot` as Prometheus text exposition format (version 0.0.4).
