@@ -58,3 +58,5 @@ target_compile_definitions(rpc_server_test PRIVATE
   TRELLIS_FUZZ_CORPUS="${CMAKE_SOURCE_DIR}/src/common/fuzz_corpus")
 add_trellis_test(rpc_client_test SOURCES src/client/rpc_client_test.cc
   LIBS trellis trellis_testing)
+add_trellis_test(metrics_server_test SOURCES src/server/metrics_server_test.cc
+  LIBS trellis_metrics)

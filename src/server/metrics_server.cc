@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "common/protocol.h"
 #include "server/session.h"
@@ -210,31 +211,36 @@ std::string PrometheusText(const MetricsSnapshot& s) {
   TRELLIS_STATUS_CODES(TRELLIS_METRICS_ERROR_SAMPLE)
 #undef TRELLIS_METRICS_ERROR_SAMPLE
 
-  Family(&out, "trellis_ipc_received_bytes_total", "counter",
-         "Bytes read from the UNIX socket's connections.");
-  Sample(&out, "trellis_ipc_received_bytes_total", "",
-         static_cast<double>(s.ipc_received));
-  Family(&out, "trellis_ipc_sent_bytes_total", "counter",
-         "Bytes written to the UNIX socket's connections.");
-  Sample(&out, "trellis_ipc_sent_bytes_total", "",
-         static_cast<double>(s.ipc_sent));
-  Family(&out, "trellis_metrics_scrapes_total", "counter",
-         "Scrapes of /metrics, this one included.");
-  Sample(&out, "trellis_metrics_scrapes_total", "",
-         static_cast<double>(s.scrapes));
-  Family(&out, "trellis_metrics_loop_seconds_total", "counter",
-         "CPU time the event loop spent on earlier scrapes (copying what "
-         "they show).");
-  Sample(&out, "trellis_metrics_loop_seconds_total", "", s.scrape_loop_seconds);
+  struct Single {
+    const char* name;
+    const char* help;
+    double value;
+  };
+  std::vector<Single> counters = {
+      {"trellis_ipc_received_bytes_total",
+       "Bytes read from the UNIX socket's connections.",
+       static_cast<double>(s.ipc_received)},
+      {"trellis_ipc_sent_bytes_total",
+       "Bytes written to the UNIX socket's connections.",
+       static_cast<double>(s.ipc_sent)},
+      {"trellis_metrics_scrapes_total",
+       "Scrapes of /metrics, this one included.",
+       static_cast<double>(s.scrapes)},
+      {"trellis_metrics_loop_seconds_total",
+       "CPU time the event loop spent on earlier scrapes (copying what they "
+       "show).",
+       s.scrape_loop_seconds}};
   if (s.has_rpc) {
-    Family(&out, "trellis_rpc_received_bytes_total", "counter",
-           "Bytes read from RPC (TCP) connections.");
-    Sample(&out, "trellis_rpc_received_bytes_total", "",
-           static_cast<double>(s.rpc_received));
-    Family(&out, "trellis_rpc_sent_bytes_total", "counter",
-           "Bytes written to RPC (TCP) connections.");
-    Sample(&out, "trellis_rpc_sent_bytes_total", "",
-           static_cast<double>(s.rpc_sent));
+    counters.push_back({"trellis_rpc_received_bytes_total",
+                        "Bytes read from RPC (TCP) connections.",
+                        static_cast<double>(s.rpc_received)});
+    counters.push_back({"trellis_rpc_sent_bytes_total",
+                        "Bytes written to RPC (TCP) connections.",
+                        static_cast<double>(s.rpc_sent)});
+  }
+  for (const Single& c : counters) {
+    Family(&out, c.name, "counter", c.help);
+    Sample(&out, c.name, "", c.value);
   }
   return out;
 }
