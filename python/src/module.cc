@@ -488,8 +488,22 @@ object, or any view made from it, lives.)doc")
       .def_property_readonly("address",
                              [](PyBlobWriter& w) { return Address(w.data()); })
       .def("write", &PyBlobWriter::Write, py::arg("offset"), py::arg("array"))
-      .def("seal", &PyBlobWriter::Seal)
-      .def("abort", &PyBlobWriter::Abort)
+      // Vineyard's BlobBuilder.copy(offset, bytes): any bytes-like object.
+      .def(
+          "copy",
+          [](PyBlobWriter& w, uint64_t offset, const py::buffer& data) {
+            w.Write(offset, py::module_::import("numpy").attr("frombuffer")(
+                                data, "uint8"));
+          },
+          py::arg("offset"), py::arg("data"))
+      // Vineyard passes its client to seal/abort (seal(client)); the writer
+      // already knows its client, so the argument is accepted and unused.
+      .def(
+          "seal", [](PyBlobWriter& w, const py::object&) { return w.Seal(); },
+          py::arg("client") = py::none())
+      .def(
+          "abort", [](PyBlobWriter& w, const py::object&) { w.Abort(); },
+          py::arg("client") = py::none())
       .def_buffer([](PyBlobWriter& w) {
         // Writable while open; empty afterwards, so a stale view cannot
         // scribble on a sealed (immutable) blob.

@@ -40,8 +40,16 @@ from trellis._core import (  # noqa: F401
 )
 from trellis import _daemon
 from trellis._daemon import Daemon, default_socket
-from trellis.client import Client, ObjectMeta, connect
+from trellis.client import Client, connect
+from trellis._meta import Object, ObjectMeta
 from trellis._global import GlobalObject
+from trellis._remote_blob import RemoteBlobBuilder
+from trellis._vineyard_names import *  # noqa: F401,F403  Vineyard's names
+from trellis import _vineyard_names
+import trellis.core  # noqa: F401,E402  (vineyard.core)
+import trellis.data  # noqa: F401,E402  (vineyard.data; registers the builtin converters)
+
+__version__ = "0.1.0"
 
 __all__ = [
     "connect", "Client", "ObjectID", "ObjectMeta", "Blob", "BlobWriter", "Daemon",
@@ -52,8 +60,8 @@ __all__ = [
     "start_daemon", "stop_daemon", "default_client", "default_socket",
     "TrellisError", "ObjectNotFound", "ObjectExists", "NotSealed", "OutOfMemory",
     "InvalidArgument", "TrellisIOError", "DaemonNotReachable", "Timeout",
-    "Unsupported", "UnsupportedType",
-]
+    "Unsupported", "UnsupportedType", "Object", "RemoteBlobBuilder", "core", "data",
+] + _vineyard_names.__all__
 
 _lock = threading.Lock()
 _default = None  # (pid, Client)
@@ -111,8 +119,13 @@ def _forward(name):
     return call
 
 
+def status():
+    """The default client's ``status`` (a dict of the daemon's fields)."""
+    return default_client().status
+
+
 for _name in ("put", "get", "put_name", "get_name", "drop_name", "list_names",
               "persist", "delete", "list_objects", "get_meta", "create_blob",
-              "get_blob", "status", "cluster_info", "locate", "put_global", "gather", "pin", "unpin", "evict", "memory_trim"):
+              "get_blob", "cluster_info", "locate", "put_global", "gather", "pin", "unpin", "evict", "memory_trim"):
     globals()[_name] = _forward(_name)
 del _name

@@ -48,6 +48,29 @@ def encode_bytes(value, packer):
     return _encode_text("py::Bytes", value, packer)
 
 
+def encode_memoryview(value, packer):
+    """Its bytes in the blob (C order), with its format and shape: a get
+    returns a read-only memoryview of them in shared memory."""
+    raw = value if value.c_contiguous else memoryview(value.tobytes())
+    offset = packer.add_bytes(raw.cast("B") if raw.ndim else raw.tobytes())
+    return {"typename": "py::MemoryView",
+            "fields": {"offset": offset, "size": value.nbytes, "format": value.format,
+                       "itemsize": value.itemsize, "shape": list(value.shape)},
+            "members": {"buffer": packer.blob()}}
+
+
+def decode_memoryview(node, ctx):
+    fields = node["fields"]
+    view = memoryview(ctx.blob(node["members"]["buffer"]))
+    start, size = fields["offset"], fields["size"]
+    view = view[start:start + size]
+    shape = fields["shape"]
+    try:
+        return view.cast(fields["format"], shape)
+    except (TypeError, ValueError):  # a format memoryview.cast does not take
+        return view
+
+
 def _encode_sequence(typename):
     def encode_sequence(value, packer):
         if len(value) > MAX_ITEMS:
@@ -124,6 +147,7 @@ _codec.ENCODERS.update({
     float: lambda v, p: _leaf("py::Float", value=v),
     str: encode_str,
     bytes: encode_bytes,
+    memoryview: encode_memoryview,
     tuple: _encode_sequence("py::Tuple"),
     list: _encode_sequence("py::List"),
     dict: encode_dict,
@@ -136,6 +160,7 @@ _codec.DECODERS.update({
     "py::Float": lambda n, c: float(n["fields"]["value"]),
     "py::Str": decode_str,
     "py::Bytes": decode_bytes,
+    "py::MemoryView": decode_memoryview,
     "py::Tuple": lambda n, c: tuple(_decode_items(n, c)),
     "py::List": _decode_items,
     "py::Dict": decode_dict,

@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from trellis._core import InvalidArgument, decode_tree
+from trellis._core import InvalidArgument, UnsupportedType, decode_tree
 from trellis._core import format as fmt
 
 # The rules of the format (node keys, type names, dtype table) come from
@@ -62,9 +62,13 @@ class Packer:
     blob exists.
     """
 
-    def __init__(self):
+    def __init__(self, client=None, builders=None, builder_kwargs=None):
         self.size = 0
         self.referenced = False  # some node refers to BLOB
+        # User builders (trellis.core.builder) to consult for every value,
+        # with the client they put with; None: trellis's converters only.
+        self.client, self.builders = client, builders
+        self.builder_kwargs = builder_kwargs or {}
         self._jobs = []  # fn(writer) run by write()
         self._arrays = {}  # id(array) -> (array, offset, c_order): dedupe
         self._path = []  # containers being encoded, to detect cycles
@@ -140,9 +144,19 @@ class PickleWhole(Exception):
 class DecodeContext:
     """Blob views of one gotten tree, one per blob id."""
 
-    def __init__(self, lease):
+    def __init__(self, lease, resolvers=None, resolver_kwargs=None):
         self._lease = lease
         self._blobs = {}
+        # User resolvers (trellis.core.resolver) to consult for every node;
+        # None: trellis's converters only.
+        self.resolvers = resolvers
+        self.resolver_kwargs = resolver_kwargs or {}
+
+    def with_resolvers(self, resolvers, resolver_kwargs=None):
+        """A context over the same blobs that decodes with `resolvers`."""
+        other = DecodeContext(self._lease, resolvers, resolver_kwargs)
+        other._blobs = self._blobs
+        return other
 
     def blob(self, node):
         """The read-only Blob of a blob node of the tree."""
@@ -163,6 +177,10 @@ def _load_pandas_codec():
 
 def encode(value, packer):
     """The tree node of `value`; its buffers are planned in `packer`."""
+    if packer.builders is not None:
+        node = _build_with_user_builder(value, packer)
+        if node is not None:
+            return node
     encoder = ENCODERS.get(type(value))
     if encoder is None and "pandas" in sys.modules:
         _load_pandas_codec()
@@ -175,22 +193,37 @@ def encode(value, packer):
     return node
 
 
-def encode_root(value):
-    """(tree, packer) for a put of `value`."""
-    packer = Packer()
+def _build_with_user_builder(value, packer):
+    """A reference to the object a user builder made of `value`, or None
+    when trellis's converters take it; UnsupportedType if no builder does."""
+    from trellis.core.builder import BUILTIN, call_builder
+
+    builder = packer.builders.lookup(type(value))
+    if builder is BUILTIN:
+        return None
+    if builder is None:
+        raise UnsupportedType(f"no builder for a {type(value).__module__}."
+                              f"{type(value).__qualname__} in {packer.builders!r}")
+    oid = call_builder(builder, packer.client, value, packer.builders, packer.builder_kwargs)
+    return {fmt.ID: int(oid)}
+
+
+def encode_root(value, client=None, builders=None, builder_kwargs=None):
+    """(tree, packer) for a put of `value`; `builders` as for Packer."""
+    packer = Packer(client, builders, builder_kwargs)
     try:
         return encode(value, packer), packer
     except PickleWhole:
         from trellis._pickle import encode_pickle
 
-        packer = Packer()
+        packer = Packer(client, builders, builder_kwargs)
         return encode_pickle(value, packer), packer
 
 
 # Type names whose decoder lives in trellis._pandas.
 PANDAS_TYPENAMES = (
     fmt.DATAFRAME, fmt.SERIES, fmt.RANGE_INDEX,
-    fmt.STRING_COLUMN, fmt.CATEGORICAL, fmt.NULLABLE_COLUMN,
+    fmt.STRING_COLUMN, fmt.CATEGORICAL, fmt.NULLABLE_COLUMN, "trellis::SparseColumn",
 )
 
 
@@ -198,6 +231,8 @@ def decode(node, ctx):
     """The Python value of a tree node. Types without a Python converter
     come back as their ObjectMeta."""
     typename = node.get(TYPENAME)
+    if ctx.resolvers is not None:
+        return _resolve_with_user_resolvers(node, ctx)
     decoder = DECODERS.get(typename)
     if decoder is None and typename in PANDAS_TYPENAMES:
         _load_pandas_codec()
@@ -207,6 +242,29 @@ def decode(node, ctx):
 
         return ObjectMeta(full_tree(node), ctx)
     return decoder(node, ctx)
+
+
+def _resolve_with_user_resolvers(node, ctx):
+    """`node` decoded by the resolver its context registers for its type
+    name: a user resolver, trellis's converter (BUILTIN), or, for none,
+    its ObjectMeta."""
+    from trellis.core.builder import BUILTIN
+    from trellis.core.resolver import call_resolver
+    from trellis._meta import Object, ObjectMeta
+
+    typename = node.get(TYPENAME)
+    resolver = ctx.resolvers.lookup(typename)
+    if resolver is BUILTIN:
+        decoder = DECODERS.get(typename)
+        if decoder is None and typename in PANDAS_TYPENAMES:
+            _load_pandas_codec()
+            decoder = DECODERS.get(typename)
+        if decoder is not None:
+            return decoder(node, ctx)
+    meta = ObjectMeta(full_tree(node), ctx)
+    if resolver is None or resolver is BUILTIN:
+        return meta
+    return call_resolver(resolver, Object(meta), ctx.resolvers, ctx.resolver_kwargs)
 
 
 def full_tree(node):

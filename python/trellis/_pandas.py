@@ -16,7 +16,10 @@ Other column kinds:
   object columns of str, pandas "string"            trellis::StringColumn
   categorical                                       trellis::Categorical
   nullable Int*/UInt*/Float*/boolean                trellis::NullableColumn
-  anything else (period, interval, sparse, mixed)   py::Pickle (per column)
+  sparse (numeric subtype, scalar fill value)       trellis::SparseColumn
+  object columns of same-shape numeric ndarrays     trellis::Tensor [rows, ...]
+                                                    with field object_rows
+  anything else (period, interval, mixed)           py::Pickle (per column)
 Row indexes: RangeIndex -> trellis::RangeIndex, MultiIndex -> py::Pickle,
 others -> their values as a column node with fields ``name`` and ``freq``.
 Frames whose column labels are not plain JSON values (None, bool, int,
@@ -48,6 +51,7 @@ RANGE_INDEX = fmt.RANGE_INDEX
 STRINGS = fmt.STRING_COLUMN
 CATEGORICAL = fmt.CATEGORICAL
 NULLABLE = fmt.NULLABLE_COLUMN
+SPARSE = "trellis::SparseColumn"  # written and read by Python only
 _TYPENAME, _FIELDS, _MEMBERS = fmt.TYPENAME, fmt.FIELDS, fmt.MEMBERS
 _COLUMNS, _NUM_ROWS, _INDEX = fmt.DATAFRAME_COLUMNS, fmt.DATAFRAME_NUM_ROWS, fmt.DATAFRAME_INDEX
 _COLUMN_PREFIX = fmt.DATAFRAME_COLUMN_PREFIX
@@ -136,6 +140,8 @@ def encode_column(values, packer):
             return _numpy.tensor_node(values, packer)
         if values.dtype.kind == "O":
             node = _encode_strings(values, packer, "object")
+            if node is None:
+                node = _encode_array_rows(values, packer)
             if node is not None:
                 return node
         return encode_pickle(values, packer)
@@ -151,6 +157,10 @@ def encode_column(values, packer):
         return _numpy.tensor_node(values._ndarray, packer)
     if isinstance(values, pd.Categorical):
         return _encode_categorical(values, packer)
+    if isinstance(values, pd.arrays.SparseArray):
+        node = _encode_sparse(values, packer)
+        if node is not None:
+            return node
     if isinstance(values, pd.arrays.StringArray):
         node = _encode_strings(values._ndarray, packer, "string")
         if node is not None:
@@ -187,6 +197,45 @@ def _encode_strings(values, packer, pandas_dtype, shape=None):
     if shape is not None:
         fields["shape"] = shape
     return _node(STRINGS, fields, members)
+
+
+def _encode_array_rows(values, packer):
+    """An object column whose every item is an ndarray of one numeric dtype
+    and shape, as one Tensor of shape [rows, *item shape] (field
+    object_rows); None for any other object column."""
+    if len(values) == 0:
+        return None
+    first = values[0]
+    if type(first) is not np.ndarray or not _numpy.storable(first.dtype) \
+            or first.dtype.kind in "SUO":
+        return None
+    shape, dtype = first.shape, first.dtype
+    for item in values:
+        if type(item) is not np.ndarray or item.shape != shape or item.dtype != dtype:
+            return None
+    return _numpy.tensor_node(np.stack(values), packer, {"object_rows": True})
+
+
+def _encode_sparse(values, packer):
+    """A SparseColumn: the values that are not the fill value and their
+    positions (int32); None (pickle it) for a non-numeric subtype or a fill
+    value that is not a JSON scalar."""
+    dtype = values.dtype
+    if not _numpy.storable(dtype.subtype) or dtype.subtype.kind in "SUO":
+        return None
+    fill = dtype.fill_value
+    fields = {"length": len(values), "kind": values.kind, "subtype": dtype.subtype.str}
+    if isinstance(fill, (float, np.floating)) and np.isnan(fill):
+        fields["fill_nan"] = True
+        fill = None
+    elif isinstance(fill, np.generic):
+        fill = fill.item()
+    if not isinstance(fill, _LABEL_TYPES):
+        return None
+    fields["fill_value"] = fill
+    indices = np.ascontiguousarray(values.sp_index.to_int_index().indices, dtype=np.int32)
+    return _node(SPARSE, fields, {"values": _numpy.tensor_node(values.sp_values, packer),
+                                  "indices": _numpy.tensor_node(indices, packer)})
 
 
 def _encode_categorical(values, packer):
@@ -294,12 +343,16 @@ def decode_column(node, ctx):
     typename = node.get(_TYPENAME)
     if typename == _numpy.TENSOR:
         values = _numpy.decode_tensor(node, ctx)
+        if node[_FIELDS].get("object_rows"):
+            rows = np.empty(len(values), dtype=object)
+            rows[:] = list(values)  # each row a read-only view of shared memory
+            return rows
         tz = node[_FIELDS].get("tz")
         if tz is None:
             return values
         dtype = pd.DatetimeTZDtype(np.datetime_data(values.dtype)[0], tz)
         return pd.arrays.DatetimeArray(values, dtype=dtype, copy=False)
-    if typename in (STRINGS, CATEGORICAL, NULLABLE):
+    if typename in (STRINGS, CATEGORICAL, NULLABLE, SPARSE):
         return _codec.DECODERS[typename](node, ctx)
     value = _codec.decode(node, ctx)
     if isinstance(value, (pd.Index, pd.Series)):
@@ -315,6 +368,8 @@ def decode_strings_column(node, ctx):
     pandas_dtype = fields.get("pandas_dtype", "object")
     missing = pd.NA if pandas_dtype == "string" else _MISSING[fields.get("missing", "")]
     values = decode_strings(offsets, data, validity, missing)
+    if "block_row" in fields:  # one column of a block (trellis._vineyard_keys)
+        values = values.reshape(fields["shape"])[fields["block_row"]]
     if pandas_dtype == "string":
         return pd.arrays.StringArray(values)
     return values
@@ -335,6 +390,26 @@ def decode_nullable(node, ctx):
     mask = np.unpackbits(validity, count=fields["length"], bitorder="little") == 0
     dtype = pd.api.types.pandas_dtype(fields["pandas_dtype"])
     return dtype.construct_array_type()(values, mask)
+
+
+def decode_sparse(node, ctx):
+    """A SparseArray. Its values and positions are copied: pandas' sparse
+    kernels (comparisons, arithmetic) need writable buffers."""
+    from pandas._libs.sparse import IntIndex
+
+    fields, members = node[_FIELDS], node[_MEMBERS]
+    values = np.array(_numpy.decode_tensor(members["values"], ctx))
+    indices = np.array(_numpy.decode_tensor(members["indices"], ctx), dtype=np.int32)
+    length = fields["length"]
+    if values.dtype.str != fields["subtype"] or len(values) != len(indices) \
+            or (len(indices) and (indices.min() < 0 or indices.max() >= length)):
+        raise InvalidArgument(f"{SPARSE} {node.get('id')}: values and positions do not match")
+    index = IntIndex(length, indices)
+    if fields.get("kind") == "block":
+        index = index.to_block_index()
+    fill = np.nan if fields.get("fill_nan") else fields["fill_value"]
+    dtype = pd.SparseDtype(values.dtype, fill)
+    return pd.arrays.SparseArray._simple_new(values, index, dtype)
 
 
 def decode_index(node, ctx):
@@ -559,4 +634,5 @@ _codec.DECODERS.update({
     STRINGS: decode_strings_column,
     CATEGORICAL: decode_categorical,
     NULLABLE: decode_nullable,
+    SPARSE: decode_sparse,
 })

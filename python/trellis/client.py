@@ -19,11 +19,17 @@ themselves).
 """
 
 import math
-import collections.abc
+import re
 import warnings
 
 from trellis import _codec, _core, _daemon, _global
-from trellis._core import DaemonNotReachable, InvalidArgument, ObjectID
+from trellis._core import DaemonNotReachable, InvalidArgument, ObjectExists, ObjectID
+from trellis._core import UnsupportedType
+from trellis._meta import Object, ObjectMeta
+from trellis.core.builder import (BUILTIN, BuilderContext, call_builder, custom_builders,
+                                  get_current_builders)
+from trellis.core.resolver import (ResolverContext, call_resolver, custom_resolvers,
+                                   get_current_resolvers)
 
 # Converters register themselves on import.
 from trellis import _builtins, _numpy, _pickle  # noqa: F401,E402
@@ -36,9 +42,12 @@ INLINE_PUT_BYTES = 64 * 1024
 
 
 def as_id(value):
-    """An ObjectID from an ObjectID, its str form or its int value."""
+    """An ObjectID from an ObjectID, its str form or its int value, or the
+    id of an Object or stored ObjectMeta (Vineyard's calls take those)."""
     if isinstance(value, ObjectID):
         return value
+    if isinstance(value, (Object, ObjectMeta)):
+        return value.id
     if isinstance(value, str):
         return ObjectID(value)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -53,6 +62,13 @@ def _ids(oid):
     return [as_id(oid)]
 
 
+def _regex(pattern):
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as e:
+        raise InvalidArgument(f"bad regular expression {pattern!r}: {e}") from None
+
+
 def _timeout_ms(timeout):
     """Milliseconds for the daemon; 0 means no limit (timeout=None)."""
     if timeout is None:
@@ -60,87 +76,6 @@ def _timeout_ms(timeout):
     if not isinstance(timeout, (int, float)) or timeout < 0 or math.isnan(timeout):
         raise InvalidArgument(f"timeout must be None or seconds >= 0, got {timeout!r}")
     return max(1, math.ceil(timeout * 1000))
-
-
-class ObjectMeta(collections.abc.Mapping):
-    """The metadata tree of an object, read-only and dict-like.
-
-    ``meta["typename"]``, ``meta["fields"]`` (a dict) and ``meta["members"]``
-    (a dict of ObjectMeta) mirror the JSON form of docs/format.md; the
-    properties ``typename``, ``id`` (ObjectID), ``nbytes``, ``fields``,
-    ``members`` and ``member(name)`` are shortcuts. A tree from ``get_meta``
-    keeps its blobs readable while it lives: ``meta.blob()`` views a blob
-    node's bytes.
-    """
-
-    def __init__(self, tree, ctx=None):
-        self._tree = tree
-        self._ctx = ctx
-
-    def __getitem__(self, key):
-        if key == "members":
-            return self.members
-        return self._tree[key]
-
-    def __iter__(self):
-        return iter(self._tree)
-
-    def __len__(self):
-        return len(self._tree)
-
-    @property
-    def typename(self):
-        return self._tree.get("typename")
-
-    @property
-    def id(self):
-        return ObjectID(self._tree["id"])
-
-    @property
-    def nbytes(self):
-        return self._tree.get("nbytes", 0)
-
-    @property
-    def fields(self):
-        return self._tree.get("fields", {})
-
-    @property
-    def instance_id(self):
-        """The daemon that serves this object (for a chunk of a global
-        object: the member that holds it)."""
-        return self._tree.get("instance_id")
-
-    @property
-    def is_global(self):
-        """True for a global object (docs/format.md, "Global objects")."""
-        return bool(self._tree.get("global", False))
-
-    @property
-    def members(self):
-        return {name: ObjectMeta(node, self._ctx)
-                for name, node in self._tree.get("members", {}).items()}
-
-    def member(self, name):
-        try:
-            return ObjectMeta(self._tree["members"][name], self._ctx)
-        except KeyError:
-            raise _core.ObjectNotFound(
-                f"{self.typename} {self._tree.get('id')} has no member {name!r}") from None
-
-    def blob(self):
-        """A read-only Blob of this blob node's bytes."""
-        if self._ctx is None:
-            raise InvalidArgument("this tree was not gotten with get_meta; no bytes are mapped")
-        return self._ctx.blob(self._tree)
-
-    def to_dict(self):
-        """The tree as plain nested dicts (ids as ints)."""
-        return self._tree
-
-    def __repr__(self):
-        ident = self._tree.get("id")
-        ident = str(ObjectID(ident)) if isinstance(ident, int) else "new"
-        return f"ObjectMeta({self.typename} {ident}, fields={self.fields!r}, members={sorted(self._tree.get('members', {}))})"
 
 
 # Said when a name is missing from, or a persisted object is put into, an
@@ -211,19 +146,48 @@ class Client:
         """True if this process started the daemon and it ends with it."""
         return self.daemon is not None and not self.daemon.detached
 
-    def put(self, value, name=None, persist=False, overwrite=True):
+    def put(self, value, name=None, persist=False, overwrite=True, *, builder=None,
+            **kwargs):
         """Stores `value` (see docs/format.md for how each type is laid
         out) and returns its ObjectID. With `name`, binds the name in the
         same request (rebinding it unless overwrite=False); with `persist`,
         publishes the object to the metadata store.
 
+        `builder` (Vineyard's: also accepted as the second positional
+        argument) is a builder ``fn(client, value, **kwargs)`` for this
+        value or a BuilderContext (trellis.core.builder); by default the
+        current context's user builders take their types, here and inside
+        lists, dicts and tuples, and `kwargs` go to them.
+
         Raises UnsupportedType (a TypeError) if the value has no converter
         and cannot be pickled, OutOfMemory if the arena cannot hold it."""
+        if name is not None and not isinstance(name, str) and callable(name):
+            builder, name = name, None  # Vineyard's put(value, builder)
         if name is not None and (not isinstance(name, str) or not name):
             raise InvalidArgument(f"name must be a non-empty str, got {name!r}")
         if persist and self._private_daemon():
             _warn_private_persist()
-        tree, packer = _codec.encode_root(value)
+        builders = builder if isinstance(builder, BuilderContext) else custom_builders()
+        if builder is None and builders is None and not kwargs:
+            tree, packer = _codec.encode_root(value)  # trellis's converters only
+        else:
+            root = builder if builder is not None and builders is not builder else (
+                builders.lookup(type(value)) if builders is not None else BUILTIN)
+            if root is None:
+                raise UnsupportedType(f"no builder for a {type(value).__module__}."
+                                      f"{type(value).__qualname__} in {builders!r}")
+            if root is not BUILTIN:
+                oid = call_builder(root, self, value, builders or get_current_builders(),
+                                   kwargs)
+                if name is not None:
+                    self.put_name(oid, name, overwrite)
+                if persist:
+                    self.persist(oid)
+                return oid
+            if kwargs and builders is None:
+                raise InvalidArgument(f"put got unexpected arguments {sorted(kwargs)} "
+                                      "(they are for user builders, and none takes this value)")
+            tree, packer = _codec.encode_root(value, self, builders, kwargs)
         writer = None
         if packer.referenced:
             # Small buffers travel with the tree (one round trip, the daemon
@@ -242,7 +206,8 @@ class Client:
             if writer is not None and writer.open:
                 writer.abort()  # failed before the object took the blob
 
-    def get(self, oid=None, *, name=None, wait=False, timeout=None, fetch=False):
+    def get(self, oid=None, name=None, *, wait=False, timeout=None, fetch=False,
+            resolver=None, **kwargs):
         """The value of object `oid`, or of the object bound to `name`.
 
         With `wait`, blocks until the name is bound (up to `timeout`
@@ -252,7 +217,14 @@ class Client:
         `fetch=True`: the daemon then copies it here first (one transfer
         however many ask at once) and keeps the copy, so later gets are
         local. Raises ObjectNotFound naming the id or name, or naming the
-        member that made it when that member is gone."""
+        member that made it when that member is gone.
+
+        `resolver` (Vineyard's) is a resolver ``fn(obj, **kwargs)`` for
+        this object or a ResolverContext (trellis.core.resolver); by
+        default the current context's user resolvers take their type
+        names, and `kwargs` go to them."""
+        if oid is None and "object_id" in kwargs:
+            oid = kwargs.pop("object_id")  # Vineyard's keyword
         if (oid is None) == (name is None):
             raise InvalidArgument("get needs either an object id or name=..., not both")
         if name is not None and wait:
@@ -272,7 +244,20 @@ class Client:
                 raise
         if tree.get("global"):
             return _global.GlobalObject(tree, self)
-        return _codec.decode_root(tree, lease)
+        if resolver is None and not kwargs:
+            resolvers = custom_resolvers()
+            if resolvers is None:  # trellis's converters only
+                return _codec.decode_root(tree, lease)
+        else:
+            resolvers = resolver if isinstance(resolver, ResolverContext) else (
+                custom_resolvers() or get_current_resolvers())
+        if resolvers is None:
+            resolvers = get_current_resolvers()
+        ctx = _codec.DecodeContext(lease, resolvers, kwargs)
+        if resolver is not None and resolver is not resolvers:  # one resolver for this object
+            meta = ObjectMeta(_codec.full_tree(tree), ctx, instance=self.instance_id)
+            return call_resolver(resolver, Object(meta, self), resolvers, kwargs)
+        return _codec.decode(tree, ctx)
 
     def put_global(self, chunks, name=None, typename=None, fields=None):
         """Makes one global object of `chunks`, a list of object ids that
@@ -316,8 +301,14 @@ class Client:
     def drop_name(self, name):
         self._core.drop_name(name)
 
-    def list_names(self, pattern="*", limit=_DEFAULT_LIMIT):
-        """{name: ObjectID} of the names matching the glob `pattern`."""
+    def list_names(self, pattern="*", regex=False, limit=_DEFAULT_LIMIT):
+        """{name: ObjectID} of the names matching the glob `pattern` (with
+        `regex`, the regular expression), at most `limit`."""
+        if regex:
+            matcher = _regex(pattern)
+            found = [(n, o) for n, o in self._core.list_names("*", _DEFAULT_LIMIT)
+                     if matcher.fullmatch(n)]
+            return dict(found[:limit])
         return dict(self._core.list_names(pattern, limit))
 
     # -- objects ---------------------------------------------------------
@@ -351,13 +342,21 @@ class Client:
         released."""
         return self._core.memory_trim()
 
-    def list_objects(self, pattern="*", limit=_DEFAULT_LIMIT):
-        """Shallow ObjectMetas of the objects whose type name matches."""
+    def list_objects(self, pattern="*", regex=False, limit=_DEFAULT_LIMIT):
+        """Shallow ObjectMetas (id, typename, nbytes, fields, ...) of the
+        objects whose type name matches the glob `pattern` (with `regex`,
+        the regular expression), at most `limit`."""
+        if regex:
+            matcher = _regex(pattern)
+            found = [ObjectMeta(tree) for tree in self._core.list_objects("*", _DEFAULT_LIMIT)
+                     if matcher.fullmatch(tree.get("typename") or "")]
+            return found[:limit]
         return [ObjectMeta(tree) for tree in self._core.list_objects(pattern, limit)]
 
-    def get_meta(self, oid, fetch=False):
+    def get_meta(self, oid, fetch=False, sync_remote=False):
         """The complete metadata tree of an object (one round trip); with
-        `fetch`, as for get."""
+        `fetch`, as for get. (`sync_remote` is Vineyard's: a daemon's view
+        of the cluster's metadata is always current.)"""
         tree, lease = self._core.get_tree(as_id(oid), fetch=bool(fetch))
         return ObjectMeta(tree, _codec.DecodeContext(lease))
 
@@ -374,13 +373,159 @@ class Client:
         """A read-only, zero-copy Blob of a sealed blob."""
         return self._core.get_blob(as_id(blob_id))
 
+    def create_empty_blob(self):
+        """A sealed blob of 0 bytes (Vineyard's)."""
+        return self._core.create_blob(0).seal()
+
+    def get_blobs(self, blob_ids):
+        """``get_blob`` of each id, in order."""
+        return [self.get_blob(b) for b in blob_ids]
+
+    def create_remote_blob(self, builder):
+        """Stores the bytes of a RemoteBlobBuilder (filled in this process,
+        e.g. for a client of a daemon elsewhere) as a sealed blob; returns
+        its ObjectMeta."""
+        from trellis._remote_blob import RemoteBlobBuilder
+
+        if not isinstance(builder, RemoteBlobBuilder):
+            raise InvalidArgument(f"create_remote_blob takes a RemoteBlobBuilder, "
+                                  f"got {type(builder).__name__}")
+        writer = self._core.create_blob(builder.size)
+        try:
+            if builder.size:
+                writer.copy(0, builder.buffer)
+            blob = writer.seal()
+        finally:
+            if writer.open:
+                writer.abort()
+        return self.get_meta(blob.id)
+
+    # -- Vineyard's object and metadata calls ------------------------------
+    def get_object(self, object_id, fetch=False):
+        """An Object handle (id, typename, nbytes, meta, member(name)) of a
+        stored object, without decoding its value."""
+        return Object(self.get_meta(object_id, fetch=fetch), self)
+
+    def get_objects(self, object_ids, fetch=False):
+        return [self.get_object(o, fetch=fetch) for o in object_ids]
+
+    def get_metas(self, object_ids, fetch=False, sync_remote=False):
+        return [self.get_meta(o, fetch=fetch) for o in object_ids]
+
+    def list_metadatas(self, pattern="*", regex=False, limit=_DEFAULT_LIMIT, nobuffer=False):
+        """Complete ObjectMetas of the objects whose type name matches
+        `pattern` (a glob, or with `regex` a regular expression), at most
+        `limit`. `nobuffer` is accepted for Vineyard's sake: trellis never
+        copies blob bytes into metadata."""
+        return [self.get_meta(m.id) for m in self.list_objects(pattern, regex, limit)]
+
+    def create_metadata(self, meta):
+        """Stores a new ObjectMeta filled by the caller (``meta[key] =``,
+        ``add_member``, ``set_global``) as an object and returns its
+        ObjectMeta as stored (id, nbytes and instance_id filled in)."""
+        if not isinstance(meta, ObjectMeta):
+            raise InvalidArgument(f"create_metadata takes an ObjectMeta, got {type(meta).__name__}")
+        tree = meta.to_dict()
+        if tree.get("id") is not None:
+            raise ObjectExists(f"{meta.id} is stored already; create_metadata takes a new "
+                               "ObjectMeta")
+        if not meta.is_global and not tree.get("typename"):
+            raise InvalidArgument("the ObjectMeta has no typename (meta['typename'] = ...)")
+        oid = self._core.create_object(tree, _codec.BLOB, None, "", meta.is_global, True)
+        return self.get_meta(oid)
+
+    def exists(self, object_id):
+        """True if the object (or blob) is on this daemon or published by a
+        member of its cluster."""
+        try:
+            entry = self._core.locate([as_id(object_id)], [])[0]
+        except _core.ObjectNotFound:
+            return False
+        # An id of another member it did not publish says only where it
+        # would live, not that it does.
+        return bool(entry.get("here")) or "typename" in entry
+
+    has_object = exists
+
+    @property
+    def is_ipc(self):
+        return not self.is_remote
+
+    @property
+    def is_rpc(self):
+        return self.is_remote
+
+    def fork(self):
+        """A new connection to the same daemon (Vineyard's; e.g. for a
+        thread of its own)."""
+        return connect(self.socket, start=False)
+
+    def clear(self):
+        """Deletes every object on this daemon (and the names bound to
+        them); returns how many were deleted."""
+        ids = [m.id for m in self.list_objects("*", limit=_DEFAULT_LIMIT)]
+        if not ids:
+            return 0
+        return len(self._core.delete(ids, True, True))
+
+    reset = clear
+
+    def _is_persisted(self, oid, typename):
+        pattern = "".join(f"[{c}]" if c in "*?[]" else c for c in typename or "*")
+        for entry in self._core.list_objects(pattern, _DEFAULT_LIMIT):
+            if entry.get("id") == int(oid):
+                return bool(entry.get("persisted"))
+        return False
+
+    @property
+    def meta(self):
+        """The cluster as Vineyard shows it: {instance_id: {"instance_id",
+        "hostname", "ipc_socket", "rpc_endpoint", "arena_size",
+        "arena_used"}} for every member (this daemon alone when it is not
+        in a cluster)."""
+        return {m["instance_id"]: dict(m) for m in self.cluster_info()["members"]}
+
+    def _this_member(self):
+        info = self.cluster_info()
+        return next((m for m in info["members"] if m["instance_id"] == info["instance_id"]), {})
+
+    @property
+    def ipc_socket(self):
+        """The daemon's UNIX socket (for a remote client: the one on its
+        machine)."""
+        return self._this_member().get("ipc_socket") or self.socket
+
+    @property
+    def rpc_endpoint(self):
+        """The daemon's RPC endpoint "host:port", or "" if it serves none."""
+        return self._this_member().get("rpc_endpoint") or ""
+
+    @property
+    def connected(self):
+        """True while the daemon answers on this connection."""
+        try:
+            self._core.status()
+        except (DaemonNotReachable, InvalidArgument):
+            return False
+        return True
+
+    @property
+    def version(self):
+        """The trellis package version (the wire protocol is version 1)."""
+        from trellis import __version__
+
+        return __version__
+
     # -- daemon ----------------------------------------------------------
+    @property
     def status(self):
-        """The daemon's status as a dict with every field the daemon
-        reports (arena_size, used, free, held_bytes, objects, clients,
-        spilling and reload counters, ...); status_fields() says what
-        each one means (trellis.client.status_fields())."""
-        return self._core.status()
+        """The daemon's status: a dict with every field the daemon reports
+        (arena_size, used, free, held_bytes, objects, clients, spilling and
+        reload counters, ...; status_fields() says what each one means),
+        also readable as attributes, with Vineyard's names too
+        (instance_id, memory_usage, memory_limit, ipc_connections, ...).
+        A fresh snapshot on every read; ``client.status()`` works as well."""
+        return Status(self._core.status(), self.instance_id)
 
     def locate(self, keys):
         """Where objects live and how big they are, without fetching or
@@ -416,6 +561,34 @@ class Client:
         (cluster "", members: itself). Raises DaemonNotReachable if the
         daemon cannot reach etcd."""
         return self._core.cluster_info()
+
+
+class Status(dict):
+    """What ``Client.status`` returns: the daemon's status dict, its fields
+    as attributes too, Vineyard's InstanceStatus names as aliases, and
+    callable (returning itself) for code that calls ``status()``."""
+
+    _ALIASES = {"memory_usage": "used", "memory_limit": "arena_size",
+                "ipc_connections": "clients"}
+
+    def __init__(self, fields, instance_id):
+        super().__init__(fields)
+        self.setdefault("instance_id", instance_id)
+
+    def __getattr__(self, name):
+        key = self._ALIASES.get(name, name)
+        if key in self:
+            return self[key]
+        if name == "rpc_connections":
+            return self.get("rpc_clients", 0)
+        if name == "deferred_requests":
+            return self.get("waiting_get_names", 0)
+        if name == "deployment":  # Vineyard's: "distributed" in a cluster
+            return "local" if self.get("backend", "local") == "local" else "distributed"
+        raise AttributeError(f"status has no field {name!r}")
+
+    def __call__(self):
+        return self
 
 
 def status_fields():

@@ -270,9 +270,9 @@ int main(int argc, char** argv) {
   ipc_options.max_frame = static_cast<uint32_t>(*max_frame);
   if (*rpc) (*rpc)->Serve(store->get());
   IpcServer server(io, store->get(), ipc_options);
-  Status started = server.Start();
-  if (!started.ok()) return Refuse(started.message());
 
+  // Before the socket serves: whoever sees the socket up may read the
+  // metrics port file (trellis.start_daemon does).
   std::unique_ptr<MetricsServer> metrics;
   if (!metrics_endpoint.empty()) {
     auto endpoint = ParseRpcEndpoint(metrics_endpoint);
@@ -291,6 +291,9 @@ int main(int argc, char** argv) {
     spdlog::info("metrics and status page on http://{}:{}/", endpoint->first,
                  metrics->port());
   }
+
+  Status started = server.Start();
+  if (!started.ok()) return Refuse(started.message());
 
   // The arena use in the member list, now and then (the backend decides
   // how often it is written).
