@@ -214,8 +214,7 @@ class ObjectMeta(collections.abc.Mapping):
         return Object(self.member(name))
 
     def _child(self, node):
-        child = ObjectMeta(node, self._ctx, instance=self._instance)
-        return child
+        return ObjectMeta(node, self._ctx, instance=self._instance)
 
     def blob(self):
         """A read-only Blob of this blob node's bytes."""

@@ -249,10 +249,8 @@ class Client:
             if resolvers is None:  # trellis's converters only
                 return _codec.decode_root(tree, lease)
         else:
-            resolvers = resolver if isinstance(resolver, ResolverContext) else (
-                custom_resolvers() or get_current_resolvers())
-        if resolvers is None:
-            resolvers = get_current_resolvers()
+            resolvers = resolver if isinstance(resolver, ResolverContext) else \
+                get_current_resolvers()
         ctx = _codec.DecodeContext(lease, resolvers, kwargs)
         if resolver is not None and resolver is not resolvers:  # one resolver for this object
             meta = ObjectMeta(_codec.full_tree(tree), ctx, instance=self.instance_id)
@@ -393,7 +391,7 @@ class Client:
         writer = self._core.create_blob(builder.size)
         try:
             if builder.size:
-                writer.copy(0, builder.buffer)
+                writer.copy(0, builder)
             blob = writer.seal()
         finally:
             if writer.open:

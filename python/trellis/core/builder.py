@@ -22,54 +22,28 @@ the builder for ``object`` by ``register_builtin_types``; a context without
 them raises UnsupportedType for a type it has no builder for.
 """
 
-import contextlib
-import contextvars
-import inspect
-
 from trellis._core import InvalidArgument, ObjectID, UnsupportedType
+from trellis.core._registry import BUILTIN, Registry, Scope, call_vineyard_style, check_entry
+
+__all__ = ["BUILTIN", "BuilderContext", "builder_context", "default_builder_context",
+           "get_current_builders"]
 
 
-class _Builtin:
-    """The builder entry that means "trellis's own converters"."""
-
-    def __repr__(self):
-        return "<trellis builtin converters>"
-
-
-BUILTIN = _Builtin()
-
-
-class BuilderContext:
+class BuilderContext(Registry):
     """A registry of builders by Python type, optionally over a parent
     context it falls back to."""
 
-    def __init__(self, builders=None, parent=None):
-        self._factory = {}
-        self._user = 0  # entries that are not BUILTIN
-        self._plain = False  # only trellis's converters (put/get skip lookups)
-        self._parent = parent
-        for key, entry in (builders or {}).items():
-            self.register(key, entry)
-
-    def register(self, type_id, builder):
-        """Builds values of `type_id` (and its subclasses) with `builder`."""
+    def _check(self, type_id, builder):
         if not isinstance(type_id, type):
             raise InvalidArgument(f"register takes a type, got {type_id!r}")
-        if builder is not BUILTIN and not callable(builder):
-            raise InvalidArgument(f"a builder is callable(client, value, **kw), got {builder!r}")
-        self.unregister(type_id)
-        self._factory[type_id] = builder
-        self._user += builder is not BUILTIN
-        self._plain = self._user == 0 and self._factory.get(object) is BUILTIN
+        check_entry(builder, "builder is callable(client, value, **kw)")
 
-    def unregister(self, type_id):
-        entry = self._factory.pop(type_id, None)
-        self._user -= entry is not None and entry is not BUILTIN
-        self._plain = self._user == 0 and self._factory.get(object) is BUILTIN
+    def _only_builtins(self):
+        return self._user == 0 and self._factory.get(object) is BUILTIN
 
-    def extend(self, builders=None):
-        """A child context: `builders` ({type: builder}) over this one."""
-        return BuilderContext(builders, parent=self)
+    @staticmethod
+    def _key_name(type_id):
+        return type_id.__qualname__
 
     def lookup(self, value_type):
         """The builder for `value_type` (BUILTIN for trellis's converters),
@@ -83,40 +57,18 @@ class BuilderContext:
                 context = context._parent
         return None
 
-    def has_user_builders(self):
-        """True if any builder besides the builtins is registered here or in
-        a parent (put skips the lookup otherwise)."""
-        context = self
-        while context is not None:
-            if context._user:
-                return True
-            context = context._parent
-        return False
-
     def run(self, client, value, **kwargs):
         """Puts `value` with this context's builders; returns its ObjectID."""
         return client.put(value, builder=self, **kwargs)
 
     __call__ = run
 
-    def __repr__(self):
-        return f"BuilderContext({sorted(t.__qualname__ for t in self._factory)})"
-
 
 def call_builder(builder, client, value, context, kwargs):
-    """Calls a user builder as Vineyard does: with the context as `builder`
-    when its signature takes one (to build members with
-    ``builder.run(client, member)``). Returns the ObjectID it made."""
-    try:
-        parameters = inspect.signature(builder).parameters
-        takes_context = "builder" in parameters or any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    except (TypeError, ValueError):
-        takes_context = False
-    if takes_context:
-        made = builder(client, value, builder=context, **kwargs)
-    else:
-        made = builder(client, value, **kwargs)
+    """Calls a user builder as Vineyard does (with the context as `builder`
+    when its signature takes one, to build members with
+    ``builder.run(client, member)``); returns the ObjectID it made."""
+    made = call_vineyard_style(builder, "builder", context, (client, value), kwargs)
     return as_object_id(made, value)
 
 
@@ -132,33 +84,10 @@ def as_object_id(made, value):
 
 
 default_builder_context = BuilderContext()
-_current = contextvars.ContextVar("trellis_builders", default=None)
-
-
-def custom_builders():
-    """The current context, or None when it is the default one holding
-    only trellis's converters (the fast path of put and get)."""
-    context = _current.get()
-    if context is None:
-        context = default_builder_context
-        if context._plain:
-            return None
-    return context
-
-
-def get_current_builders():
-    """The builder context puts use now: the innermost ``builder_context``
-    block's, else ``default_builder_context``."""
-    return _current.get() or default_builder_context
-
-
-@contextlib.contextmanager
-def builder_context(builders=None, base=None):
-    """Within the block, puts use `builders` ({type: builder}) over `base`
-    (default: the current context)."""
-    context = (base or get_current_builders()).extend(builders)
-    token = _current.set(context)
-    try:
-        yield context
-    finally:
-        _current.reset(token)
+_scope = Scope(default_builder_context, "trellis_builders")
+# The context in use, or None for the default with trellis's converters only.
+custom_builders = _scope.custom
+# The builder context puts use now: the innermost builder_context block's,
+# else default_builder_context.
+get_current_builders = _scope.current
+builder_context = _scope.block  # with builder_context({type: builder}, base=None): ...

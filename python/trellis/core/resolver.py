@@ -17,43 +17,23 @@ are registered by ``register_builtin_types``; an object no resolver takes
 comes back as its ObjectMeta.
 """
 
-import contextlib
-import contextvars
-import inspect
-
 from trellis._core import InvalidArgument
+from trellis.core._registry import Registry, Scope, call_vineyard_style, check_entry
 
-from trellis.core.builder import BUILTIN
+__all__ = ["ResolverContext", "default_resolver_context", "get_current_resolvers",
+           "resolver_context"]
 
 
-class ResolverContext:
+class ResolverContext(Registry):
     """A registry of resolvers by type name, optionally over a parent."""
 
-    def __init__(self, resolvers=None, parent=None):
-        self._factory = {}
-        self._user = 0  # entries that are not BUILTIN
-        self._plain = False  # only trellis's converters (put/get skip lookups)
-        self._parent = parent
-        for key, entry in (resolvers or {}).items():
-            self.register(key, entry)
-
-    def register(self, typename, resolver):
+    def _check(self, typename, resolver):
         if not isinstance(typename, str) or not typename:
             raise InvalidArgument(f"register takes a type name (str), got {typename!r}")
-        if resolver is not BUILTIN and not callable(resolver):
-            raise InvalidArgument(f"a resolver is callable(obj, **kw), got {resolver!r}")
-        self.unregister(typename)
-        self._factory[typename] = resolver
-        self._user += resolver is not BUILTIN
-        self._plain = self._user == 0 and bool(self._factory)
+        check_entry(resolver, "resolver is callable(obj, **kw)")
 
-    def unregister(self, typename):
-        entry = self._factory.pop(typename, None)
-        self._user -= entry is not None and entry is not BUILTIN
-        self._plain = self._user == 0 and bool(self._factory)
-
-    def extend(self, resolvers=None):
-        return ResolverContext(resolvers, parent=self)
+    def _only_builtins(self):
+        return self._user == 0 and bool(self._factory)
 
     def lookup(self, typename):
         """The resolver for `typename` (BUILTIN for trellis's converters),
@@ -73,14 +53,6 @@ class ResolverContext:
             context = context._parent
         return None
 
-    def has_user_resolvers(self):
-        context = self
-        while context is not None:
-            if context._user:
-                return True
-            context = context._parent
-        return False
-
     def run(self, obj, **kwargs):
         """The value of `obj` (an Object or ObjectMeta), resolved with this
         context (members too)."""
@@ -95,50 +67,15 @@ class ResolverContext:
 
     __call__ = run
 
-    def __repr__(self):
-        return f"ResolverContext({sorted(self._factory)})"
-
 
 def call_resolver(resolver, obj, context, kwargs):
     """Calls a user resolver as Vineyard does: with the context as
     `resolver` when its signature takes one."""
-    try:
-        parameters = inspect.signature(resolver).parameters
-        takes_context = "resolver" in parameters or any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    except (TypeError, ValueError):
-        takes_context = False
-    if takes_context:
-        return resolver(obj, resolver=context, **kwargs)
-    return resolver(obj, **kwargs)
+    return call_vineyard_style(resolver, "resolver", context, (obj,), kwargs)
 
 
 default_resolver_context = ResolverContext()
-_current = contextvars.ContextVar("trellis_resolvers", default=None)
-
-
-def custom_resolvers():
-    """The current context, or None when it is the default one holding
-    only trellis's converters (the fast path of put and get)."""
-    context = _current.get()
-    if context is None:
-        context = default_resolver_context
-        if context._plain:
-            return None
-    return context
-
-
-def get_current_resolvers():
-    return _current.get() or default_resolver_context
-
-
-@contextlib.contextmanager
-def resolver_context(resolvers=None, base=None):
-    """Within the block, gets use `resolvers` ({typename: resolver}) over
-    `base` (default: the current context)."""
-    context = (base or get_current_resolvers()).extend(resolvers)
-    token = _current.set(context)
-    try:
-        yield context
-    finally:
-        _current.reset(token)
+_scope = Scope(default_resolver_context, "trellis_resolvers")
+custom_resolvers = _scope.custom
+get_current_resolvers = _scope.current
+resolver_context = _scope.block  # with resolver_context({typename: resolver}, base=None): ...
