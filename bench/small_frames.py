@@ -12,13 +12,14 @@ Each side times its own calls (medians per frame, microseconds); the
 handover cost is producer + consumer. Target (issue 11): trellis cheaper
 than pickle for every shape.
 
-Usage: small_frames.py [--count 300] [--md out.md] [--json out.json]
+Usage: small_frames.py [--count 300] [--rounds 5] [--md out.md] [--json out.json]
 """
 
 import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,7 @@ def side(variant, which, cols, kind, count, where, stdin=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--md", default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -98,22 +100,34 @@ def main(argv=None):
     shm = tempfile.mkdtemp(prefix="trellis-sf-", dir="/dev/shm")
     os.environ["TRELLIS_SOCKET"] = os.path.join(work, "d.sock")
     daemon = trellis.start_daemon(size="2G", detach=True)
-    rows = []
+    # Rounds interleave the variants (their order alternating) so that a
+    # noisy stretch of this shared VM hits both alike; each figure is the
+    # median over rounds of a round's median.
+    samples = {(cols, kind): {k: [] for k in ("trellis_put_us", "trellis_get_us",
+                                              "pickle_put_us", "pickle_get_us")}
+               for cols, kind in SHAPES}
     try:
-        for cols, kind in SHAPES:
-            r = {"columns": cols, "kind": kind}
-            for variant in ("trellis", "pickle"):
-                made = side(variant, "produce", cols, kind, args.count, shm)
-                read = side(variant, "consume", cols, kind, args.count, shm, stdin=made)
-                r[f"{variant}_put_us"] = json.loads(made)["median_us"]
-                r[f"{variant}_get_us"] = json.loads(read)["median_us"]
-                if variant == "trellis":
-                    with trellis.connect(start=False) as c:
-                        for oid in json.loads(made)["ids"]:
-                            c.delete(oid)
-                else:
-                    for name in os.listdir(shm):
-                        os.unlink(os.path.join(shm, name))
+        for rnd in range(args.rounds):
+            for cols, kind in SHAPES:
+                variants = ("trellis", "pickle") if rnd % 2 == 0 else ("pickle", "trellis")
+                for variant in variants:
+                    made = side(variant, "produce", cols, kind, args.count, shm)
+                    read = side(variant, "consume", cols, kind, args.count, shm, stdin=made)
+                    samples[cols, kind][f"{variant}_put_us"].append(json.loads(made)["median_us"])
+                    samples[cols, kind][f"{variant}_get_us"].append(json.loads(read)["median_us"])
+                    if variant == "trellis":
+                        with trellis.connect(start=False) as c:
+                            for oid in json.loads(made)["ids"]:
+                                c.delete(oid)
+                    else:
+                        for name in os.listdir(shm):
+                            os.unlink(os.path.join(shm, name))
+            print(f"round {rnd + 1}/{args.rounds} done", flush=True)
+        rows = []
+        for (cols, kind), got in samples.items():
+            r = {"columns": cols, "kind": kind, "rounds": got}
+            for key, values in got.items():
+                r[key] = statistics.median(values)
             r["trellis_us"] = r["trellis_put_us"] + r["trellis_get_us"]
             r["pickle_us"] = r["pickle_put_us"] + r["pickle_get_us"]
             rows.append(r)
@@ -129,8 +143,9 @@ def main(argv=None):
     lines = ["# Small DataFrames from one process to another: trellis vs pickle via /dev/shm",
              "", f"Command: `{' '.join(sys.argv)}`", "",
              machine_line(m), "",
-             f"100-row frames, {args.count} per shape; medians per frame in microseconds "
-             "(the first 10% of each side left out as warm-up).", "",
+             f"100-row frames, {args.count} per shape and round, {args.rounds} rounds "
+             "interleaving the variants; per frame in microseconds, the median over rounds "
+             "of each round's median (the first 10% of each side left out as warm-up).", "",
              "| columns | kind | trellis put | trellis get | trellis total | pickle dump | "
              "pickle load | pickle total | trellis / pickle |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]

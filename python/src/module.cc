@@ -18,6 +18,7 @@
 
 #include "client/client_core.h"
 #include "client/object_meta_internal.h"
+#include "client/shared_arena.h"
 #include "common/protocol.h"
 #include "errors.h"
 #include "json_convert.h"
@@ -56,8 +57,12 @@ class PyBlobWriter {
   PyBlobWriter(std::shared_ptr<PyClient> client,
                std::unique_ptr<BlobWriter> writer)
       : client_(std::move(client)), writer_(std::move(writer)) {}
-  PyBlobWriter(std::shared_ptr<PyClient> client, uint64_t size)
-      : client_(std::move(client)), local_(size) {}
+  // An inline writer of `size` zero bytes, in the buffer its client kept
+  // from an earlier one (see PyClient::TakeInlineBuffer).
+  PyBlobWriter(std::shared_ptr<PyClient> client, uint64_t size);
+  ~PyBlobWriter();
+  PyBlobWriter(const PyBlobWriter&) = delete;
+  PyBlobWriter& operator=(const PyBlobWriter&) = delete;
 
   bool is_inline() const { return writer_ == nullptr; }
   // The inline writer's bytes.
@@ -76,7 +81,17 @@ class PyBlobWriter {
     }
     uint64_t n = static_cast<uint64_t>(source.nbytes());
     CheckRange(offset, n);
-    const void* src = source.data();
+    WriteBytes(offset, source.data(), n);
+  }
+
+  // Copies `n` bytes (range checked by the caller) to `offset`, releasing
+  // the GIL: an arena writer's BlobWriter::Write (cheaper than a memcpy
+  // into pages this process never touched), an inline one's memcpy.
+  void WriteBytes(uint64_t offset, const void* src, uint64_t n) {
+    if (writer_) {
+      ThrowIfError(WithoutGil([&] { return writer_->Write(offset, src, n); }));
+      return;
+    }
     uint8_t* dst = data() + offset;
     WithoutGil([&] {
       ParallelMemcpy(dst, src, n);
@@ -155,6 +170,26 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
 
   Client& client() { return *client_; }
 
+  // A buffer of `size` zero bytes for an inline writer, reusing the one
+  // the last writer gave back (under the GIL, as writers are made and
+  // dropped). A put of a small value is mostly a round trip: a fresh
+  // malloc of its bytes each time would often be fresh pages, and a first
+  // touch costs ~10 us a page on a VM with shadow paging.
+  std::vector<uint8_t> TakeInlineBuffer(uint64_t size) {
+    std::vector<uint8_t> buffer = std::move(spare_inline_);
+    spare_inline_ = {};
+    buffer.assign(size, 0);  // zeros: no byte of the last put leaks
+    return buffer;
+  }
+  // Keeps `buffer` for the next inline writer (the larger one, up to
+  // kMaxSpareInline bytes).
+  void GiveBackInlineBuffer(std::vector<uint8_t> buffer) {
+    if (buffer.capacity() <= kMaxSpareInline &&
+        buffer.capacity() > spare_inline_.capacity()) {
+      spare_inline_ = std::move(buffer);
+    }
+  }
+
   std::unique_ptr<PyBlobWriter> CreateBlob(uint64_t size) {
     auto writer = Unwrap(WithoutGil([&] { return client_->CreateBlob(size); }));
     return std::make_unique<PyBlobWriter>(shared_from_this(),
@@ -186,19 +221,25 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     // The request is written straight from the Python tree (no JSON DOM:
     // for a wide DataFrame that costs more than the round trip). The daemon
     // validates the tree's shape.
+    // Into the body buffer of the last put (taken back below): a fresh one
+    // each time would often be fresh pages (see TakeInlineBuffer).
     json body = protocol::CreateObjectBody(
         [&](std::vector<uint8_t>* out) {
           ToMsgpack(tree, writer ? &blob : nullptr, 1, out);
         },
-        overwrite, persist, name, inline_data ? &writer->local() : nullptr);
+        overwrite, persist, name, inline_data ? &writer->local() : nullptr,
+        std::move(spare_body_));
     const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
     // A remote writer's bytes are uploaded right before the request.
     std::vector<ObjectID> uploads;
     if (writer && !inline_data) uploads.push_back(writer->id());
-    json reply = Unwrap(WithoutGil([&] {
+    Result<json> called = WithoutGil([&] {
       return core->CallAfterUpload(protocol::MessageType::kCreateObject, body,
                                    uploads);
-    }));
+    });
+    std::vector<uint8_t> spent = protocol::TakeEncodedBody(std::move(body));
+    if (spent.capacity() <= kMaxSpareInline) spare_body_ = std::move(spent);
+    json reply = Unwrap(std::move(called));
     if (writer) {
       if (!inline_data) core->TakeOpenBlob(writer->id());  // sealed with it
       writer->MarkConsumed();
@@ -404,7 +445,18 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   explicit PyClient(std::unique_ptr<Client> client)
       : client_(std::move(client)) {}
   std::unique_ptr<Client> client_;
+  // Buffers kept from the last put (see TakeInlineBuffer), up to this size.
+  static constexpr size_t kMaxSpareInline = 4u << 20;
+  std::vector<uint8_t> spare_inline_;
+  std::vector<uint8_t> spare_body_;  // CreateObject's request body
 };
+
+PyBlobWriter::PyBlobWriter(std::shared_ptr<PyClient> client, uint64_t size)
+    : client_(std::move(client)), local_(client_->TakeInlineBuffer(size)) {}
+
+PyBlobWriter::~PyBlobWriter() {
+  if (!writer_) client_->GiveBackInlineBuffer(std::move(local_));
+}
 
 Blob PyBlobWriter::Seal() {
   CheckOpen();
@@ -534,12 +586,32 @@ object, or any view made from it, lives.)doc")
             w.CheckRange(data_at, e.data_bytes());
             bool nulls = e.null_count() > 0;
             if (nulls) w.CheckRange(validity_at, e.validity_bytes());
-            uint8_t* base = w.data();
+            uint64_t total = e.offsets_bytes() + e.data_bytes() +
+                             (nulls ? e.validity_bytes() : 0);
+            if (w.is_inline() || total > SharedArena::kPwriteMax) {
+              uint8_t* base = w.data();
+              WithoutGil([&] {
+                e.Write(base + offsets_at, base + data_at,
+                        nulls ? base + validity_at : nullptr);
+                return 0;
+              });
+              return;
+            }
+            // Encoded into a warm buffer (kept by this thread, at most
+            // kPwriteMax bytes), then written to the arena the cheap way
+            // (see BlobWriter::Write).
+            thread_local std::vector<uint8_t> scratch;
+            scratch.resize(total);
+            uint8_t* offsets = scratch.data();
+            uint8_t* bytes = offsets + e.offsets_bytes();
+            uint8_t* validity = nulls ? bytes + e.data_bytes() : nullptr;
             WithoutGil([&] {
-              e.Write(base + offsets_at, base + data_at,
-                      nulls ? base + validity_at : nullptr);
+              e.Write(offsets, bytes, validity);
               return 0;
             });
+            w.WriteBytes(offsets_at, offsets, e.offsets_bytes());
+            w.WriteBytes(data_at, bytes, e.data_bytes());
+            if (nulls) w.WriteBytes(validity_at, validity, e.validity_bytes());
           },
           py::arg("writer"), py::arg("offsets_at"), py::arg("data_at"),
           py::arg("validity_at"));

@@ -413,6 +413,22 @@ BlobWriter::BlobWriter(std::shared_ptr<ClientCore> core, ObjectID id,
 
 BlobWriter::~BlobWriter() { (void)Abort(); }
 
+Status BlobWriter::Write(uint64_t offset, const void* src, uint64_t n) {
+  if (offset > size_ || n > size_ - offset) {
+    return Status::Invalid("write of " + std::to_string(n) + " bytes at " +
+                           std::to_string(offset) + " overruns blob " +
+                           id_.ToString() + " of " + std::to_string(size_) +
+                           " bytes");
+  }
+  if (owned_ || core_->remote()) {
+    ParallelMemcpy(data_ + offset, src, n);
+  } else {
+    SharedArena& arena = core_->arena();
+    arena.Write(static_cast<uint64_t>(data_ - arena.base()) + offset, src, n);
+  }
+  return Status::OK();
+}
+
 Result<ObjectID> BlobWriter::Seal() {
   if (!core_->IsOpenBlob(id_)) {
     return Status::Invalid("blob " + id_.ToString() +
@@ -551,7 +567,7 @@ Result<ObjectID> Client::PutBlob(const void* data, uint64_t size) {
     return ids[0];
   }
   TRELLIS_ASSIGN_OR_RAISE(auto writer, CreateBlob(size));
-  ParallelMemcpy(writer->data(), data, size);
+  TRELLIS_RETURN_NOT_OK(writer->Write(0, data, size));
   return writer->Seal();
 }
 

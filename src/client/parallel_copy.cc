@@ -11,9 +11,15 @@ void ParallelMemcpy(void* dst, const void* src, size_t n) {
   // Below this, thread start-up costs more than the second core saves.
   constexpr size_t kParallelThreshold = 8u << 20;
   constexpr size_t kMaxThreads = 8;
-  size_t threads = std::min<size_t>(
+  if (n < kParallelThreshold) {
+    std::memcpy(dst, src, n);
+    return;
+  }
+  // Asked once: glibc reads /sys/devices/system/cpu/online on every call
+  // (~7 us, more than a small copy takes).
+  static const size_t threads = std::min<size_t>(
       kMaxThreads, std::max(1u, std::thread::hardware_concurrency()));
-  if (n < kParallelThreshold || threads < 2) {
+  if (threads < 2) {
     std::memcpy(dst, src, n);
     return;
   }

@@ -13,8 +13,9 @@ namespace trellis {
 
 class SharedArena {
  public:
-  // Maps `size` bytes of the arena file `fd`, shared and read-write. The
-  // caller keeps (and may close) fd. IOError if mmap fails.
+  // Maps `size` bytes of the arena file `fd`, shared and read-write, and
+  // keeps a duplicate of fd for Write. The caller keeps (and may close) fd.
+  // IOError if mmap fails.
   static Result<std::unique_ptr<SharedArena>> Map(int fd, uint64_t size);
   ~SharedArena();  // unmaps: nothing may point into the arena any more
   SharedArena(const SharedArena&) = delete;
@@ -39,12 +40,29 @@ class SharedArena {
   void PrepareWrite(uint64_t offset, uint64_t length)
       TRELLIS_EXCLUDES(populate_mutex_);
 
+  // Copies `n` bytes from `src` to arena offset `offset` (the range lies
+  // inside the arena: Range() checked it) the cheapest way: memcpy through
+  // the mapping where this process has written those granules before; a
+  // pwrite to the arena file for a range up to kPwriteMax it has not (the
+  // kernel copies through its own map: no page fault here, where a first
+  // touch costs ~10 us a page on a VM with shadow paging; see
+  // bench/results/small_frames.md); beyond that PrepareWrite, then a
+  // parallel memcpy. Thread-safe.
+  static constexpr uint64_t kPwriteMax = 4u << 20;
+  void Write(uint64_t offset, const void* src, uint64_t n)
+      TRELLIS_EXCLUDES(populate_mutex_);
+
  private:
-  SharedArena(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+  SharedArena(uint8_t* base, uint64_t size, int fd)
+      : base_(base), size_(size), fd_(fd) {}
   bool Populated(uint64_t granule) const TRELLIS_REQUIRES(populate_mutex_);
+  // True if every granule of [offset, offset+n) is populated.
+  bool AllPopulated(uint64_t offset, uint64_t n)
+      TRELLIS_EXCLUDES(populate_mutex_);
 
   uint8_t* const base_;
   const uint64_t size_;
+  const int fd_;  // our duplicate of the arena file, or -1
 
   Mutex populate_mutex_;
   // One bit per 64 KiB granule of the arena: mapped for writing already.

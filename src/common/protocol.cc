@@ -505,7 +505,20 @@ json CreateObjectBody(
     const std::function<void(std::vector<uint8_t>*)>& write_tree,
     bool overwrite, bool persist, const std::string& name,
     const std::vector<uint8_t>* data) {
-  std::vector<uint8_t> body;
+  return CreateObjectBody(write_tree, overwrite, persist, name, data, {});
+}
+
+std::vector<uint8_t> TakeEncodedBody(json&& body) {
+  if (!IsEncodedBody(body)) return {};
+  return std::move(static_cast<std::vector<uint8_t>&>(body.get_binary()));
+}
+
+json CreateObjectBody(
+    const std::function<void(std::vector<uint8_t>*)>& write_tree,
+    bool overwrite, bool persist, const std::string& name,
+    const std::vector<uint8_t>* data, std::vector<uint8_t> scratch) {
+  std::vector<uint8_t> body = std::move(scratch);
+  body.clear();
   if (data) body.reserve(data->size() + 256);
   AppendMsgpackMapHeader(3 + !name.empty() + (data != nullptr), &body);
   AppendMsgpackString("tree", &body);

@@ -240,5 +240,14 @@ json CreateObjectBody(
     const std::function<void(std::vector<uint8_t>*)>& write_tree,
     bool overwrite, bool persist, const std::string& name,
     const std::vector<uint8_t>* data = nullptr);
+// The same body into `*scratch` (cleared first; its capacity is reused:
+// a caller that keeps the vector between puts, taking it back from the
+// returned body with TakeEncodedBody, writes no fresh memory).
+json CreateObjectBody(
+    const std::function<void(std::vector<uint8_t>*)>& write_tree,
+    bool overwrite, bool persist, const std::string& name,
+    const std::vector<uint8_t>* data, std::vector<uint8_t> scratch);
+// The bytes of an EncodedBody, moved out of it (empty for any other json).
+std::vector<uint8_t> TakeEncodedBody(json&& body);
 
 }  // namespace trellis::protocol

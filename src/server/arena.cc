@@ -49,6 +49,30 @@ Arena::~Arena() {
   close(fd_);
 }
 
+Status Arena::Write(uint64_t offset, const void* data, uint64_t n) {
+  if (offset > size_ || n > size_ - offset) {
+    return Status::Invalid("write of " + std::to_string(n) + " bytes at " +
+                           std::to_string(offset) + " overruns the arena");
+  }
+  const auto* from = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    ssize_t put = pwrite(fd_, from, n, static_cast<off_t>(offset));
+    if (put < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOSPC || errno == ENOMEM) {
+        return Status::OutOfMemory("no memory to back " + std::to_string(n) +
+                                   " bytes of the arena at " +
+                                   std::to_string(offset));
+      }
+      return Status::FromErrno("write to the arena", errno);
+    }
+    from += put;
+    offset += static_cast<uint64_t>(put);
+    n -= static_cast<uint64_t>(put);
+  }
+  return Status::OK();
+}
+
 Status Arena::Discard(uint64_t offset, uint64_t length) {
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   uint64_t begin = (offset + page - 1) / page * page;

@@ -213,13 +213,16 @@ void Store::AllocateBlobs(ClientId client, std::vector<uint64_t> sizes,
         }
         if (payload) {
           std::vector<ObjectID> ids;
+          for (const BlobSlot& slot : *slots) ids.push_back(slot.id);
           for (size_t i = 0; i < slots->size(); ++i) {
             const auto& bytes = (*payload)[i].get_binary();
-            if (!bytes.empty()) {
-              std::memcpy(arena_->base() + (*slots)[i].offset, bytes.data(),
-                          bytes.size());
+            Status written =
+                arena_->Write((*slots)[i].offset, bytes.data(), bytes.size());
+            if (!written.ok()) {
+              (void)table_.Abort(client, ids);  // none was handed out
+              (*shared_done)(written);
+              return true;
             }
-            ids.push_back((*slots)[i].id);
           }
           Status sealed = table_.Seal(client, ids);
           if (!sealed.ok()) {

@@ -151,11 +151,14 @@ void Store::AllocateInlineBlob(std::shared_ptr<CreateCall> call) {
           return true;
         }
         const BlobSlot& slot = slots->front();
-        if (!call->data.empty()) {
-          std::memcpy(arena_->base() + slot.offset, call->data.data(),
-                      call->data.size());
-        }
+        Status written =
+            arena_->Write(slot.offset, call->data.data(), call->data.size());
         call->data = {};
+        if (!written.ok()) {
+          (void)table_.Abort(call->client, {slot.id});
+          FinishCreate(call, written);
+          return true;
+        }
         call->inline_blob = slot.id;
         ResolveInlineBlobRefs(&call->tree, slot.id);
         BuildTree(call);

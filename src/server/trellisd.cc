@@ -1,5 +1,6 @@
 // trellisd: the per-node trellis daemon. See README.md ("Running the daemon")
 // and docs/protocol.md.
+#include <malloc.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -78,6 +79,15 @@ trellis::Result<std::unique_ptr<trellis::server::MetaStore>> MakeMetaStore(
 int main(int argc, char** argv) {
   using namespace trellis;
   using namespace trellis::server;
+
+  // Keep freed heap memory for the next request instead of handing it back
+  // to the kernel: a request's buffers (an inline blob is up to 64 KiB,
+  // decoded once more) would otherwise land on fresh pages every time, and
+  // a first touch costs ~10 us a page on a VM with shadow paging
+  // (bench/results/small_frames.md). Bodies above the mmap threshold (the
+  // rare large ones, up to --max-frame) still go back at once.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
   CLI::App app{"trellisd: per-node shared-memory object store daemon"};
   std::string socket_path = DefaultSocketPath();
