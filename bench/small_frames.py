@@ -5,14 +5,17 @@ against pickle through /dev/shm, side by side in one run.
 For each shape (100 rows; 10, 46 and 200 columns; int64 or str columns) a
 producer process makes --count frames and a consumer process reads them:
   - trellis: the producer puts each frame (client.put), the consumer gets
-    each one by id (client.get) and touches one value per column;
+    each one by id (client.get) and reads a value of every fourth column;
   - pickle:  the producer pickle.dump()s each frame (protocol 5) to a file
-    in /dev/shm, the consumer pickle.load()s it and touches the same.
-Each side times its own calls (medians per frame, microseconds); the
-handover cost is producer + consumer. Target (issue 11): trellis cheaper
+    in /dev/shm, the consumer pickle.load()s it and reads the same.
+The same two processes do both, frame by frame, the order alternating, so
+both meet the same moment of this shared VM. Each side times its own calls
+(medians per frame, microseconds); the handover cost is producer +
+consumer. Target (issue 11): trellis cheaper
 than pickle for every shape.
 
-Usage: small_frames.py [--count 300] [--rounds 5] [--md out.md] [--json out.json]
+Usage: small_frames.py [--count 300] [--rounds 5] [--poll-us 0] [--md out.md]
+                       [--json out.json]
 """
 
 import argparse
@@ -31,13 +34,16 @@ sys.path[:0] = [str(ROOT / "bench")]
 PY = "/usr/bin/python3"
 SHAPES = [(10, "int64"), (46, "int64"), (200, "int64"), (10, "str"), (46, "str"), (200, "str")]
 
-# One side of one variant, run as its own process: prints its medians.
+# One side (producer or consumer) of both variants, run as its own process:
+# frame by frame it does the trellis call and the pickle call, the order
+# alternating, each on its own copy of the frame, so that whatever this
+# shared VM is doing at the moment costs both alike. Prints both medians.
 SIDE = r'''
 import json, os, pickle, statistics, sys, time
 import numpy as np, pandas as pd
 import trellis
-variant, side, cols, kind, count, where = sys.argv[1:7]
-cols, count = int(cols), int(count)
+side, cols, kind, count, where, variants = sys.argv[1:7]
+cols, count, variants = int(cols), int(count), variants.split(",")
 
 def frame(i):
     rng = np.random.default_rng(i)
@@ -47,40 +53,57 @@ def frame(i):
         data = {f"c{j}": [f"v{i}-{j}-{k}" for k in range(100)] for j in range(cols)}
     return pd.DataFrame(data)
 
-times = []
+client = trellis.connect(start=False)
+times = {v: [] for v in variants}
+
+def timed(variant, fn):
+    t0 = time.perf_counter()
+    out = fn()
+    times[variant].append(time.perf_counter() - t0)
+    return out
+
+def touch(f):  # read one value of every fourth column
+    for j in range(0, cols, max(1, cols // 4)):
+        f.iat[0, j]
+
+def dump(f, i):
+    with open(os.path.join(where, f"{i}.pkl"), "wb") as out:
+        pickle.dump(f, out, protocol=5)
+
+def load(i):
+    with open(os.path.join(where, f"{i}.pkl"), "rb") as src:
+        f = pickle.load(src)
+    touch(f)
+
+def get(oid):
+    f = client.get(oid)
+    touch(f)
+
+ids = []
 if side == "produce":
-    frames = [frame(i) for i in range(count)]
-    ids = []
-    client = trellis.connect(start=False) if variant == "trellis" else None
-    for i, f in enumerate(frames):
-        t0 = time.perf_counter()
-        if client:
-            ids.append(int(client.put(f)))
-        else:
-            with open(os.path.join(where, f"{i}.pkl"), "wb") as out:
-                pickle.dump(f, out, protocol=5)
-        times.append(time.perf_counter() - t0)
-    print(json.dumps({"median_us": statistics.median(times[count // 10:]) * 1e6, "ids": ids}))
+    pairs = [(frame(i), frame(i)) for i in range(count)]
+    for i, (mine, theirs) in enumerate(pairs):
+        steps = {"trellis": lambda: ids.append(int(timed("trellis", lambda: client.put(mine)))),
+                 "pickle": lambda: timed("pickle", lambda: dump(theirs, i))}
+        steps = [steps[v] for v in variants]
+        for step in steps[::1 if i % 2 == 0 else -1]:
+            step()
 else:
     ids = json.loads(sys.stdin.read())["ids"]
-    client = trellis.connect(start=False) if variant == "trellis" else None
     for i in range(count):
-        t0 = time.perf_counter()
-        if client:
-            f = client.get(ids[i])
-        else:
-            with open(os.path.join(where, f"{i}.pkl"), "rb") as src:
-                f = pickle.load(src)
-        for j in range(0, cols, max(1, cols // 4)):
-            f.iat[0, j]
-        times.append(time.perf_counter() - t0)
-        del f
-    print(json.dumps({"median_us": statistics.median(times[count // 10:]) * 1e6}))
+        steps = {"trellis": lambda: timed("trellis", lambda: get(ids[i])),
+                 "pickle": lambda: timed("pickle", lambda: load(i))}
+        steps = [steps[v] for v in variants]
+        for step in steps[::1 if i % 2 == 0 else -1]:
+            step()
+print(json.dumps({"ids": ids, **{v: statistics.median(t[count // 10:]) * 1e6
+                                 for v, t in times.items()}}))
 '''
 
 
-def side(variant, which, cols, kind, count, where, stdin=None):
-    out = subprocess.run([PY, "-c", SIDE, variant, which, str(cols), kind, str(count), where],
+def side(which, cols, kind, count, where, variants, stdin=None):
+    out = subprocess.run([PY, "-c", SIDE, which, str(cols), kind, str(count), where,
+                          ",".join(variants)],
                          input=stdin, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
@@ -91,6 +114,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=300)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--poll-us", type=int, default=0,
+                   help="trellisd --poll-us for the daemon (default 0, its default)")
     p.add_argument("--md", default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -99,39 +124,45 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="trellis-sf-")
     shm = tempfile.mkdtemp(prefix="trellis-sf-", dir="/dev/shm")
     os.environ["TRELLIS_SOCKET"] = os.path.join(work, "d.sock")
-    daemon = trellis.start_daemon(size="2G", detach=True)
-    # Rounds interleave the variants (their order alternating) so that a
-    # noisy stretch of this shared VM hits both alike; each figure is the
-    # median over rounds of a round's median.
-    samples = {(cols, kind): {k: [] for k in ("trellis_put_us", "trellis_get_us",
-                                              "pickle_put_us", "pickle_get_us")}
-               for cols, kind in SHAPES}
+    daemon = trellis.start_daemon(size="2G", detach=True, poll_us=args.poll_us)
+    # Two regimes, each round running every shape in both (a figure is the
+    # median over rounds of a round's median):
+    #   loop: each variant in processes of its own, call after call;
+    #   interleaved: one producer and one consumer do both variants frame
+    #     by frame (see SIDE), so there is other work between two calls to
+    #     the daemon, as in a pipeline, and both meet the same moment of
+    #     this shared VM.
+    modes = {"loop": [["trellis"], ["pickle"]], "interleaved": [["trellis", "pickle"]]}
+    keys = ("trellis_put_us", "trellis_get_us", "pickle_put_us", "pickle_get_us")
+    samples = {(mode, cols, kind): {k: [] for k in keys}
+               for mode in modes for cols, kind in SHAPES}
+    rows = []
     try:
         for rnd in range(args.rounds):
-            for cols, kind in SHAPES:
-                variants = ("trellis", "pickle") if rnd % 2 == 0 else ("pickle", "trellis")
-                for variant in variants:
-                    made = side(variant, "produce", cols, kind, args.count, shm)
-                    read = side(variant, "consume", cols, kind, args.count, shm, stdin=made)
-                    samples[cols, kind][f"{variant}_put_us"].append(json.loads(made)["median_us"])
-                    samples[cols, kind][f"{variant}_get_us"].append(json.loads(read)["median_us"])
-                    if variant == "trellis":
+            for mode, groups in modes.items():
+                for cols, kind in SHAPES:
+                    for variants in groups:
+                        made = json.loads(side("produce", cols, kind, args.count, shm,
+                                               variants))
+                        read = json.loads(side("consume", cols, kind, args.count, shm,
+                                               variants, stdin=json.dumps(made)))
+                        for variant in variants:
+                            samples[mode, cols, kind][f"{variant}_put_us"].append(made[variant])
+                            samples[mode, cols, kind][f"{variant}_get_us"].append(read[variant])
                         with trellis.connect(start=False) as c:
-                            for oid in json.loads(made)["ids"]:
+                            for oid in made["ids"]:
                                 c.delete(oid)
-                    else:
                         for name in os.listdir(shm):
                             os.unlink(os.path.join(shm, name))
             print(f"round {rnd + 1}/{args.rounds} done", flush=True)
-        rows = []
-        for (cols, kind), got in samples.items():
-            r = {"columns": cols, "kind": kind, "rounds": got}
+        for (mode, cols, kind), got in samples.items():
+            r = {"mode": mode, "columns": cols, "kind": kind, "rounds": got}
             for key, values in got.items():
                 r[key] = statistics.median(values)
             r["trellis_us"] = r["trellis_put_us"] + r["trellis_get_us"]
             r["pickle_us"] = r["pickle_put_us"] + r["pickle_get_us"]
             rows.append(r)
-            print(f"{cols:>3} {kind:<5}: trellis {r['trellis_us']:7.1f} us "
+            print(f"{mode:<11} {cols:>3} {kind:<5}: trellis {r['trellis_us']:7.1f} us "
                   f"(put {r['trellis_put_us']:.1f} + get {r['trellis_get_us']:.1f}), pickle "
                   f"{r['pickle_us']:7.1f} us (dump {r['pickle_put_us']:.1f} + load "
                   f"{r['pickle_get_us']:.1f})", flush=True)
@@ -142,21 +173,34 @@ def main(argv=None):
     m = machine_info()
     lines = ["# Small DataFrames from one process to another: trellis vs pickle via /dev/shm",
              "", f"Command: `{' '.join(sys.argv)}`", "",
-             machine_line(m), "",
-             f"100-row frames, {args.count} per shape and round, {args.rounds} rounds "
-             "interleaving the variants; per frame in microseconds, the median over rounds "
-             "of each round's median (the first 10% of each side left out as warm-up).", "",
-             "| columns | kind | trellis put | trellis get | trellis total | pickle dump | "
-             "pickle load | pickle total | trellis / pickle |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['columns']} | {r['kind']} | {r['trellis_put_us']:.1f} | "
-                     f"{r['trellis_get_us']:.1f} | {r['trellis_us']:.1f} | "
-                     f"{r['pickle_put_us']:.1f} | {r['pickle_get_us']:.1f} | "
-                     f"{r['pickle_us']:.1f} | {r['trellis_us'] / r['pickle_us']:.2f} |")
+             machine_line(m) + f" Daemon: trellisd --poll-us {args.poll_us}.", "",
+             f"100-row frames, {args.count} per shape, mode and round, {args.rounds} rounds; "
+             "per frame in microseconds, the median over rounds of each round's median (the "
+             "first 10% left out as warm-up). Two regimes: *loop*, each variant in a "
+             "producer and a consumer process of its own, call after call; *interleaved*, "
+             "one producer puts and dumps each frame (its own copy for each) and one "
+             "consumer gets and loads it, the order alternating frame by frame: there is "
+             "other work between two calls to the daemon, as in a pipeline, and both "
+             "variants meet the same moment of the VM.", ""]
+    verdicts = []
+    for mode in modes:
+        lines += [f"**{mode}**", "",
+                  "| columns | kind | trellis put | trellis get | trellis total | "
+                  "pickle dump | pickle load | pickle total | trellis / pickle |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in (r for r in rows if r["mode"] == mode):
+            lines.append(f"| {r['columns']} | {r['kind']} | {r['trellis_put_us']:.1f} | "
+                         f"{r['trellis_get_us']:.1f} | {r['trellis_us']:.1f} | "
+                         f"{r['pickle_put_us']:.1f} | {r['pickle_get_us']:.1f} | "
+                         f"{r['pickle_us']:.1f} | {r['trellis_us'] / r['pickle_us']:.2f} |")
+        lines.append("")
+        ahead = [f"{r['columns']} {r['kind']}" for r in rows
+                 if r["mode"] == mode and r["trellis_us"] < r["pickle_us"]]
+        verdicts.append(f"{mode}: cheaper for {len(ahead)} of {len(SHAPES)} shapes "
+                        f"({', '.join(ahead) or 'none'})")
     met = all(r["trellis_us"] < r["pickle_us"] for r in rows)
-    lines += ["", f"Target: trellis cheaper than pickle for every shape: "
-              f"{'met' if met else 'NOT met'}."]
+    lines += [f"Target: trellis cheaper than pickle for every shape: "
+              f"{'met' if met else 'NOT met'} ({'; '.join(verdicts)})."]
     emit_report(lines, args.md, args.json, {"machine": m, "rows": rows})
     return 0
 
