@@ -14,8 +14,7 @@ both meet the same moment of this shared VM. Each side times its own calls
 consumer. Target (issue 11): trellis cheaper
 than pickle for every shape.
 
-Usage: small_frames.py [--count 300] [--rounds 5] [--poll-us 0] [--md out.md]
-                       [--json out.json]
+Usage: small_frames.py [--count 300] [--rounds 5] [--md out.md] [--json out.json]
 """
 
 import argparse
@@ -114,8 +113,6 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=300)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--poll-us", type=int, default=0,
-                   help="trellisd --poll-us for the daemon (default 0, its default)")
     p.add_argument("--md", default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -124,7 +121,7 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="trellis-sf-")
     shm = tempfile.mkdtemp(prefix="trellis-sf-", dir="/dev/shm")
     os.environ["TRELLIS_SOCKET"] = os.path.join(work, "d.sock")
-    daemon = trellis.start_daemon(size="2G", detach=True, poll_us=args.poll_us)
+    daemon = trellis.start_daemon(size="2G", detach=True)
     # Two regimes, each round running every shape in both (a figure is the
     # median over rounds of a round's median):
     #   loop: each variant in processes of its own, call after call;
@@ -173,7 +170,7 @@ def main(argv=None):
     m = machine_info()
     lines = ["# Small DataFrames from one process to another: trellis vs pickle via /dev/shm",
              "", f"Command: `{' '.join(sys.argv)}`", "",
-             machine_line(m) + f" Daemon: trellisd --poll-us {args.poll_us}.", "",
+             machine_line(m), "",
              f"100-row frames, {args.count} per shape, mode and round, {args.rounds} rounds; "
              "per frame in microseconds, the median over rounds of each round's median (the "
              "first 10% left out as warm-up). Two regimes: *loop*, each variant in a "

@@ -143,39 +143,3 @@ def test_blocking_wait_releases_the_gil(daemon):
         thread.join(60)
         assert not thread.is_alive()
         assert result["value"]["answer"].tolist() == [0, 1, 2]
-
-
-def _cpu_seconds(pid):
-    """User + system CPU time of process `pid` (from /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def test_polling_daemon_serves_and_sleeps_when_idle(tmp_socket_dir):
-    """trellisd --poll-us: requests are served as usual (from two clients,
-    interleaved), and once requests stop the daemon stops polling: idle, it
-    uses next to no CPU (a daemon that kept spinning would use a core)."""
-    socket = os.path.join(tmp_socket_dir, "poll.sock")
-    daemon = trellis.start_daemon(socket, size="64M", poll_us=2000)
-    try:
-        with trellis.connect(socket, start=False) as a, \
-                trellis.connect(socket, start=False) as b:
-            for i in range(200):
-                oid = a.put(np.arange(i + 1))
-                assert int(b.get(oid).sum()) == i * (i + 1) // 2
-                a.delete(oid)
-            time.sleep(0.2)
-            before = _cpu_seconds(daemon.pid)
-            time.sleep(1.0)
-            idle = _cpu_seconds(daemon.pid) - before
-            assert idle < 0.3, f"an idle polling daemon used {idle:.2f} s of CPU in 1 s"
-            assert a.status()["objects"] == 0
-    finally:
-        daemon.stop()
-
-
-def test_poll_us_out_of_range_is_refused(tmp_socket_dir):
-    socket = os.path.join(tmp_socket_dir, "badpoll.sock")
-    with pytest.raises(trellis.TrellisError, match="poll-us"):
-        trellis.start_daemon(socket, size="64M", poll_us=-5)
-    assert not trellis._daemon.serving(socket)

@@ -78,18 +78,16 @@ def default_client():
 
 
 def start_daemon(socket=None, size=None, detach=True, reserve=False, spill_dir=None,
-                 metrics=None, poll_us=None):
+                 metrics=None):
     """Starts trellisd on `socket` (default: the default socket) and returns
     its Daemon handle. With `detach` (the default) it outlives this process
     until ``stop_daemon``; otherwise it ends with this process. Raises
     ObjectExists if a daemon already serves the socket. With `spill_dir`,
     objects nobody reads are spilled there when memory runs short. With
     `metrics` ("[HOST:]PORT", port 0 for a free one), it serves Prometheus
-    metrics and a status page over HTTP (``daemon.metrics_url``). With
-    `poll_us`, the daemon polls that long for the next request before
-    sleeping (trellisd --poll-us)."""
+    metrics and a status page over HTTP (``daemon.metrics_url``)."""
     return _daemon.launch(socket, size=size, reserve=reserve, detach=detach,
-                          spill_dir=spill_dir, metrics=metrics, poll_us=poll_us)
+                          spill_dir=spill_dir, metrics=metrics)
 
 
 def stop_daemon(socket=None, timeout=10.0):

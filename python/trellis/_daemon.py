@@ -154,7 +154,7 @@ def _die_with_parent():
 
 def launch(socket=None, size=None, reserve=False, detach=False,
            log_level="warn", timeout=30.0, exist_ok=False, spill_dir=None,
-           rpc=None, rpc_token=None, metrics=None, poll_us=None):
+           rpc=None, rpc_token=None, metrics=None):
     """Starts trellisd on `socket` and returns once it accepts connections.
 
     `size`: arena size such as "512M" or an int of bytes (default
@@ -167,8 +167,6 @@ def launch(socket=None, size=None, reserve=False, detach=False,
     daemon's ``rpc_endpoint`` is then "HOST:PORT" with the chosen port.
     `metrics` ("[HOST:]PORT" as for rpc): serve Prometheus metrics and the
     status page over HTTP there; ``metrics_url`` is then its address.
-    `poll_us` (default $TRELLIS_POLL_US, else 0): trellisd --poll-us, how
-    long the daemon polls for the next request before sleeping.
     If a daemon already serves `socket`,
     returns None with `exist_ok`, else raises ObjectExists. Raises
     DaemonNotReachable (quoting the daemon's log) if it exits or does not
@@ -184,7 +182,7 @@ def launch(socket=None, size=None, reserve=False, detach=False,
                 return None
             raise ObjectExists(f"a trellis daemon already serves {socket}")
         return _start(socket, size, reserve, detach, log_level, timeout,
-                      spill_dir, rpc, rpc_token, metrics, poll_us)
+                      spill_dir, rpc, rpc_token, metrics)
 
 
 def _rpc_args(socket, rpc, rpc_token):
@@ -223,7 +221,7 @@ def _metrics_args(socket, metrics):
 
 
 def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
-           rpc=None, rpc_token=None, metrics=None, poll_us=None):
+           rpc=None, rpc_token=None, metrics=None):
     if size is None:
         size = os.environ.get("TRELLIS_SIZE")
     log = socket + ".log"
@@ -239,9 +237,6 @@ def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
     spill_dir = spill_dir or os.environ.get("TRELLIS_SPILL_DIR")
     if spill_dir:
         cmd += ["--spill-dir", os.fspath(spill_dir)]
-    poll_us = poll_us if poll_us is not None else os.environ.get("TRELLIS_POLL_US")
-    if poll_us:
-        cmd += ["--poll-us", str(int(poll_us))]
     rpc_args, port_file, rpc_host = _rpc_args(socket, rpc, rpc_token)
     cmd += rpc_args
     metrics_args, metrics_port_file, metrics_host = _metrics_args(socket, metrics)

@@ -1,6 +1,5 @@
 // trellisd: the per-node trellis daemon. See README.md ("Running the daemon")
 // and docs/protocol.md.
-#include <fcntl.h>
 #include <malloc.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -8,7 +7,6 @@
 
 #include <CLI/CLI.hpp>
 #include <asio.hpp>
-#include <chrono>
 #include <climits>
 #include <csignal>
 #include <cstdio>
@@ -76,58 +74,6 @@ trellis::Result<std::unique_ptr<trellis::server::MetaStore>> MakeMetaStore(
   });
 }
 
-// True if some CPU is idle besides the one running this thread, from the
-// running-task count of /proc/loadavg (read through `fd`; true if it
-// cannot be read). Costs one pread.
-bool SomeCpuIdle(int fd, long cpus) {
-  char text[128];
-  ssize_t n = fd < 0 ? -1 : pread(fd, text, sizeof(text) - 1, 0);
-  if (n <= 0) return true;
-  text[n] = '\0';
-  // "0.52 0.58 0.59 2/345 12345": the fourth field is running/total.
-  long running = 0;
-  if (std::sscanf(text, "%*s %*s %*s %ld/", &running) != 1) return true;
-  return running < cpus;  // `running` counts this thread
-}
-
-// Runs `io` until it stops. With a positive `poll`, after handling work it
-// polls for up to `poll` before blocking, when another CPU is idle: a
-// request arriving meanwhile is served without waking this thread, which
-// on a VM also means without waking a halted virtual CPU (tens of us).
-// It spins rather than yielding (a thread that yields to a busy CPU's
-// other task stays runnable, and a request then waits for that task's
-// time slice: milliseconds, as measured), and not at all when every CPU
-// has work: spinning would then take a CPU from the clients themselves.
-void RunEventLoop(asio::io_context& io, std::chrono::microseconds poll) {
-  if (poll.count() == 0) {
-    io.run();
-    return;
-  }
-  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  const int loadavg = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-  auto last_work = std::chrono::steady_clock::now();
-  bool polling = false;  // in a poll window that SomeCpuIdle allowed
-  while (!io.stopped()) {
-    if (io.poll() > 0) {
-      last_work = std::chrono::steady_clock::now();
-      polling = false;
-      continue;
-    }
-    if (io.stopped()) break;
-    if (!polling) polling = SomeCpuIdle(loadavg, cpus);
-    if (polling && std::chrono::steady_clock::now() - last_work < poll) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-      continue;
-    }
-    polling = false;
-    if (io.run_one() == 0) break;
-    last_work = std::chrono::steady_clock::now();
-  }
-  if (loadavg >= 0) close(loadavg);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -150,7 +96,6 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string socket_mode_text = "0600";
   std::string max_frame_text = "64M";
-  int poll_us = 0;
   int instance_id = 0;
   std::string spill_dir;
   double spill_high = 0.9;
@@ -171,13 +116,6 @@ int main(int argc, char** argv) {
                  "permissions of the socket file, octal (default 0600)");
   app.add_option("--max-frame", max_frame_text,
                  "largest request body accepted (default 64M)");
-  app.add_option("--poll-us", poll_us,
-                 "after a request, poll this many microseconds for the next "
-                 "one before sleeping (default 0: sleep at once); on a VM "
-                 "whose idle CPUs halt, a request after a short pause then "
-                 "costs ~20 us instead of ~70 (bench/results/small_frames.md), "
-                 "for up to that much CPU per burst of requests")
-      ->check(CLI::Range(0, 100000));
   app.add_option("--instance-id", instance_id,
                  "16-bit id of this daemon, 1-65535 (default: assigned by the "
                  "metadata store; the local one picks a random id)")
@@ -395,7 +333,7 @@ int main(int argc, char** argv) {
                protocol::kProtocolVersion,
                etcd.empty() ? std::string("local metadata")
                             : "cluster '" + cluster + "' at etcd " + etcd);
-  RunEventLoop(io, std::chrono::microseconds(poll_us));
+  io.run();
   if (metrics) metrics->Stop();
   server.Stop();
   if (*rpc) (*rpc)->Stop();
