@@ -11,7 +11,6 @@
 // slot can be compared with its own pauses in one run.
 #include <time.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -33,6 +32,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s SOCKET SECONDS [SLOT_MS]\n", argv[0]);
     return 2;
   }
+  const double seconds = std::atof(argv[2]);
+  const int64_t slot_ns =
+      argc == 4 ? static_cast<int64_t>(std::atof(argv[3]) * 1e6) : 0;
+  if (argc == 4 && slot_ns <= 0) {
+    std::fprintf(stderr, "SLOT_MS must be a positive number, not '%s'\n",
+                 argv[3]);
+    return 2;
+  }
   auto client = trellis::Client::Connect(argv[1]);
   if (!client.ok()) {
     std::fprintf(stderr, "%s\n", client.status().ToString().c_str());
@@ -44,9 +51,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", id.status().ToString().c_str());
     return 1;
   }
-  const double seconds = std::atof(argv[2]);
-  const int64_t slot_ns =
-      argc == 4 ? static_cast<int64_t>(std::atof(argv[3]) * 1e6) : 0;
   for (int i = 0; i < 1000; ++i) (void)(*client)->GetBlob(*id);  // warm up
   std::map<int64_t, uint64_t> per_slot;
   uint64_t n = 0;
