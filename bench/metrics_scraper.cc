@@ -1,18 +1,18 @@
-// metrics_scraper URL SECONDS SLOT_MS MODE: the lean scraper of
+// metrics_scraper URL SECONDS SLOT_MS: the lean scraper of
 // bench/metrics_slots.py, a stand-in for Prometheus (a compiled client)
 // where the Python scraper stands for a script.
 //
 // For SECONDS it works in the even SLOT_MS slots of CLOCK_MONOTONIC (slot
 // k: [k, k+1) * SLOT_MS since the clock's origin, as small_get_loop counts
 // them) and sleeps through the odd ones. In an even slot it wakes every
-// 100 ms (10/s) and, in MODE scrape, GETs URL (http://HOST:PORT/PATH),
-// asking to keep the connection (trellisd closes it after each request, so
-// each GET connects anew); in MODE null it only wakes. Exits 1 if a GET
-// fails or does not answer 200, 2 on bad arguments.
+// 100 ms (10/s) and GETs URL (http://HOST:PORT/PATH), asking to keep the
+// connection (trellisd closes it after each request, so each GET connects
+// anew). Exits 1 if a GET fails or does not answer 200, 2 on bad
+// arguments.
 #include <httplib.h>
 #include <time.h>
 
-#include <cmath>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <regex>
@@ -32,16 +32,16 @@ void SleepUntil(int64_t ns) {
   timespec t{};
   t.tv_sec = ns / 1000000000;
   t.tv_nsec = ns % 1000000000;
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, nullptr) != 0) {
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, nullptr) ==
+         EINTR) {
   }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: %s URL SECONDS SLOT_MS scrape|null\n",
-                 argv[0]);
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s URL SECONDS SLOT_MS\n", argv[0]);
     return 2;
   }
   std::smatch url;
@@ -54,11 +54,8 @@ int main(int argc, char** argv) {
   }
   const double seconds = std::atof(argv[2]);
   const auto slot_ns = static_cast<int64_t>(std::atof(argv[3]) * 1e6);
-  const std::string mode = argv[4];
-  if (seconds <= 0 || slot_ns <= 0 || (mode != "scrape" && mode != "null")) {
-    std::fprintf(stderr,
-                 "SECONDS and SLOT_MS must be positive and MODE scrape or "
-                 "null\n");
+  if (seconds <= 0 || slot_ns <= 0) {
+    std::fprintf(stderr, "SECONDS and SLOT_MS must be positive numbers\n");
     return 2;
   }
   httplib::Client client(url[1].str(), std::stoi(url[2].str()));
@@ -72,7 +69,6 @@ int main(int argc, char** argv) {
       for (int64_t at = k * slot_ns; at < (k + 1) * slot_ns;
            at += kScrapeEveryNs) {
         SleepUntil(at);
-        if (mode != "scrape") continue;
         auto answer = client.Get(path);
         if (!answer || answer->status != 200) {
           std::fprintf(stderr, "GET %s failed: %s\n", argv[1],

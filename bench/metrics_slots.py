@@ -12,9 +12,9 @@ slowdown is 1 - (gets per even slot) / (gets per odd slot). Variants:
 *python*, the scraper in Python (http.client), standing for a script;
 *cpp*, bench/metrics_scraper.cc (cpp-httplib), standing for a compiled
 scraper such as Prometheus (both ask to keep the connection; trellisd
-closes it after each request, so each scrape connects anew); *null*, the Python scraper's schedule with no HTTP: what a
-process waking 10 times a second costs the reader. Variants alternate,
---rounds each.
+closes it after each request, so each scrape connects anew); *null*, the
+Python scraper's schedule with no HTTP: what a process waking 10 times a
+second costs the reader. Variants alternate, --rounds each.
 
 Usage: metrics_slots.py [--rounds 2] [--seconds 40] [--slot-ms 200]
                         [--variants null,python,cpp] [--md F] [--json F]
@@ -88,7 +88,6 @@ def main(argv=None):
     url = daemon.metrics_url + "metrics"
     reader = os.path.join(_config.BIN_DIR, "small_get_loop")
     cpp_scraper = os.path.join(_config.BIN_DIR, "metrics_scraper")
-    cpp_scraper = os.path.join(_config.BIN_DIR, "metrics_scraper")
     try:
         with trellis.connect(socket, start=False) as c:
             for i in range(50):  # something for the scrape to describe
@@ -97,7 +96,7 @@ def main(argv=None):
             for mode in results:
                 timing = [url, str(args.seconds + 1), str(args.slot_ms)]
                 scraper = subprocess.Popen(
-                    [cpp_scraper, *timing, "scrape"] if mode == "cpp"
+                    [cpp_scraper, *timing] if mode == "cpp"
                     else [PY, "-c", SCRAPER, *timing, mode])
                 out = subprocess.run([reader, socket, str(args.seconds), str(args.slot_ms)],
                                      capture_output=True, text=True, check=True)
@@ -119,9 +118,10 @@ def main(argv=None):
         "", f"Command: `{' '.join(sys.argv)}`", "", machine_line(m), "",
         f"The C++ reader gets a 100-byte blob in a loop for {args.seconds:g} s, counting "
         f"gets per {args.slot_ms:g} ms slot; the scraper GETs trellisd's /metrics every "
-        f"100 ms in even slots and sleeps through odd ones (*python*: http.client; *cpp*: "
-        f"bench/metrics_scraper.cc, cpp-httplib; trellisd closes the connection after each scrape; *null*: "
-        f"the Python scraper's wake-ups, no HTTP). Slowdown: 1 - gets in busy slots / gets in quiet slots.", "",
+        f"100 ms in even slots and sleeps through odd ones (*python*: http.client; "
+        f"*cpp*: bench/metrics_scraper.cc, cpp-httplib; trellisd closes the connection "
+        f"after each scrape; *null*: the Python scraper's wake-ups, no HTTP). Slowdown: "
+        f"1 - gets in busy slots / gets in quiet slots.", "",
         "| variant | round | gets/s, busy slots | gets/s, quiet slots | slowdown |",
         "|---|---:|---:|---:|---:|",
     ]
