@@ -1,5 +1,11 @@
 #include "trellis/client.h"
 
+#include <pthread.h>
+
+#include <algorithm>
+#include <mutex>
+#include <unordered_set>
+
 #include "client/client_core.h"
 #include "client/object_meta_internal.h"
 #include "common/socket_path.h"
@@ -21,8 +27,51 @@ OwnedBytes AllocateOwnedBytes(uint64_t size) {
       std::aligned_alloc(protocol::kBlobAlignment, rounded)));
 }
 
+// ---------------------------------------------------------- fork safety
+// A forked child has none of its parent's threads: no flusher, and a
+// release_mutex_ or release_cv_ the parent's flusher held or waited on
+// would never be let go (destroying that condition variable hangs). So
+// around fork() every live core's release state is locked, and in the child
+// each core forgets its flusher (the next Release starts one there).
+namespace {
+Mutex live_cores_mutex;
+std::unordered_set<ClientCore*>& LiveCores() {
+  static auto* cores = new std::unordered_set<ClientCore*>;  // never freed:
+  return *cores;  // fork handlers may run during exit
+}
+}  // namespace
+
+void ClientCore::BeforeFork() {
+  live_cores_mutex.Lock();
+  for (ClientCore* core : LiveCores()) core->release_mutex_.Lock();
+}
+
+void ClientCore::AfterForkInParent() {
+  for (ClientCore* core : LiveCores()) core->release_mutex_.Unlock();
+  live_cores_mutex.Unlock();
+}
+
+void ClientCore::AfterForkInChild() {
+  for (ClientCore* core : LiveCores()) {
+    if (core->flusher_.joinable()) core->flusher_.detach();  // not here
+    // The parent's flusher may wait on it: a new one, the old one leaked.
+    (void)core->release_cv_.release();
+    core->release_cv_ = std::make_unique<CondVar>();
+    core->release_mutex_.Unlock();
+  }
+  live_cores_mutex.Unlock();
+}
+
 ClientCore::ClientCore(std::unique_ptr<Transport> transport)
-    : peer_(transport->peer()), transport_(std::move(transport)) {}
+    : peer_(transport->peer()), transport_(std::move(transport)) {
+  static std::once_flag registered;
+  std::call_once(registered, [] {
+    pthread_atfork(&ClientCore::BeforeFork, &ClientCore::AfterForkInParent,
+                   &ClientCore::AfterForkInChild);
+  });
+  MutexLock lock(&live_cores_mutex);
+  LiveCores().insert(this);
+}
 
 Result<std::shared_ptr<ClientCore>> ClientCore::Connect(
     const std::string& path) {
@@ -55,7 +104,12 @@ Status ClientCore::Hello(const std::string& token) {
   return Status::OK();
 }
 
-ClientCore::~ClientCore() { Close(); }
+ClientCore::~ClientCore() {
+  StopFlusher();
+  Close();
+  MutexLock lock(&live_cores_mutex);
+  LiveCores().erase(this);
+}
 
 Status ClientCore::SendLocked(const std::vector<uint8_t>& bytes) {
   Status st = transport_->Send(bytes.data(), bytes.size());
@@ -263,6 +317,8 @@ Result<std::shared_ptr<Lease>> ClientCore::LeaseOfHeld(
                          std::make_shared<OwnedLease>(AllocateOwnedBytes(0), 0))
                    : ReadBlobs(held, &sizes);
   Release(std::move(held));
+  MutexLock lock(&io_mutex_);  // at once: a remote get is a copy, done now
+  FlushQueuedReleases();
   return lease;
 }
 
@@ -300,7 +356,6 @@ Result<json> ClientCore::Call(MessageType type, const json& body) {
 Result<json> ClientCore::CallLocked(MessageType type, const json& body) {
   TRELLIS_RETURN_NOT_OK(SendRequest(type, body));
   TRELLIS_ASSIGN_OR_RAISE(protocol::Frame reply, ReadFrame());
-  FlushQueuedReleases();
   if (reply.type == static_cast<uint16_t>(MessageType::kError)) {
     return protocol::StatusFromErrorBody(reply.body);
   }
@@ -319,7 +374,6 @@ Result<std::vector<uint8_t>> ClientCore::CallRaw(MessageType type,
   TRELLIS_ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame reply,
                           ReadRawFrame());
   std::vector<uint8_t> bytes(reply.body, reply.body + reply.size);
-  FlushQueuedReleases();
   if (reply.type == static_cast<uint16_t>(MessageType::kError)) {
     auto error = protocol::DecodeBody(bytes.data(), bytes.size());
     if (!error.ok()) {
@@ -356,14 +410,57 @@ void ClientCore::FlushQueuedReleases() {
 
 void ClientCore::Release(std::vector<ObjectID> ids) {
   if (ids.empty()) return;
+  MutexLock lock(&release_mutex_);
+  if (queued_releases_.empty()) {
+    release_due_ = std::chrono::steady_clock::now() + kReleaseDelay;
+  }
+  queued_releases_.insert(queued_releases_.end(), ids.begin(), ids.end());
+  // No wake-up of the flusher: that would cost the system call (and, on a
+  // virtual machine, the wake of an idle CPU) this queue exists to save.
+  if (!flusher_.joinable() && !stop_flusher_) {  // the first, in this process
+    flusher_ = std::thread([this] { RunFlusher(); });
+  }
+}
+
+void ClientCore::RunFlusher() {
+  auto period = kReleaseDelay;  // between looks at an empty queue
+  release_mutex_.Lock();
+  while (!stop_flusher_) {
+    auto now = std::chrono::steady_clock::now();
+    if (queued_releases_.empty()) {
+      // Nothing to send: look again later, less and less often while the
+      // client stays idle.
+      release_cv_->WaitUntil(&release_mutex_, now + period);
+      if (queued_releases_.empty()) period = std::min(2 * period, kIdlePeriod);
+      continue;
+    }
+    period = kReleaseDelay;
+    if (now < release_due_) {
+      release_cv_->WaitUntil(&release_mutex_, release_due_);
+      continue;
+    }
+    // Due and no request took them: send them. The io mutex is taken
+    // first, as SendRequest does (it takes release_mutex_ under it).
+    release_mutex_.Unlock();
+    {
+      MutexLock io(&io_mutex_);
+      FlushQueuedReleases();
+    }
+    release_mutex_.Lock();
+  }
+  release_mutex_.Unlock();
+}
+
+void ClientCore::StopFlusher() {
+  std::thread flusher;
   {
     MutexLock lock(&release_mutex_);
-    queued_releases_.insert(queued_releases_.end(), ids.begin(), ids.end());
+    stop_flusher_ = true;
+    if (!flusher_.joinable()) return;
+    flusher = std::move(flusher_);
+    release_cv_->NotifyOne();
   }
-  if (io_mutex_.TryLock()) {
-    FlushQueuedReleases();
-    io_mutex_.Unlock();
-  }
+  flusher.join();
 }
 
 void ClientCore::Close() {

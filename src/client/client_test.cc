@@ -384,6 +384,76 @@ TEST_F(ClientTest, DeleteWhileAnotherProcessHoldsKeepsItsBytesIntact) {
   EXPECT_TRUE(WaitForUsed(base));  // the child's exit released the hold
 }
 
+TEST_F(ClientTest, ADroppedHoldGoesWithTheNextRequestOrSoonAfterIfIdle) {
+  auto data = Pattern(8192, 5);
+  ObjectID id = *client_->PutBlob(data.data(), data.size());
+  auto reader = Client::Connect(daemon_->socket());
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  uint64_t held = 0;
+  {
+    auto blob = (*reader)->GetBlob(id);
+    ASSERT_TRUE(blob.ok()) << blob.status();
+    held = client_->Status()->held_bytes;
+    EXPECT_GE(held, data.size());
+  }
+  // The reader's next request carries the release ahead of itself.
+  ASSERT_TRUE((*reader)->Status().ok());
+  EXPECT_EQ(client_->Status()->held_bytes, 0u);
+  // A reader that goes idle after dropping a blob still lets go: its
+  // flusher sends the release (within kIdlePeriod).
+  { ASSERT_TRUE((*reader)->GetBlob(id).ok()); }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  uint64_t now_held = held;
+  while (now_held != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    now_held = client_->Status()->held_bytes;
+  }
+  EXPECT_EQ(now_held, 0u) << "the idle reader's hold was never released";
+  // And a delete of it frees its bytes at once.
+  ASSERT_TRUE(client_->Delete({id}).ok());
+  EXPECT_TRUE(client_->GetBlob(id).status().IsObjectNotFound());
+}
+
+// The parent's release flusher (a thread) does not exist in a forked
+// child; the child releases through its own, and destroying a client it
+// inherited returns (it hung once: the parent's flusher had been waiting on
+// the condition variable the child destroyed).
+TEST_F(ClientTest, AForkedChildReleasesAndDropsInheritedClients) {
+  auto data = Pattern(8192, 7);
+  ObjectID id = *client_->PutBlob(data.data(), data.size());
+  { ASSERT_TRUE(client_->GetBlob(id).ok()); }  // starts the flusher
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // it idles
+  std::string socket = daemon_->socket();
+  pid_t child = Fork([&] {
+    { auto blob = client_->GetBlob(id); }  // the inherited client, dropped
+    auto c = Client::Connect(socket);
+    if (!c.ok()) return 2;
+    for (int i = 0; i < 3; ++i) {
+      if (!(*c)->GetBlob(id).ok()) return 3;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // flushed
+    }
+    if ((*c)->Status()->held_bytes != 0) return 4;
+    c->reset();
+    client_.reset();
+    return 0;
+  });
+  int code = -1;
+  for (int i = 0; i < 2000 && code == -1; ++i) {  // up to 20 s
+    int status = 0;
+    if (waitpid(child, &status, WNOHANG) == child) {
+      code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  if (code == -1) {
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+  }
+  EXPECT_EQ(code, 0) << "-1: the child hung";
+  EXPECT_TRUE(client_->Status().ok());
+}
+
 TEST_F(ClientTest, ClientKilledMidCreateLeavesNoUsedBytes) {
   uint64_t base = Used();
   int ready[2];

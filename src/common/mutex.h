@@ -10,6 +10,8 @@
 //   }
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 
 #include "common/thread_annotations.h"
@@ -28,7 +30,30 @@ class TRELLIS_CAPABILITY("mutex") Mutex {
   bool TryLock() TRELLIS_TRY_ACQUIRE(true) { return mutex_.try_lock(); }
 
  private:
+  friend class CondVar;
   std::mutex mutex_;
+};
+
+// A condition variable for a Mutex: each wait releases the mutex while it
+// sleeps and holds it again on return (spurious wake-ups included, so wait
+// in a loop that checks the condition).
+class CondVar {
+ public:
+  void Wait(Mutex* mutex) TRELLIS_REQUIRES(mutex) {
+    std::unique_lock<std::mutex> lock(mutex->mutex_, std::adopt_lock);
+    cv_.wait(lock);
+    lock.release();  // the caller holds it again
+  }
+  void WaitUntil(Mutex* mutex, std::chrono::steady_clock::time_point deadline)
+      TRELLIS_REQUIRES(mutex) {
+    std::unique_lock<std::mutex> lock(mutex->mutex_, std::adopt_lock);
+    cv_.wait_until(lock, deadline);
+    lock.release();
+  }
+  void NotifyOne() { cv_.notify_one(); }
+
+ private:
+  std::condition_variable cv_;
 };
 
 // Holds a Mutex from construction to destruction.
