@@ -14,7 +14,11 @@ both meet the same moment of this shared VM. Each side times its own calls
 consumer. Target (issue 11): trellis cheaper
 than pickle for every shape.
 
-Usage: small_frames.py [--count 300] [--rounds 5] [--md out.md] [--json out.json]
+With --busy-poll-us N the daemon polls N microseconds for the next request
+before it sleeps (trellisd --busy-poll-us; default 0, as deployed).
+
+Usage: small_frames.py [--count 300] [--rounds 5] [--busy-poll-us 0] [--md out.md]
+                       [--json out.json]
 """
 
 import argparse
@@ -115,13 +119,14 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--md", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--busy-poll-us", type=int, default=0)
     args = p.parse_args(argv)
     import trellis
     from python_bench import emit_report, machine_info, machine_line
     work = tempfile.mkdtemp(prefix="trellis-sf-")
     shm = tempfile.mkdtemp(prefix="trellis-sf-", dir="/dev/shm")
     os.environ["TRELLIS_SOCKET"] = os.path.join(work, "d.sock")
-    daemon = trellis.start_daemon(size="2G", detach=True)
+    daemon = trellis.start_daemon(size="2G", detach=True, busy_poll_us=args.busy_poll_us)
     # Two regimes, each round running every shape in both (a figure is the
     # median over rounds of a round's median):
     #   loop: each variant in processes of its own, call after call;
@@ -171,6 +176,9 @@ def main(argv=None):
     lines = ["# Small DataFrames from one process to another: trellis vs pickle via /dev/shm",
              "", f"Command: `{' '.join(sys.argv)}`", "",
              machine_line(m), "",
+             f"Daemon: --busy-poll-us {args.busy_poll_us}"
+             f"{' (the default: it sleeps as soon as it is idle)' if not args.busy_poll_us else ''}.",
+             "",
              f"100-row frames, {args.count} per shape, mode and round, {args.rounds} rounds; "
              "per frame in microseconds, the median over rounds of each round's median (the "
              "first 10% left out as warm-up). Two regimes: *loop*, each variant in a "
@@ -198,7 +206,8 @@ def main(argv=None):
     met = all(r["trellis_us"] < r["pickle_us"] for r in rows)
     lines += [f"Target: trellis cheaper than pickle for every shape: "
               f"{'met' if met else 'NOT met'} ({'; '.join(verdicts)})."]
-    emit_report(lines, args.md, args.json, {"machine": m, "rows": rows})
+    emit_report(lines, args.md, args.json,
+                {"machine": m, "busy_poll_us": args.busy_poll_us, "rows": rows})
     return 0
 
 

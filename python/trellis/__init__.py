@@ -78,16 +78,18 @@ def default_client():
 
 
 def start_daemon(socket=None, size=None, detach=True, reserve=False, spill_dir=None,
-                 metrics=None):
+                 metrics=None, busy_poll_us=None):
     """Starts trellisd on `socket` (default: the default socket) and returns
     its Daemon handle. With `detach` (the default) it outlives this process
     until ``stop_daemon``; otherwise it ends with this process. Raises
     ObjectExists if a daemon already serves the socket. With `spill_dir`,
     objects nobody reads are spilled there when memory runs short. With
     `metrics` ("[HOST:]PORT", port 0 for a free one), it serves Prometheus
-    metrics and a status page over HTTP (``daemon.metrics_url``)."""
+    metrics and a status page over HTTP (``daemon.metrics_url``). With
+    `busy_poll_us`, it polls that long for the next request before it
+    sleeps (trellisd --busy-poll-us: CPU for latency; docs/operations.md)."""
     return _daemon.launch(socket, size=size, reserve=reserve, detach=detach,
-                          spill_dir=spill_dir, metrics=metrics)
+                          spill_dir=spill_dir, metrics=metrics, busy_poll_us=busy_poll_us)
 
 
 def stop_daemon(socket=None, timeout=10.0):

@@ -154,7 +154,7 @@ def _die_with_parent():
 
 def launch(socket=None, size=None, reserve=False, detach=False,
            log_level="warn", timeout=30.0, exist_ok=False, spill_dir=None,
-           rpc=None, rpc_token=None, metrics=None):
+           rpc=None, rpc_token=None, metrics=None, busy_poll_us=None):
     """Starts trellisd on `socket` and returns once it accepts connections.
 
     `size`: arena size such as "512M" or an int of bytes (default
@@ -167,6 +167,8 @@ def launch(socket=None, size=None, reserve=False, detach=False,
     daemon's ``rpc_endpoint`` is then "HOST:PORT" with the chosen port.
     `metrics` ("[HOST:]PORT" as for rpc): serve Prometheus metrics and the
     status page over HTTP there; ``metrics_url`` is then its address.
+    `busy_poll_us` (default $TRELLIS_BUSY_POLL_US, else 0): microseconds the
+    daemon polls for the next request before it sleeps (--busy-poll-us).
     If a daemon already serves `socket`,
     returns None with `exist_ok`, else raises ObjectExists. Raises
     DaemonNotReachable (quoting the daemon's log) if it exits or does not
@@ -182,7 +184,7 @@ def launch(socket=None, size=None, reserve=False, detach=False,
                 return None
             raise ObjectExists(f"a trellis daemon already serves {socket}")
         return _start(socket, size, reserve, detach, log_level, timeout,
-                      spill_dir, rpc, rpc_token, metrics)
+                      spill_dir, rpc, rpc_token, metrics, busy_poll_us)
 
 
 def _rpc_args(socket, rpc, rpc_token):
@@ -205,6 +207,24 @@ def _rpc_args(socket, rpc, rpc_token):
     return args, port_file, host
 
 
+def _busy_poll_args(busy_poll_us):
+    """trellisd's --busy-poll-us flag for launch(busy_poll_us=) or
+    $TRELLIS_BUSY_POLL_US ([] if neither is set)."""
+    raw = busy_poll_us if busy_poll_us is not None else os.environ.get("TRELLIS_BUSY_POLL_US")
+    if raw is None:
+        return []
+    if type(raw) is int:
+        value = raw
+    elif isinstance(raw, str) and raw.strip().isdigit():
+        value = int(raw)
+    else:
+        value = -1
+    if not 0 <= value <= 100000:
+        raise InvalidArgument(f"busy_poll_us (or $TRELLIS_BUSY_POLL_US) must be an int of "
+                              f"microseconds from 0 to 100000, got {raw!r}")
+    return ["--busy-poll-us", str(value)]
+
+
 def _metrics_args(socket, metrics):
     """trellisd's --metrics flags, the port file and the host ([], None,
     None without metrics)."""
@@ -221,7 +241,7 @@ def _metrics_args(socket, metrics):
 
 
 def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
-           rpc=None, rpc_token=None, metrics=None):
+           rpc=None, rpc_token=None, metrics=None, busy_poll_us=None):
     if size is None:
         size = os.environ.get("TRELLIS_SIZE")
     log = socket + ".log"
@@ -237,6 +257,7 @@ def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
     spill_dir = spill_dir or os.environ.get("TRELLIS_SPILL_DIR")
     if spill_dir:
         cmd += ["--spill-dir", os.fspath(spill_dir)]
+    cmd += _busy_poll_args(busy_poll_us)
     rpc_args, port_file, rpc_host = _rpc_args(socket, rpc, rpc_token)
     cmd += rpc_args
     metrics_args, metrics_port_file, metrics_host = _metrics_args(socket, metrics)

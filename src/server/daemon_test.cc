@@ -8,9 +8,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "common/protocol.h"
 #include "trellis/client.h"
@@ -100,6 +106,59 @@ TEST(DaemonCliTest, ReserveFaultsInTheArena) {
   auto c = Client::Connect((*d)->socket());
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE((*c)->Status()->reserved);
+}
+
+// CPU time (user + system) of process `pid` so far, in clock ticks.
+long CpuTicks(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)),
+                   std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
+
+TEST(DaemonCliTest, BusyPollServesAsUsualSleepsWhenIdleAndStops) {
+  auto bad = RunDaemonToExit(
+      {"--socket", "/tmp/trellis-never.sock", "--busy-poll-us", "-1"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.stderr_text.find("--busy-poll-us"), std::string::npos)
+      << bad.stderr_text;
+  auto d = DaemonProcess::Start({"--size", "16M", "--busy-poll-us", "500"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto a = Client::Connect((*d)->socket());
+  auto b = Client::Connect((*d)->socket());
+  ASSERT_TRUE(a.ok() && b.ok());
+  // A waiting request is answered when another client's request comes.
+  std::thread waiter([&] {
+    auto id = (*a)->GetName("late", /*wait=*/true, std::chrono::seconds(10));
+    EXPECT_TRUE(id.ok()) << id.status();
+  });
+  std::vector<uint8_t> bytes(1000, 7);
+  for (int i = 0; i < 200; ++i) {
+    auto id = (*b)->PutBlob(bytes.data(), bytes.size());
+    EXPECT_TRUE(id.ok()) << id.status();
+    if (!id.ok()) break;
+    auto blob = (*b)->GetBlob(*id);
+    EXPECT_TRUE(blob.ok() && blob->data()[999] == 7) << blob.status();
+    if (i == 100) {
+      EXPECT_TRUE((*b)->PutName(*id, "late").ok());
+    }
+  }
+  waiter.join();
+  // Idle, it sleeps: far less CPU than the wall time (polling would use
+  // all of it).
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  long before = CpuTicks((*d)->pid());
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  long used = CpuTicks((*d)->pid()) - before;
+  EXPECT_LT(used, sysconf(_SC_CLK_TCK) / 2) << used << " ticks in 1 s idle";
+  EXPECT_EQ((*d)->Stop(), 0);
 }
 
 TEST(DaemonCliTest, TheInstanceIdIsTheOneTheMetadataStoreAssigned) {
