@@ -81,7 +81,7 @@ trellis::Result<std::unique_ptr<trellis::server::MetaStore>> MakeMetaStore(
 // between polls) for that long before it blocks in epoll: a request that
 // comes within the window is served without the sleep and wake of this
 // thread, which on a virtual machine whose idle CPU halts costs ~35 us a
-// request (bench/results/small_frames.md). Spins only while events keep
+// request (bench/results/wake_latency.md). Spins only while events keep
 // coming: an idle daemon sleeps.
 void RunEventLoop(asio::io_context& io, std::chrono::microseconds busy_poll) {
   if (busy_poll.count() == 0) {
