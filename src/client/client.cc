@@ -316,8 +316,9 @@ Result<std::shared_ptr<Lease>> ClientCore::LeaseOfHeld(
                    ? Result<std::shared_ptr<Lease>>(
                          std::make_shared<OwnedLease>(AllocateOwnedBytes(0), 0))
                    : ReadBlobs(held, &sizes);
-  Release(std::move(held));
-  MutexLock lock(&io_mutex_);  // at once: a remote get is a copy, done now
+  // At once (a remote get is a copy, done now), so no flusher is needed.
+  MutexLock lock(&io_mutex_);
+  QueueReleases(held);
   FlushQueuedReleases();
   return lease;
 }
@@ -408,13 +409,22 @@ void ClientCore::FlushQueuedReleases() {
   if (!out.empty()) (void)SendLocked(out);
 }
 
-void ClientCore::Release(std::vector<ObjectID> ids) {
-  if (ids.empty()) return;
-  MutexLock lock(&release_mutex_);
+void ClientCore::QueueReleasesLocked(const std::vector<ObjectID>& ids) {
   if (queued_releases_.empty()) {
     release_due_ = std::chrono::steady_clock::now() + kReleaseDelay;
   }
   queued_releases_.insert(queued_releases_.end(), ids.begin(), ids.end());
+}
+
+void ClientCore::QueueReleases(const std::vector<ObjectID>& ids) {
+  MutexLock lock(&release_mutex_);
+  QueueReleasesLocked(ids);
+}
+
+void ClientCore::Release(std::vector<ObjectID> ids) {
+  if (ids.empty()) return;
+  MutexLock lock(&release_mutex_);
+  QueueReleasesLocked(ids);
   // No wake-up of the flusher: that would cost the system call (and, on a
   // virtual machine, the wake of an idle CPU) this queue exists to save.
   if (!flusher_.joinable() && !stop_flusher_) {  // the first, in this process

@@ -177,6 +177,11 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void AppendQueuedReleases(std::vector<uint8_t>* out)
       TRELLIS_EXCLUDES(release_mutex_);
   void FlushQueuedReleases() TRELLIS_REQUIRES(io_mutex_);
+  // Adds `ids` to the queue the next request (or the flusher) sends.
+  void QueueReleases(const std::vector<ObjectID>& ids)
+      TRELLIS_EXCLUDES(release_mutex_);
+  void QueueReleasesLocked(const std::vector<ObjectID>& ids)
+      TRELLIS_REQUIRES(release_mutex_);
   // The flusher thread: sends releases that have waited kReleaseDelay.
   void RunFlusher() TRELLIS_EXCLUDES(io_mutex_, release_mutex_);
   // Stops and joins the flusher.

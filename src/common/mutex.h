@@ -34,21 +34,16 @@ class TRELLIS_CAPABILITY("mutex") Mutex {
   std::mutex mutex_;
 };
 
-// A condition variable for a Mutex: each wait releases the mutex while it
+// A condition variable for a Mutex: a wait releases the mutex while it
 // sleeps and holds it again on return (spurious wake-ups included, so wait
 // in a loop that checks the condition).
 class CondVar {
  public:
-  void Wait(Mutex* mutex) TRELLIS_REQUIRES(mutex) {
-    std::unique_lock<std::mutex> lock(mutex->mutex_, std::adopt_lock);
-    cv_.wait(lock);
-    lock.release();  // the caller holds it again
-  }
   void WaitUntil(Mutex* mutex, std::chrono::steady_clock::time_point deadline)
       TRELLIS_REQUIRES(mutex) {
     std::unique_lock<std::mutex> lock(mutex->mutex_, std::adopt_lock);
     cv_.wait_until(lock, deadline);
-    lock.release();
+    lock.release();  // the caller holds it again
   }
   void NotifyOne() { cv_.notify_one(); }
 
