@@ -196,6 +196,23 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
                                           std::move(writer));
   }
 
+  // A writer of the spare blob the daemon gave this client with an earlier
+  // put, if it holds at least `size` (> 0) bytes; it is then no longer the
+  // spare. None otherwise (and always for a remote client).
+  std::unique_ptr<PyBlobWriter> TakeSpareBlob(uint64_t size) {
+    if (!spare_ || size == 0 || spare_->size < size) return nullptr;
+    Spare spare = *spare_;
+    spare_.reset();
+    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+    auto writer = std::make_unique<BlobWriter>(
+        core, spare.id, core->arena().Range(spare.offset, spare.size),
+        spare.size);
+    return std::make_unique<PyBlobWriter>(shared_from_this(),
+                                          std::move(writer));
+  }
+  // Bytes of the spare blob held (0: none).
+  uint64_t spare_blob_size() const { return spare_ ? spare_->size : 0; }
+
   // A writer of `size` bytes kept here, sent with create_object.
   std::unique_ptr<PyBlobWriter> InlineBlob(uint64_t size) {
     uint64_t limit = ClientInternals::core(*client_)->max_inline_blob();
@@ -211,13 +228,32 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   // trip. Occurrences of `placeholder` in the tree refer to `writer`'s blob,
   // which is sealed with the object (an inline writer's bytes travel with
   // the request).
+  // `used`: the bytes of `writer`'s blob the object keeps (0: all); a
+  // larger blob (a spare) is trimmed to them. `spare`: ask for a spare blob
+  // of that many bytes for the next put (docs/protocol.md, "Spare blobs"),
+  // giving back the one held, if any.
   ObjectID CreateObject(py::handle tree, py::handle placeholder,
                         PyBlobWriter* writer, const std::string& name,
-                        bool persist, bool overwrite) {
+                        bool persist, bool overwrite, uint64_t used,
+                        uint64_t spare) {
     // An inline blob is {"id": 0} in the tree (it has no id yet).
     BlobPlaceholder blob{placeholder, writer ? writer->id().value() : 0};
     if (writer) writer->CheckOpen();
     bool inline_data = writer && writer->is_inline();
+    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+    protocol::SpareBlobFields spares;
+    if (writer && !inline_data && used > 0 && used < writer->size()) {
+      spares.trim = writer->id();
+      spares.trim_size = used;
+    }
+    if (spare > 0 && !core->remote()) {
+      spares.spare = spare;
+      if (spare_) {  // given back first, whatever else the request does
+        spares.give_back = spare_->id;
+        core->TakeOpenBlob(spare_->id);
+        spare_.reset();
+      }
+    }
     // The request is written straight from the Python tree (no JSON DOM:
     // for a wide DataFrame that costs more than the round trip). The daemon
     // validates the tree's shape.
@@ -228,8 +264,7 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
           ToMsgpack(tree, writer ? &blob : nullptr, 1, out);
         },
         overwrite, persist, name, inline_data ? &writer->local() : nullptr,
-        std::move(spare_body_));
-    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+        std::move(spare_body_), spares);
     // A remote writer's bytes are uploaded right before the request.
     std::vector<ObjectID> uploads;
     if (writer && !inline_data) uploads.push_back(writer->id());
@@ -244,7 +279,28 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
       if (!inline_data) core->TakeOpenBlob(writer->id());  // sealed with it
       writer->MarkConsumed();
     }
+    if (spares.spare > 0) KeepSpare(reply, spares.spare);
     return Unwrap(protocol::GetId(reply, "id"));
+  }
+
+  // Keeps the spare blob of `size` bytes a CreateObject reply may carry.
+  void KeepSpare(const json& reply, uint64_t size) {
+    auto granted = reply.find("spare");
+    if (granted == reply.end()) return;  // memory was short
+    auto id = protocol::GetId(*granted, "id");
+    auto offset = protocol::GetUint(*granted, "offset");
+    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+    if (!id.ok() || !offset.ok() || !core->arena().Range(*offset, size)) {
+      ThrowInvalid("malformed spare blob in a CreateObject reply");
+    }
+    core->AddOpenBlob(*id);
+    if (spare_) {
+      // Another thread's put got one meanwhile: one is enough.
+      BlobWriter extra(core, *id, core->arena().Range(*offset, size), size);
+      ThrowIfError(WithoutGil([&] { return extra.Abort(); }));
+      return;
+    }
+    spare_ = Spare{*id, *offset, size};
   }
 
   // The complete tree of `id` as nested dicts, and the lease that keeps its
@@ -449,6 +505,13 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   static constexpr size_t kMaxSpareInline = 4u << 20;
   std::vector<uint8_t> spare_inline_;
   std::vector<uint8_t> spare_body_;  // CreateObject's request body
+  // The unsealed blob the daemon gave for the next put (TakeSpareBlob).
+  struct Spare {
+    ObjectID id;
+    uint64_t offset = 0;
+    uint64_t size = 0;
+  };
+  std::optional<Spare> spare_;
 };
 
 PyBlobWriter::PyBlobWriter(std::shared_ptr<PyClient> client, uint64_t size)
@@ -684,6 +747,8 @@ object, or any view made from it, lives.)doc")
                              [](PyClient& c) { return c.client().is_remote(); })
       .def("create_blob", &PyClient::CreateBlob, py::arg("size"))
       .def("inline_blob", &PyClient::InlineBlob, py::arg("size"))
+      .def("take_spare_blob", &PyClient::TakeSpareBlob, py::arg("size"))
+      .def_property_readonly("spare_blob_size", &PyClient::spare_blob_size)
       .def_property_readonly(
           "max_inline_blob",
           [](PyClient& c) {
@@ -692,7 +757,8 @@ object, or any view made from it, lives.)doc")
       .def("create_object", &PyClient::CreateObject, py::arg("tree"),
            py::arg("placeholder"), py::arg("writer").none(true),
            py::arg("name") = "", py::arg("persist") = false,
-           py::arg("overwrite") = true)
+           py::arg("overwrite") = true, py::arg("used") = 0,
+           py::arg("spare") = 0)
       .def("get_tree", &PyClient::GetTree, py::arg("id"),
            py::arg("frame_blocks") = false, py::arg("fetch") = false)
       .def("get_tree_by_name", &PyClient::GetTreeByName, py::arg("name"),

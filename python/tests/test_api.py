@@ -3,12 +3,17 @@ calls and round trips per call."""
 
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import trellis
+from conftest import python_env
 
 
 def test_object_id_text_round_trip(client):
@@ -142,11 +147,68 @@ def test_round_trips(client, value, inline):
     counting = _CountingCore(client._core)
     client._core = counting
     oid = client.put(value, name="v", persist=True)
-    assert counting.calls == (["inline_blob", "create_object"] if inline
-                              else ["create_blob", "create_object"])
+    local = {"take_spare_blob"}  # no request: there is no spare yet
+    assert [c for c in counting.calls if c not in local] == (
+        ["inline_blob", "create_object"] if inline else ["create_blob", "create_object"])
     counting.calls.clear()
     client.get(oid)
     assert counting.calls == ["get_tree"]
+
+
+def _unsealed_blobs(daemon):
+    with trellis.connect(daemon.socket, start=False) as other:
+        return other.status()["unsealed_blobs"]
+
+
+def test_like_puts_write_into_a_spare_blob_in_one_round_trip(daemon, client):
+    """After two puts of like small frames the client holds a spare blob;
+    the third put writes into it (no inline copy, no CreateBlobs) and the
+    daemon trims it to the frame's bytes. A larger put gives it back for a
+    larger one; closing the client frees it."""
+    frames = [pd.DataFrame({f"c{i}": np.arange(100) + k for i in range(46)}) for k in range(4)]
+    first, second = client.put(frames[0]), client.put(frames[1])
+    assert client._core.spare_blob_size >= frames[0].values.nbytes
+    assert _unsealed_blobs(daemon) == 1
+    counting = _CountingCore(client._core)
+    client._core = counting
+    third = client.put(frames[2])
+    assert counting.calls == ["take_spare_blob", "create_object"]
+    client._core = counting._core
+    for oid, frame in zip((first, second, third), frames):
+        assert client.get(oid).equals(frame)
+    assert client.get_meta(third)["nbytes"] == client.get_meta(first)["nbytes"]
+    wide = pd.DataFrame({f"c{i}": np.arange(100) for i in range(200)})
+    small_spare = client._core.spare_blob_size
+    assert client.get(client.put(wide)).equals(wide)  # too large for the spare
+    assert client._core.spare_blob_size > small_spare
+    assert _unsealed_blobs(daemon) == 1  # the old one went back
+    used = client.status()["used"]
+    client.close()
+    with trellis.connect(daemon.socket, start=False) as other:
+        assert other.status()["unsealed_blobs"] == 0
+        assert other.status()["used"] < used
+
+
+def test_a_killed_client_s_spare_blob_is_freed(daemon):
+    """A process SIGKILLed while it holds a spare blob leaves nothing
+    behind; the daemon keeps serving."""
+    code = ("import numpy as np, trellis, sys, time\n"
+            f"c = trellis.connect({daemon.socket!r}, start=False)\n"
+            "for i in range(3): c.put(np.arange(1000) + i)\n"
+            "print(c._core.spare_blob_size, flush=True)\n"
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            text=True, env=python_env())
+    try:
+        assert int(proc.stdout.readline()) >= 8000
+        assert _unsealed_blobs(daemon) == 1
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while _unsealed_blobs(daemon) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _unsealed_blobs(daemon) == 0
 
 
 def test_private_embedded_daemon_explains_missing_names(tmp_socket_dir):

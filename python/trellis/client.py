@@ -7,7 +7,12 @@
 Round trips: ``put`` of any value costs one CreateObject with the whole
 tree, name and persist flag; when its buffers exceed INLINE_PUT_BYTES
 they go first into a blob of their own (one CreateBlobs more), else they
-travel with the tree. ``get(oid)`` and ``get(name=...)`` cost one
+travel with the tree. After two puts in a row of at most SPARE_BLOB_BYTES
+of buffers, the daemon hands the client a spare blob with each reply (a
+little larger than the last put), and the next put that fits writes its
+buffers straight into it: one round trip and no copy through the socket
+(docs/protocol.md, "Spare blobs"). A client holds at most one spare; the
+daemon frees it when the client disconnects. ``get(oid)`` and ``get(name=...)`` cost one
 (GetMeta). Every call that
 waits on the daemon or copies bytes releases the GIL.
 
@@ -39,6 +44,16 @@ _DEFAULT_LIMIT = 100000
 # The largest put whose buffers go inline in its CreateObject request
 # (bench/small_frames.py measures both ways).
 INLINE_PUT_BYTES = 64 * 1024
+# Puts of at most this many bytes of buffers ask for a spare blob for the
+# next put once the one before was this small too (see the module's doc).
+SPARE_BLOB_BYTES = 1 << 20
+
+
+def _spare_size(size):
+    """Bytes of the spare to ask for after a put of `size` bytes: an
+    eighth more, in whole pages, so that the next batch of a stream fits
+    though its strings are a little longer (the daemon trims the rest)."""
+    return (size + size // 8 + 4095) // 4096 * 4096
 
 
 def as_id(value):
@@ -104,6 +119,7 @@ class Client:
     def __init__(self, core, daemon=None):
         self._core = core
         self.daemon = daemon  # the embedded daemon this connect() started, if any
+        self._last_put_small = False  # at most SPARE_BLOB_BYTES of buffers
 
     # -- context manager / lifetime -------------------------------------
     def __enter__(self):
@@ -189,19 +205,25 @@ class Client:
                                       "(they are for user builders, and none takes this value)")
             tree, packer = _codec.encode_root(value, self, builders, kwargs)
         writer = None
+        size = packer.size
+        small = packer.referenced and 0 < size <= SPARE_BLOB_BYTES
         if packer.referenced:
-            # Small buffers travel with the tree (one round trip, the daemon
-            # copies them); beyond INLINE_PUT_BYTES writing straight into
-            # the arena is cheaper than pushing the bytes through the socket.
-            if packer.size <= INLINE_PUT_BYTES and packer.size <= self._core.max_inline_blob:
-                writer = self._core.inline_blob(packer.size)
-            else:
-                writer = self._core.create_blob(packer.size)
+            # Into the spare blob if it is large enough; else small buffers
+            # travel with the tree (one round trip, the daemon copies them);
+            # beyond INLINE_PUT_BYTES writing straight into the arena is
+            # cheaper than pushing the bytes through the socket.
+            writer = self._core.take_spare_blob(size) if small else None
+            if writer is None:
+                inline = size <= INLINE_PUT_BYTES and size <= self._core.max_inline_blob
+                writer = (self._core.inline_blob if inline else self._core.create_blob)(size)
+        spare = _spare_size(size) if small and self._last_put_small else 0
+        self._last_put_small = small
         try:
             if writer is not None:
                 packer.write(writer)
             return self._core.create_object(tree, _codec.BLOB, writer, name or "",
-                                            bool(persist), bool(overwrite))
+                                            bool(persist), bool(overwrite),
+                                            used=size, spare=spare)
         finally:
             if writer is not None and writer.open:
                 writer.abort()  # failed before the object took the blob

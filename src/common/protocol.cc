@@ -516,11 +516,15 @@ std::vector<uint8_t> TakeEncodedBody(json&& body) {
 json CreateObjectBody(
     const std::function<void(std::vector<uint8_t>*)>& write_tree,
     bool overwrite, bool persist, const std::string& name,
-    const std::vector<uint8_t>* data, std::vector<uint8_t> scratch) {
+    const std::vector<uint8_t>* data, std::vector<uint8_t> scratch,
+    const SpareBlobFields& spares) {
   std::vector<uint8_t> body = std::move(scratch);
   body.clear();
   if (data) body.reserve(data->size() + 256);
-  AppendMsgpackMapHeader(3 + !name.empty() + (data != nullptr), &body);
+  AppendMsgpackMapHeader(3 + !name.empty() + (data != nullptr) +
+                             (spares.spare > 0) + spares.give_back.valid() +
+                             spares.trim.valid(),
+                         &body);
   AppendMsgpackString("tree", &body);
   write_tree(&body);
   AppendMsgpackString("overwrite", &body);
@@ -534,6 +538,23 @@ json CreateObjectBody(
   if (data) {
     AppendMsgpackString("data", &body);
     AppendMsgpackBinary(data->data(), data->size(), &body);
+  }
+  if (spares.spare > 0) {
+    AppendMsgpackString("spare", &body);
+    AppendMsgpackUint(spares.spare, &body);
+  }
+  if (spares.give_back.valid()) {
+    AppendMsgpackString("abort", &body);
+    AppendMsgpackArrayHeader(1, &body);
+    AppendMsgpackUint(spares.give_back.value(), &body);
+  }
+  if (spares.trim.valid()) {
+    AppendMsgpackString("trim", &body);
+    AppendMsgpackMapHeader(2, &body);
+    AppendMsgpackString("id", &body);
+    AppendMsgpackUint(spares.trim.value(), &body);
+    AppendMsgpackString("size", &body);
+    AppendMsgpackUint(spares.trim_size, &body);
   }
   return EncodedBody(std::move(body));
 }

@@ -240,13 +240,23 @@ json CreateObjectBody(
     const std::function<void(std::vector<uint8_t>*)>& write_tree,
     bool overwrite, bool persist, const std::string& name,
     const std::vector<uint8_t>* data = nullptr);
+// CreateObject's spare-blob fields (docs/protocol.md, "Spare blobs"): the
+// bytes of a spare to ask for (0: none), an unused spare to give back, and
+// the spare this put fills, trimmed to `trim_size` bytes.
+struct SpareBlobFields {
+  uint64_t spare = 0;
+  ObjectID give_back;
+  ObjectID trim;
+  uint64_t trim_size = 0;
+};
 // The same body into `*scratch` (cleared first; its capacity is reused:
 // a caller that keeps the vector between puts, taking it back from the
 // returned body with TakeEncodedBody, writes no fresh memory).
 json CreateObjectBody(
     const std::function<void(std::vector<uint8_t>*)>& write_tree,
     bool overwrite, bool persist, const std::string& name,
-    const std::vector<uint8_t>* data, std::vector<uint8_t> scratch);
+    const std::vector<uint8_t>* data, std::vector<uint8_t> scratch,
+    const SpareBlobFields& spares = {});
 // The bytes of an EncodedBody, moved out of it (empty for any other json).
 std::vector<uint8_t> TakeEncodedBody(json&& body);
 

@@ -76,6 +76,13 @@ void Allocator::Free(uint64_t offset, uint64_t size) {
   InsertFree(offset, length);
 }
 
+void Allocator::Shrink(uint64_t offset, uint64_t size, uint64_t new_size) {
+  assert(new_size > 0 && new_size <= size);
+  uint64_t kept = AlignedSize(new_size);
+  uint64_t tail = AlignedSize(size) - kept;
+  if (tail > 0) Free(offset + kept, tail);
+}
+
 uint64_t Allocator::largest_free() const {
   return by_length_.empty() ? 0 : by_length_.rbegin()->first;
 }

@@ -40,6 +40,10 @@ class Allocator {
   Result<uint64_t> Allocate(uint64_t size);
   // Returns a range obtained from Allocate(size) with the same size.
   void Free(uint64_t offset, uint64_t size);
+  // Gives back the tail of a range obtained from Allocate(size): it then
+  // holds `new_size` bytes (0 < new_size <= size) and is freed with
+  // Free(offset, new_size).
+  void Shrink(uint64_t offset, uint64_t size, uint64_t new_size);
 
   uint64_t capacity() const { return capacity_; }
   uint64_t used() const { return used_; }

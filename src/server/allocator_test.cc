@@ -75,6 +75,20 @@ TEST(AllocatorTest, CoalescesNeighbours) {
   EXPECT_TRUE(a.Allocate(64 * 10).ok());
 }
 
+TEST(AllocatorTest, ShrinkGivesBackTheTailForTheNextAllocation) {
+  Allocator a(64 * 10);
+  uint64_t first = *a.Allocate(64 * 8);
+  uint64_t after = *a.Allocate(64 * 2);
+  EXPECT_FALSE(a.Allocate(64).ok());
+  a.Shrink(first, 64 * 8, 100);  // keeps 2 aligned units
+  EXPECT_EQ(a.used(), 64u * 4);
+  EXPECT_EQ(a.Allocate(64 * 6).value(), first + 128);  // the freed tail
+  a.Shrink(after, 64 * 2, 64 * 2);                     // nothing to give back
+  EXPECT_EQ(a.used(), 64u * 10);
+  a.Free(first, 100);
+  EXPECT_EQ(a.used(), 64u * 8);
+}
+
 // The fill test: objects of mixed random sizes fill >= 95% of the
 // arena before the first out-of-memory.
 TEST(AllocatorTest, MixedRandomSizesFillNinetyFivePercent) {

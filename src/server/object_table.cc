@@ -162,6 +162,22 @@ Status ObjectTable::Abort(ClientId client, const std::vector<ObjectID>& ids) {
   return Status::OK();
 }
 
+Status ObjectTable::Trim(ClientId client, ObjectID id, uint64_t size) {
+  if (!clients_.at(client).created.count(id)) {
+    return Status::ObjectNotFound("no unsealed blob " + id.ToString() +
+                                  " created by this client to trim");
+  }
+  ObjectEntry& e = entries_.at(id);
+  if (size == 0 || size > e.size) {
+    return Status::Invalid("cannot trim blob " + id.ToString() + " of " +
+                           std::to_string(e.size) + " bytes to " +
+                           std::to_string(size));
+  }
+  allocator_->Shrink(e.offset, e.size, size);
+  e.size = e.nbytes = size;
+  return Status::OK();
+}
+
 ObjectID ObjectTable::BuildTree(ClientId client, json& node) {
   ObjectID ref;
   if (IsReference(node, &ref)) {

@@ -114,6 +114,11 @@ class ObjectTable final : public EntryLookup {
   Status Seal(ClientId client, const std::vector<ObjectID>& ids);
   // Frees blobs the client created and did not seal.
   Status Abort(ClientId client, const std::vector<ObjectID>& ids);
+  // Shortens an unsealed blob the client created to `size` bytes (1 up to
+  // its size), freeing the rest: a spare blob (Store::CreateObject) that
+  // held more than the put needed. ObjectNotFound if `id` is not such a
+  // blob, Invalid for a size out of range.
+  Status Trim(ClientId client, ObjectID id, uint64_t size);
 
   // Creates the composite objects of `tree` (docs/format.md, "building a
   // tree"), sealing the client's CREATED blobs it references. Returns the

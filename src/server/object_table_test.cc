@@ -64,6 +64,23 @@ TEST_F(ObjectTableTest, AbortAndDisconnectFreeUnsealedBlobs) {
   EXPECT_EQ(table_.Stats().unsealed_blobs, 0u);
 }
 
+TEST_F(ObjectTableTest, TrimShortensOnlyTheCreatorsUnsealedBlobs) {
+  auto slots = table_.CreateBlobs(kWriter, {4096});
+  ASSERT_TRUE(slots.ok());
+  ObjectID id = (*slots)[0].id;
+  EXPECT_TRUE(table_.Trim(kReader, id, 100).IsObjectNotFound());
+  EXPECT_TRUE(table_.Trim(kWriter, id, 0).IsInvalid());
+  EXPECT_TRUE(table_.Trim(kWriter, id, 4097).IsInvalid());
+  ASSERT_TRUE(table_.Trim(kWriter, id, 100).ok());
+  EXPECT_EQ(allocator_.used(), Allocator::AlignedSize(100));
+  ObjectID root = Composite({id});  // seals it, with its new size
+  std::vector<ObjectID> held;
+  auto tree = table_.GetTree(kReader, root, &held);
+  ASSERT_TRUE(tree.ok());
+  EXPECT_EQ((*tree)["nbytes"], 100u);
+  EXPECT_TRUE(table_.Trim(kWriter, id, 50).IsObjectNotFound());  // sealed
+}
+
 TEST_F(ObjectTableTest, CreateObjectSealsReferencedBlobsAndSumsBytes) {
   auto slots = table_.CreateBlobs(kWriter, {100, 300});
   ASSERT_TRUE(slots.ok());

@@ -87,6 +87,9 @@ bool IsGlobalTree(const json& tree);
 class Store {
  public:
   using Done = std::function<void(Result<json>)>;
+  // Largest spare blob a CreateObject may ask for (docs/protocol.md,
+  // "Spare blobs").
+  static constexpr uint64_t kMaxSpareBlob = 2u << 20;
 
   // `spill` may be null (no spilling); `spill_error` then says why, if a
   // spill directory was asked for but unusable. Invalid for watermarks that
@@ -230,6 +233,8 @@ class Store {
     std::vector<uint8_t> data;
     bool has_data = false;
     ObjectID inline_blob;
+    // Bytes of the spare blob asked for with the reply (0: none).
+    uint64_t spare = 0;
   };
   Status CreateObject(ClientId client, json& body, Done& done);
   void CheckNameFree(std::shared_ptr<CreateCall> call);
@@ -239,6 +244,10 @@ class Store {
   void BuildTree(std::shared_ptr<CreateCall> call);
   void BindCreated(std::shared_ptr<CreateCall> call);
   void FinishCreate(std::shared_ptr<CreateCall> call, Status status);
+  // Adds {"spare": {"id", "offset"}} to `reply`: a new unsealed blob of
+  // `size` bytes for `client`'s next put, if memory is plentiful (no
+  // request waits for it, and the arena stays under 3/4 full).
+  void GrantSpare(ClientId client, uint64_t size, json* reply);
   // The objects bound to `names`, or the error of the first unbound one.
   void ResolveNames(std::vector<std::string> names,
                     MetaStore::Callback<std::vector<ObjectID>> done);

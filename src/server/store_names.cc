@@ -17,6 +17,7 @@ using protocol::GetId;
 using protocol::GetIds;
 using protocol::GetMap;
 using protocol::GetString;
+using protocol::GetUint;
 using protocol::IdsToJson;
 
 namespace {
@@ -71,6 +72,28 @@ Status Store::CreateObject(ClientId client, json& body, Done& done) {
   TRELLIS_ASSIGN_OR_RAISE(
       const json* data,
       GetOptionalInlineBlob(body, "data", options_.max_inline_blob));
+  // Spare blobs (docs/protocol.md): one to ask for, ones given back, and a
+  // trim of the one this put fills.
+  uint64_t spare = 0;
+  if (body.contains("spare")) {
+    TRELLIS_ASSIGN_OR_RAISE(spare, GetUint(body, "spare"));
+    if (spare > kMaxSpareBlob) {
+      return Status::Invalid("'spare' of " + std::to_string(spare) +
+                             " bytes is over the limit of " +
+                             std::to_string(kMaxSpareBlob));
+    }
+  }
+  std::vector<ObjectID> given_back;
+  if (body.contains("abort")) {
+    TRELLIS_ASSIGN_OR_RAISE(given_back, GetIds(body, "abort"));
+  }
+  ObjectID trimmed;
+  uint64_t trim_size = 0;
+  if (body.contains("trim")) {
+    TRELLIS_ASSIGN_OR_RAISE(const json* trim, GetMap(body, "trim"));
+    TRELLIS_ASSIGN_OR_RAISE(trimmed, GetId(*trim, "id"));
+    TRELLIS_ASSIGN_OR_RAISE(trim_size, GetUint(*trim, "size"));
+  }
   if (data) {
     if (IsGlobalTree(*tree)) {
       return Status::Invalid(
@@ -81,6 +104,12 @@ Status Store::CreateObject(ClientId client, json& body, Done& done) {
       return Status::Invalid(
           "'data' is given but no member of the tree is {\"id\": 0}");
     }
+  }
+  if (!given_back.empty()) {
+    TRELLIS_RETURN_NOT_OK(table_.Abort(client, given_back));
+  }
+  if (trimmed.valid()) {
+    TRELLIS_RETURN_NOT_OK(table_.Trim(client, trimmed, trim_size));
   }
   // From here on errors go to the call's `done`.
   auto call = std::make_shared<CreateCall>(
@@ -95,6 +124,7 @@ Status Store::CreateObject(ClientId client, json& body, Done& done) {
                  data != nullptr,
                  ObjectID()});
   if (data) call->data = std::move(body["data"].get_binary());
+  call->spare = spare;
   if (call->name.empty()) {
     BuildObject(call);
   } else {
@@ -207,9 +237,23 @@ void Store::FinishCreate(std::shared_ptr<CreateCall> call, Status status) {
   if (!status.ok()) {
     call->done(status);
   } else {
-    call->done(json{{"id", call->id.value()}});
+    json reply{{"id", call->id.value()}};
+    if (call->spare > 0 && call->id.valid()) {
+      GrantSpare(call->client, call->spare, &reply);
+    }
+    call->done(std::move(reply));
   }
   if (!call->name.empty()) name_locks_.Release(call->name);
+}
+
+void Store::GrantSpare(ClientId client, uint64_t size, json* reply) {
+  if (!table_.HasClient(client) || memory_.waiting_requests() > 0) return;
+  uint64_t after = allocator_.used() + Allocator::AlignedSize(size);
+  if (after > allocator_.capacity() / 4 * 3) return;
+  auto slots = table_.CreateBlobs(client, {size});
+  if (!slots.ok()) return;  // fragmented: the next put goes without
+  (*reply)["spare"] = {{"id", slots->front().id.value()},
+                       {"offset", slots->front().offset}};
 }
 
 // ------------------------------------------------------------------- names

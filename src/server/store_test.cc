@@ -572,6 +572,94 @@ TEST_P(StoreTest, CreateObjectWithDataItCannotUseCreatesNothing) {
   EXPECT_EQ(StatusReply()["unsealed_blobs"], 0);
 }
 
+TEST_P(StoreTest, ASpareBlobComesWithTheReplyAndTheNextPutFillsAndTrimsIt) {
+  json first =
+      Ok(writer_, MessageType::kCreateObject,
+         {{"tree", InlineTree(1)}, {"data", Bytes(100, 1)}, {"spare", 4096}});
+  ASSERT_TRUE(first.contains("spare")) << first;
+  ObjectID spare(first["spare"]["id"].get<uint64_t>());
+  uint64_t offset = first["spare"]["offset"].get<uint64_t>();
+  EXPECT_EQ(StatusReply()["unsealed_blobs"], 1);
+  // Others cannot see or use it.
+  EXPECT_TRUE(
+      Call(reader_, MessageType::kCreateObject, {{"tree", Tree(spare, 1)}})
+          .status()
+          .IsNotSealed());
+  uint64_t used = StatusReply()["used"].get<uint64_t>();
+  std::memset(store_->arena().base() + offset, 7, 300);
+  json second = Ok(writer_, MessageType::kCreateObject,
+                   {{"tree", Tree(spare, 2)},
+                    {"trim", {{"id", spare.value()}, {"size", 300}}},
+                    {"spare", 4096}});
+  ObjectID obj(second["id"].get<uint64_t>());
+  json tree = Ok(reader_, MessageType::kGetMeta, Ids({obj}))["trees"][0];
+  EXPECT_EQ(tree["nbytes"], 300);  // the tail went back to the arena
+  EXPECT_TRUE(BlobIs(reader_, spare, 300, 7));
+  EXPECT_EQ(StatusReply()["used"].get<uint64_t>(), used - 4096 + 320 + 4096);
+  // The next spare, given back by a put that asks for a larger one.
+  ObjectID next(second["spare"]["id"].get<uint64_t>());
+  json third = Ok(writer_, MessageType::kCreateObject,
+                  {{"tree", InlineTree(3)},
+                   {"data", Bytes(100, 1)},
+                   {"abort", {next.value()}},
+                   {"spare", 8192}});
+  EXPECT_TRUE(third.contains("spare"));
+  EXPECT_EQ(StatusReply()["unsealed_blobs"], 1);
+  EXPECT_TRUE(Call(writer_, MessageType::kAbort, Ids({next}))
+                  .status()
+                  .IsObjectNotFound());
+  // A disconnecting client's spare is freed.
+  store_->Disconnect(writer_);
+  EXPECT_EQ(StatusReply()["unsealed_blobs"], 0);
+}
+
+TEST_P(StoreTest, SpareBlobsAreOnlyGivenWhileMemoryIsPlentiful) {
+  // 1 MiB arena: a spare that would fill it past 3/4 is not given, and the
+  // put itself succeeds without one.
+  json r = Ok(writer_, MessageType::kCreateObject,
+              {{"tree", InlineTree(1)},
+               {"data", Bytes(100, 1)},
+               {"spare", kMiB / 4 * 3}});
+  EXPECT_FALSE(r.contains("spare")) << r;
+  r = Ok(writer_, MessageType::kCreateObject,
+         {{"tree", InlineTree(1)}, {"data", Bytes(100, 1)}, {"spare", 4096}});
+  EXPECT_TRUE(r.contains("spare")) << r;
+}
+
+TEST_P(StoreTest, BadSpareFieldsAreInvalidOrNotFoundAndCreateNothing) {
+  ObjectID sealed = PutBlob(writer_, 10, 1);
+  json created = Ok(writer_, MessageType::kCreateBlobs, {{"sizes", {100}}});
+  ObjectID mine(created["ids"][0].get<uint64_t>());
+  struct Case {
+    json extra;
+    StatusCode code;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {{{"spare", "big"}}, StatusCode::kInvalid, "spare"},
+      {{{"spare", Store::kMaxSpareBlob + 1}}, StatusCode::kInvalid, "limit"},
+      {{{"abort", 5}}, StatusCode::kInvalid, "abort"},
+      {{{"trim", 5}}, StatusCode::kInvalid, "trim"},
+      {{{"trim", {{"id", mine.value()}}}}, StatusCode::kInvalid, "size"},
+      {{{"trim", {{"id", mine.value()}, {"size", 101}}}},
+       StatusCode::kInvalid,
+       "101"},
+      {{{"trim", {{"id", sealed.value()}, {"size", 5}}}},
+       StatusCode::kObjectNotFound,
+       "trim"},
+      {{{"abort", {sealed.value()}}}, StatusCode::kObjectNotFound, "unsealed"},
+  };
+  for (const Case& c : cases) {
+    json body = {{"tree", Tree(sealed, 1)}};
+    body.update(c.extra);
+    auto r = Call(writer_, MessageType::kCreateObject, body);
+    EXPECT_EQ(r.status().code(), c.code) << c.extra << ": " << r.status();
+    EXPECT_TRUE(Contains(r.status(), c.says)) << r.status();
+  }
+  EXPECT_EQ(ObjectsOfTestType(), 0u);
+  EXPECT_EQ(StatusReply()["unsealed_blobs"], 1);  // `mine`, untouched
+}
+
 TEST_P(StoreTest, CreateObjectWithDataAndATakenNameLeavesNoBlob) {
   ObjectID bound = PutBlob(writer_, 10, 1);
   Ok(writer_, MessageType::kPutName, {{"name", "x"}, {"id", bound.value()}});
