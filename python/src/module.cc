@@ -201,12 +201,8 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   // spare. None otherwise (and always for a remote client).
   std::unique_ptr<PyBlobWriter> TakeSpareBlob(uint64_t size) {
     if (!spare_ || size == 0 || spare_->size < size) return nullptr;
-    Spare spare = *spare_;
+    auto writer = WriterOf(*spare_);
     spare_.reset();
-    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
-    auto writer = std::make_unique<BlobWriter>(
-        core, spare.id, core->arena().Range(spare.offset, spare.size),
-        spare.size);
     return std::make_unique<PyBlobWriter>(shared_from_this(),
                                           std::move(writer));
   }
@@ -294,13 +290,14 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
       ThrowInvalid("malformed spare blob in a CreateObject reply");
     }
     core->AddOpenBlob(*id);
+    Spare granted_spare{*id, *offset, size};
     if (spare_) {
       // Another thread's put got one meanwhile: one is enough.
-      BlobWriter extra(core, *id, core->arena().Range(*offset, size), size);
-      ThrowIfError(WithoutGil([&] { return extra.Abort(); }));
+      auto extra = WriterOf(granted_spare);
+      ThrowIfError(WithoutGil([&] { return extra->Abort(); }));
       return;
     }
-    spare_ = Spare{*id, *offset, size};
+    spare_ = granted_spare;
   }
 
   // The complete tree of `id` as nested dicts, and the lease that keeps its
@@ -512,6 +509,14 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     uint64_t size = 0;
   };
   std::optional<Spare> spare_;
+
+  // A writer of `spare` (an open blob of this local client).
+  std::unique_ptr<BlobWriter> WriterOf(const Spare& spare) {
+    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+    return std::make_unique<BlobWriter>(
+        core, spare.id, core->arena().Range(spare.offset, spare.size),
+        spare.size);
+  }
 };
 
 PyBlobWriter::PyBlobWriter(std::shared_ptr<PyClient> client, uint64_t size)

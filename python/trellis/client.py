@@ -12,9 +12,9 @@ of buffers, the daemon hands the client a spare blob with each reply (a
 little larger than the last put), and the next put that fits writes its
 buffers straight into it: one round trip and no copy through the socket
 (docs/protocol.md, "Spare blobs"). A client holds at most one spare; the
-daemon frees it when the client disconnects. ``get(oid)`` and ``get(name=...)`` cost one
-(GetMeta). Every call that
-waits on the daemon or copies bytes releases the GIL.
+daemon frees it when the client disconnects. ``get(oid)`` and
+``get(name=...)`` cost one (GetMeta). Every call that waits on the daemon
+or copies bytes releases the GIL.
 
 Thread-safety: a Client may be shared by threads; its requests are
 serialised on one connection, so a blocking ``get_name(wait=True)`` delays
