@@ -15,15 +15,20 @@ consumer. Target (issue 11): trellis cheaper
 than pickle for every shape.
 
 With --busy-poll-us N the daemon polls N microseconds for the next request
-before it sleeps (trellisd --busy-poll-us; default 0, as deployed).
+before it sleeps (trellisd --busy-poll-us; default 0, as deployed). With
+--shmem-thp POLICY (root) the kernel's shmem THP policy is POLICY for the
+run and put back after it: "advise" lets the daemon's arena be in 2 MiB
+pages (trellisd --huge-pages auto, its default). The report says which
+pages the arena had.
 
-Usage: small_frames.py [--count 300] [--rounds 5] [--busy-poll-us 0] [--md out.md]
-                       [--json out.json]
+Usage: small_frames.py [--count 300] [--rounds 5] [--busy-poll-us 0]
+                       [--shmem-thp advise] [--md out.md] [--json out.json]
 """
 
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -32,6 +37,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SHMEM_THP = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
 sys.path[:0] = [str(ROOT / "bench")]
 
 PY = "/usr/bin/python3"
@@ -46,6 +52,7 @@ import json, os, pickle, statistics, sys, time
 import numpy as np, pandas as pd
 import trellis
 side, cols, kind, count, where, variants = sys.argv[1:7]
+WINDOW = 8  # stream: frames produced and not yet consumed, at most
 cols, count, variants = int(cols), int(count), variants.split(",")
 
 def frame(i):
@@ -82,25 +89,53 @@ def get(oid):
     f = client.get(oid)
     touch(f)
 
+def both(i, steps):  # the variants' steps, the order alternating by frame
+    steps = [steps[v] for v in variants]
+    for step in steps[::1 if i % 2 == 0 else -1]:
+        step()
+
 ids = []
-if side == "produce":
+if side == "stream-produce":  # frame numbers and ids out on stdout, acks in
     pairs = [(frame(i), frame(i)) for i in range(count)]
     for i, (mine, theirs) in enumerate(pairs):
-        steps = {"trellis": lambda: ids.append(int(timed("trellis", lambda: client.put(mine)))),
-                 "pickle": lambda: timed("pickle", lambda: dump(theirs, i))}
-        steps = [steps[v] for v in variants]
-        for step in steps[::1 if i % 2 == 0 else -1]:
-            step()
+        if i >= WINDOW:
+            sys.stdin.readline()  # frame i - WINDOW has been consumed
+        oid = [0]
+        both(i, {"trellis": lambda: oid.__setitem__(
+                     0, int(timed("trellis", lambda: client.put(mine)))),
+                 "pickle": lambda: timed("pickle", lambda: dump(theirs, i))})
+        sys.stdout.write(f"{i} {oid[0]}\n")
+        sys.stdout.flush()
+    for _ in range(min(count, WINDOW)):
+        sys.stdin.readline()
+elif side == "stream-consume":  # reads, then frees what it read, and acks
+    for line in sys.stdin:
+        i, oid = map(int, line.split())
+        both(i, {"trellis": lambda: timed("trellis", lambda: get(oid)),
+                 "pickle": lambda: timed("pickle", lambda: load(i))})
+        if "trellis" in variants:
+            client.delete(oid)
+        if "pickle" in variants:
+            os.unlink(os.path.join(where, f"{i}.pkl"))
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+elif side == "produce":
+    pairs = [(frame(i), frame(i)) for i in range(count)]
+    for i, (mine, theirs) in enumerate(pairs):
+        both(i, {"trellis": lambda: ids.append(int(timed("trellis", lambda: client.put(mine)))),
+                 "pickle": lambda: timed("pickle", lambda: dump(theirs, i))})
 else:
     ids = json.loads(sys.stdin.read())["ids"]
     for i in range(count):
-        steps = {"trellis": lambda: timed("trellis", lambda: get(ids[i])),
-                 "pickle": lambda: timed("pickle", lambda: load(i))}
-        steps = [steps[v] for v in variants]
-        for step in steps[::1 if i % 2 == 0 else -1]:
-            step()
-print(json.dumps({"ids": ids, **{v: statistics.median(t[count // 10:]) * 1e6
-                                 for v, t in times.items()}}))
+        both(i, {"trellis": lambda: timed("trellis", lambda: get(ids[i])),
+                 "pickle": lambda: timed("pickle", lambda: load(i))})
+result = json.dumps({"ids": ids, **{v: statistics.median(t[count // 10:]) * 1e6
+                                    for v, t in times.items()}})
+if side.startswith("stream"):
+    with open(sys.argv[7], "w") as out:  # stdout is the other side's pipe
+        out.write(result)
+else:
+    print(result)
 '''
 
 
@@ -113,6 +148,25 @@ def side(which, cols, kind, count, where, variants, stdin=None):
     return out.stdout
 
 
+def stream(cols, kind, count, where, variants):
+    """The stream regime: a producer and a consumer process at once, the
+    producer at most WINDOW frames ahead; the consumer deletes (unlinks)
+    each frame once read. Returns the producer's and consumer's results."""
+    with tempfile.TemporaryDirectory() as results:
+        paths = [os.path.join(results, f"{which}.json") for which in ("p", "c")]
+        args = [str(cols), kind, str(count), where, ",".join(variants)]
+        producer = subprocess.Popen([PY, "-c", SIDE, "stream-produce", *args, paths[0]],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        consumer = subprocess.Popen([PY, "-c", SIDE, "stream-consume", *args, paths[1]],
+                                    stdin=producer.stdout, stdout=producer.stdin)
+        producer.stdout.close()
+        producer.stdin.close()
+        codes = (producer.wait(), consumer.wait())
+        if codes != (0, 0):
+            raise RuntimeError(f"stream sides exited with {codes}")
+        return [json.loads(Path(path).read_text()) for path in paths]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=300)
@@ -120,21 +174,44 @@ def main(argv=None):
     p.add_argument("--md", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--busy-poll-us", type=int, default=0)
+    p.add_argument("--shmem-thp", default=None,
+                   help="the kernel's shmem THP policy for this run (root), e.g. advise")
     args = p.parse_args(argv)
+    policy_before = None
+    if args.shmem_thp:
+        policy_before = re.search(r"\[(\w+)\]", SHMEM_THP.read_text()).group(1)
+        SHMEM_THP.write_text(args.shmem_thp)
+    try:
+        return run(args)
+    finally:
+        if policy_before:
+            SHMEM_THP.write_text(policy_before)
+
+
+def run(args):
     import trellis
     from python_bench import emit_report, machine_info, machine_line
     work = tempfile.mkdtemp(prefix="trellis-sf-")
     shm = tempfile.mkdtemp(prefix="trellis-sf-", dir="/dev/shm")
     os.environ["TRELLIS_SOCKET"] = os.path.join(work, "d.sock")
     daemon = trellis.start_daemon(size="2G", detach=True, busy_poll_us=args.busy_poll_us)
-    # Two regimes, each round running every shape in both (a figure is the
-    # median over rounds of a round's median):
+    with trellis.connect(start=False) as c:
+        huge_pages = c.status()["huge_pages"]
+    policy = (re.search(r"\[(\w+)\]", SHMEM_THP.read_text()).group(1)
+              if SHMEM_THP.exists() else "none")
+    # Three regimes, each round running every shape in each (a figure is
+    # the median over rounds of a round's median):
     #   loop: each variant in processes of its own, call after call;
     #   interleaved: one producer and one consumer do both variants frame
     #     by frame (see SIDE), so there is other work between two calls to
     #     the daemon, as in a pipeline, and both meet the same moment of
-    #     this shared VM.
-    modes = {"loop": [["trellis"], ["pickle"]], "interleaved": [["trellis", "pickle"]]}
+    #     this shared VM; all frames are made before any is read, so every
+    #     read meets memory its process has never touched;
+    #   stream: as interleaved, but the producer and the consumer run at
+    #     once, at most WINDOW frames apart, and the consumer frees each
+    #     frame it has read: memory is reused, as in trellis.stream's jobs.
+    modes = {"loop": [["trellis"], ["pickle"]], "interleaved": [["trellis", "pickle"]],
+             "stream": [["trellis", "pickle"]]}
     keys = ("trellis_put_us", "trellis_get_us", "pickle_put_us", "pickle_get_us")
     samples = {(mode, cols, kind): {k: [] for k in keys}
                for mode in modes for cols, kind in SHAPES}
@@ -144,10 +221,13 @@ def main(argv=None):
             for mode, groups in modes.items():
                 for cols, kind in SHAPES:
                     for variants in groups:
-                        made = json.loads(side("produce", cols, kind, args.count, shm,
-                                               variants))
-                        read = json.loads(side("consume", cols, kind, args.count, shm,
-                                               variants, stdin=json.dumps(made)))
+                        if mode == "stream":
+                            made, read = stream(cols, kind, args.count, shm, variants)
+                        else:
+                            made = json.loads(side("produce", cols, kind, args.count, shm,
+                                                   variants))
+                            read = json.loads(side("consume", cols, kind, args.count, shm,
+                                                   variants, stdin=json.dumps(made)))
                         for variant in variants:
                             samples[mode, cols, kind][f"{variant}_put_us"].append(made[variant])
                             samples[mode, cols, kind][f"{variant}_get_us"].append(read[variant])
@@ -179,14 +259,22 @@ def main(argv=None):
              f"Daemon: --busy-poll-us {args.busy_poll_us}"
              f"{' (the default: it sleeps as soon as it is idle)' if not args.busy_poll_us else ''}.",
              "",
+             f"Arena pages: {'2 MiB (transparent huge pages)' if huge_pages else '4 KiB'}; "
+             f"the kernel's shmem THP policy was `{policy}`"
+             f"{' for this run (--shmem-thp)' if args.shmem_thp else ' (as the machine had it)'}.",
+             "",
              f"100-row frames, {args.count} per shape, mode and round, {args.rounds} rounds; "
              "per frame in microseconds, the median over rounds of each round's median (the "
-             "first 10% left out as warm-up). Two regimes: *loop*, each variant in a "
+             "first 10% left out as warm-up). Three regimes: *loop*, each variant in a "
              "producer and a consumer process of its own, call after call; *interleaved*, "
-             "one producer puts and dumps each frame (its own copy for each) and one "
+             "one producer puts and dumps each frame (its own copy for each) and then one "
              "consumer gets and loads it, the order alternating frame by frame: there is "
              "other work between two calls to the daemon, as in a pipeline, and both "
-             "variants meet the same moment of the VM.", ""]
+             "variants meet the same moment of the VM; *stream*, as interleaved but the "
+             "two processes run at once, the producer at most 8 frames ahead, and the "
+             "consumer deletes (unlinks) each frame once read, so memory is reused as in "
+             "a trellis.stream job. In loop and interleaved every read meets memory its "
+             "process has never touched.", ""]
     verdicts = []
     for mode in modes:
         lines += [f"**{mode}**", "",
@@ -207,7 +295,8 @@ def main(argv=None):
     lines += [f"Target: trellis cheaper than pickle for every shape: "
               f"{'met' if met else 'NOT met'} ({'; '.join(verdicts)})."]
     emit_report(lines, args.md, args.json,
-                {"machine": m, "busy_poll_us": args.busy_poll_us, "rows": rows})
+                {"machine": m, "busy_poll_us": args.busy_poll_us, "huge_pages": huge_pages,
+                 "shmem_thp_policy": policy, "rows": rows})
     return 0
 
 

@@ -19,6 +19,7 @@
   X(std::string, cluster, "cluster joined (--cluster; empty: local backend)") \
   X(uint64_t, arena_size, "arena bytes")                                      \
   X(bool, reserved, "the arena was pre-faulted at start (--reserve)")         \
+  X(bool, huge_pages, "the arena is in 2 MiB pages (--huge-pages)")           \
   X(uint64_t, used, "bytes allocated to blobs (64-byte granules)")            \
   X(uint64_t, free, "arena bytes not allocated")                              \
   X(uint64_t, held_bytes, "blob bytes in memory that readers hold")           \

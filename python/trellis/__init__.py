@@ -78,7 +78,7 @@ def default_client():
 
 
 def start_daemon(socket=None, size=None, detach=True, reserve=False, spill_dir=None,
-                 metrics=None, busy_poll_us=None):
+                 metrics=None, busy_poll_us=None, huge_pages=True):
     """Starts trellisd on `socket` (default: the default socket) and returns
     its Daemon handle. With `detach` (the default) it outlives this process
     until ``stop_daemon``; otherwise it ends with this process. Raises
@@ -87,9 +87,12 @@ def start_daemon(socket=None, size=None, detach=True, reserve=False, spill_dir=N
     `metrics` ("[HOST:]PORT", port 0 for a free one), it serves Prometheus
     metrics and a status page over HTTP (``daemon.metrics_url``). With
     `busy_poll_us`, it polls that long for the next request before it
-    sleeps (trellisd --busy-poll-us: CPU for latency; docs/operations.md)."""
+    sleeps (trellisd --busy-poll-us: CPU for latency; docs/operations.md).
+    `huge_pages=False` keeps the arena in 4 KiB pages where the kernel would
+    give it 2 MiB ones (trellisd --huge-pages off; docs/operations.md)."""
     return _daemon.launch(socket, size=size, reserve=reserve, detach=detach,
-                          spill_dir=spill_dir, metrics=metrics, busy_poll_us=busy_poll_us)
+                          spill_dir=spill_dir, metrics=metrics, busy_poll_us=busy_poll_us,
+                          huge_pages=huge_pages)
 
 
 def stop_daemon(socket=None, timeout=10.0):

@@ -154,7 +154,8 @@ def _die_with_parent():
 
 def launch(socket=None, size=None, reserve=False, detach=False,
            log_level="warn", timeout=30.0, exist_ok=False, spill_dir=None,
-           rpc=None, rpc_token=None, metrics=None, busy_poll_us=None):
+           rpc=None, rpc_token=None, metrics=None, busy_poll_us=None,
+           huge_pages=True):
     """Starts trellisd on `socket` and returns once it accepts connections.
 
     `size`: arena size such as "512M" or an int of bytes (default
@@ -169,6 +170,8 @@ def launch(socket=None, size=None, reserve=False, detach=False,
     status page over HTTP there; ``metrics_url`` is then its address.
     `busy_poll_us` (default $TRELLIS_BUSY_POLL_US, else 0): microseconds the
     daemon polls for the next request before it sleeps (--busy-poll-us).
+    `huge_pages=False`: the arena in 4 KiB pages even where the kernel's
+    shmem THP policy would give it 2 MiB ones (--huge-pages off).
     If a daemon already serves `socket`,
     returns None with `exist_ok`, else raises ObjectExists. Raises
     DaemonNotReachable (quoting the daemon's log) if it exits or does not
@@ -184,7 +187,7 @@ def launch(socket=None, size=None, reserve=False, detach=False,
                 return None
             raise ObjectExists(f"a trellis daemon already serves {socket}")
         return _start(socket, size, reserve, detach, log_level, timeout,
-                      spill_dir, rpc, rpc_token, metrics, busy_poll_us)
+                      spill_dir, rpc, rpc_token, metrics, busy_poll_us, huge_pages)
 
 
 def _rpc_args(socket, rpc, rpc_token):
@@ -241,7 +244,7 @@ def _metrics_args(socket, metrics):
 
 
 def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
-           rpc=None, rpc_token=None, metrics=None, busy_poll_us=None):
+           rpc=None, rpc_token=None, metrics=None, busy_poll_us=None, huge_pages=True):
     if size is None:
         size = os.environ.get("TRELLIS_SIZE")
     log = socket + ".log"
@@ -254,6 +257,8 @@ def _start(socket, size, reserve, detach, log_level, timeout, spill_dir,
         cmd += ["--size", size]
     if reserve:
         cmd.append("--reserve")
+    if not huge_pages:
+        cmd += ["--huge-pages", "off"]
     spill_dir = spill_dir or os.environ.get("TRELLIS_SPILL_DIR")
     if spill_dir:
         cmd += ["--spill-dir", os.fspath(spill_dir)]

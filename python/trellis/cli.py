@@ -153,7 +153,8 @@ def cmd_status(client, args, out):
                       else f"cluster '{status['cluster']}' ({status['backend']})")),
         ("arena", f"{human_size(arena)}, used {human_size(used)} "
                   f"({100 * used / max(arena, 1):.1f}%), free {human_size(status['free'])}"
-                  + (", reserved" if status.get("reserved") else "")),
+                  + (", reserved" if status.get("reserved") else "")
+                  + (", 2 MiB pages" if status.get("huge_pages") else "")),
         ("held", f"{human_size(status['held_bytes'])} by readers, pinned "
                  f"{human_size(status['pinned_bytes'])}"),
         ("spilled", (f"{human_size(status['spilled_bytes'])} in {status['spilled_blobs']} "

@@ -12,14 +12,18 @@
 
 namespace trellis {
 
-Result<std::unique_ptr<SharedArena>> SharedArena::Map(int fd, uint64_t size) {
+Result<std::unique_ptr<SharedArena>> SharedArena::Map(int fd, uint64_t size,
+                                                      bool huge_pages) {
   void* base =
       mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, /*offset=*/0);
   if (base == MAP_FAILED) return Status::FromErrno("mmap arena", errno);
+  // The daemon checked that the kernel honours it; if this one refuses,
+  // reads still work, in 4 KiB mappings.
+  if (huge_pages && madvise(base, size, MADV_HUGEPAGE) != 0) huge_pages = false;
   // Without a duplicate (out of descriptors), Write copies through the map.
   int own_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   return std::unique_ptr<SharedArena>(
-      new SharedArena(static_cast<uint8_t*>(base), size, own_fd));
+      new SharedArena(static_cast<uint8_t*>(base), size, own_fd, huge_pages));
 }
 
 SharedArena::~SharedArena() {
@@ -39,8 +43,8 @@ bool SharedArena::AllPopulated(uint64_t offset, uint64_t n) {
 
 void SharedArena::Write(uint64_t offset, const void* src, uint64_t n) {
   if (n == 0) return;
-  if (n > kPwriteMax || fd_ < 0 || AllPopulated(offset, n)) {
-    if (n > kPwriteMax) PrepareWrite(offset, n);
+  if (n > kPwriteMax || fd_ < 0 || huge_pages_ || AllPopulated(offset, n)) {
+    if (n > kPwriteMax || huge_pages_) PrepareWrite(offset, n);
     ParallelMemcpy(base_ + offset, src, n);
     return;
   }

@@ -15,8 +15,12 @@ class SharedArena {
  public:
   // Maps `size` bytes of the arena file `fd`, shared and read-write, and
   // keeps a duplicate of fd for Write. The caller keeps (and may close) fd.
+  // `huge_pages`: the daemon's arena is in transparent huge pages (its Hello
+  // reply says): the mapping asks for them too (MADV_HUGEPAGE), so that a
+  // read of a fresh object maps 2 MiB at once, and Write goes through it.
   // IOError if mmap fails.
-  static Result<std::unique_ptr<SharedArena>> Map(int fd, uint64_t size);
+  static Result<std::unique_ptr<SharedArena>> Map(int fd, uint64_t size,
+                                                  bool huge_pages = false);
   ~SharedArena();  // unmaps: nothing may point into the arena any more
   SharedArena(const SharedArena&) = delete;
   SharedArena& operator=(const SharedArena&) = delete;
@@ -47,14 +51,15 @@ class SharedArena {
   // kernel copies through its own map: no page fault here, where a first
   // touch costs ~10 us a page on a VM with shadow paging; see
   // bench/results/small_frames.md); beyond that PrepareWrite, then a
-  // parallel memcpy. Thread-safe.
+  // parallel memcpy. With huge pages, always PrepareWrite and memcpy (a
+  // pwrite would fill a fresh 2 MiB stretch with 4 KiB pages). Thread-safe.
   static constexpr uint64_t kPwriteMax = 4u << 20;
   void Write(uint64_t offset, const void* src, uint64_t n)
       TRELLIS_EXCLUDES(populate_mutex_);
 
  private:
-  SharedArena(uint8_t* base, uint64_t size, int fd)
-      : base_(base), size_(size), fd_(fd) {}
+  SharedArena(uint8_t* base, uint64_t size, int fd, bool huge_pages)
+      : base_(base), size_(size), fd_(fd), huge_pages_(huge_pages) {}
   bool Populated(uint64_t granule) const TRELLIS_REQUIRES(populate_mutex_);
   // True if every granule of [offset, offset+n) is populated.
   bool AllPopulated(uint64_t offset, uint64_t n)
@@ -63,6 +68,7 @@ class SharedArena {
   uint8_t* const base_;
   const uint64_t size_;
   const int fd_;  // our duplicate of the arena file, or -1
+  const bool huge_pages_;
 
   Mutex populate_mutex_;
   // One bit per 64 KiB granule of the arena: mapped for writing already.

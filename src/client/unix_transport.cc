@@ -75,7 +75,12 @@ class UnixTransport final : public SocketTransport {
     }
     auto size = protocol::GetUint(hello, "arena_size");
     if (!size.ok()) return Status::Invalid("malformed Hello reply from daemon");
-    TRELLIS_ASSIGN_OR_RAISE(arena_, SharedArena::Map(arena_fd_.get(), *size));
+    // Daemons before huge pages do not say: 4 KiB pages.
+    auto huge_pages = protocol::GetBool(hello, "huge_pages", false);
+    if (!huge_pages.ok())
+      return Status::Invalid("malformed Hello reply from daemon");
+    TRELLIS_ASSIGN_OR_RAISE(
+        arena_, SharedArena::Map(arena_fd_.get(), *size, *huge_pages));
     arena_fd_.Reset();  // the mapping keeps the memory
     return Status::OK();
   }

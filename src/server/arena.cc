@@ -9,12 +9,78 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 namespace trellis::server {
 
-Result<std::unique_ptr<Arena>> Arena::Create(uint64_t size, bool reserve) {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14
+#endif
+
+namespace {
+
+// Faults the pages of [offset, offset+n) of the mapping at `base` in for
+// writing, in one call: OutOfMemory if memory cannot back them (where a
+// write would SIGBUS), Invalid if the kernel has no MADV_POPULATE_WRITE.
+Status PopulateForWrite(uint8_t* base, uint64_t offset, uint64_t n) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  uint64_t begin = offset / page * page;
+  uint64_t end = (offset + n + page - 1) / page * page;
+  if (madvise(base + begin, end - begin, MADV_POPULATE_WRITE) == 0) {
+    return Status::OK();
+  }
+  if (errno == EINVAL) return Status::Invalid("no MADV_POPULATE_WRITE");
+  if (errno == ENOMEM || errno == EFAULT || errno == EHWPOISON) {
+    return Status::OutOfMemory("no memory to back " + std::to_string(n) +
+                               " bytes of the arena at " +
+                               std::to_string(offset));
+  }
+  return Status::FromErrno("populate arena pages", errno);
+}
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The word in [brackets] of a sysfs policy file: the one in force.
+std::string Bracketed(const std::string& text) {
+  size_t open = text.find('[');
+  size_t close = text.find(']', open);
+  if (open == std::string::npos || close == std::string::npos) return "";
+  return text.substr(open + 1, close - open - 1);
+}
+
+}  // namespace
+
+bool ShmemHugePagesOnAdvice(const std::string& top,
+                            const std::string& per_size) {
+  std::string policy = Bracketed(top);
+  if (policy == "deny" || policy.empty()) return false;  // deny: overrides
+  if (policy == "force") return true;                    // all
+  std::string own = Bracketed(per_size);
+  if (!own.empty() && own != "inherit") policy = own;
+  return policy == "always" || policy == "within_size" || policy == "advise";
+}
+
+bool ShmemHugePagesOnAdvice() {
+  const std::string dir = "/sys/kernel/mm/transparent_hugepage/";
+  std::string pmd_bytes = ReadWholeFile(dir + "hpage_pmd_size");
+  std::string per_size;
+  try {
+    per_size = ReadWholeFile(dir + "hugepages-" +
+                             std::to_string(std::stoull(pmd_bytes) / 1024) +
+                             "kB/shmem_enabled");
+  } catch (...) {  // no PMD size known: the top-level policy alone
+  }
+  return ShmemHugePagesOnAdvice(ReadWholeFile(dir + "shmem_enabled"), per_size);
+}
+
+Result<std::unique_ptr<Arena>> Arena::Create(uint64_t size, bool reserve,
+                                             bool huge_pages) {
   if (size == 0) return Status::Invalid("arena size must be positive");
+  huge_pages = huge_pages && ShmemHugePagesOnAdvice();
   int fd = memfd_create("trellis-arena", MFD_CLOEXEC);
   if (fd < 0) return Status::FromErrno("memfd_create", errno);
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
@@ -22,26 +88,41 @@ Result<std::unique_ptr<Arena>> Arena::Create(uint64_t size, bool reserve) {
     close(fd);
     return Status::FromErrno("ftruncate arena to " + std::to_string(size), err);
   }
-  if (reserve) {
+  const std::string no_reserve =
+      "cannot reserve " + std::to_string(size) + " bytes of shared memory: ";
+  // With huge pages the arena is reserved through the mapping below:
+  // fallocate would fill it with 4 KiB pages.
+  if (reserve && !huge_pages) {
     // Allocate every page up front so that a shortage is reported here, not
     // as SIGBUS on a later write.
     int rc = posix_fallocate(fd, 0, static_cast<off_t>(size));
     if (rc != 0) {
       close(fd);
-      return Status::OutOfMemory(
-          "cannot reserve " + std::to_string(size) +
-          " bytes of shared memory: " + std::string(strerror(rc)));
+      return Status::OutOfMemory(no_reserve + std::string(strerror(rc)));
     }
   }
-  int flags = MAP_SHARED | (reserve ? MAP_POPULATE : 0);
+  int flags = MAP_SHARED | (reserve && !huge_pages ? MAP_POPULATE : 0);
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0);
   if (base == MAP_FAILED) {
     int err = errno;
     close(fd);
     return Status::FromErrno("mmap arena", err);
   }
+  auto* bytes = static_cast<uint8_t*>(base);
+  if (huge_pages && madvise(base, size, MADV_HUGEPAGE) != 0) {
+    huge_pages = false;  // a kernel built without THP
+  }
+  if (huge_pages) {
+    Status st = Status::OK();
+    if (reserve) st = PopulateForWrite(bytes, 0, size);
+    if (!st.ok()) {
+      munmap(base, size);
+      close(fd);
+      return Status::OutOfMemory(no_reserve + st.message());
+    }
+  }
   return std::unique_ptr<Arena>(
-      new Arena(fd, static_cast<uint8_t*>(base), size, reserve));
+      new Arena(fd, bytes, size, reserve, huge_pages));
 }
 
 Arena::~Arena() {
@@ -53,6 +134,15 @@ Status Arena::Write(uint64_t offset, const void* data, uint64_t n) {
   if (offset > size_ || n > size_ - offset) {
     return Status::Invalid("write of " + std::to_string(n) + " bytes at " +
                            std::to_string(offset) + " overruns the arena");
+  }
+  if (huge_pages_ && n > 0) {
+    Status populated = PopulateForWrite(base_, offset, n);
+    if (populated.ok()) {
+      std::memcpy(base_ + offset, data, n);
+      return Status::OK();
+    }
+    if (!populated.IsInvalid()) return populated;
+    // A kernel without MADV_POPULATE_WRITE: pwrite, as without huge pages.
   }
   const auto* from = static_cast<const uint8_t*>(data);
   while (n > 0) {

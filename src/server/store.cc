@@ -32,8 +32,9 @@ Result<std::unique_ptr<Store>> Store::Create(
     return Status::Invalid(
         "a store needs a metadata store, a clock and a worker pool");
   }
-  TRELLIS_ASSIGN_OR_RAISE(auto arena,
-                          Arena::Create(options.size, options.reserve));
+  TRELLIS_ASSIGN_OR_RAISE(
+      auto arena,
+      Arena::Create(options.size, options.reserve, options.huge_pages));
   return std::unique_ptr<Store>(
       new Store(options, std::move(arena), std::move(meta), std::move(spill),
                 std::move(spill_error), std::move(hooks)));
@@ -81,6 +82,7 @@ json Store::HelloReply(ClientId client) const {
           {"instance_id", table_.instance_id()},
           {"arena_size", arena_->size()},
           {"reserved", arena_->reserved()},
+          {"huge_pages", arena_->huge_pages()},
           {"max_inline_blob", options_.max_inline_blob}};
 }
 
@@ -384,6 +386,7 @@ Result<json> Store::StatusReply(ClientId, const json&) {
       .cluster = meta_->cluster_name(),
       .arena_size = arena_->size(),
       .reserved = arena_->reserved(),
+      .huge_pages = arena_->huge_pages(),
       .used = allocator_.used(),
       .free = allocator_.free_bytes(),
       .held_bytes = stats.held_bytes,

@@ -61,6 +61,9 @@ namespace trellis::server {
 struct StoreOptions {
   uint64_t size = 0;
   bool reserve = false;
+  // Ask for transparent huge pages for the arena (Arena::Create); they are
+  // used only where the kernel's shmem THP policy honours the request.
+  bool huge_pages = true;
   // This daemon's id, as assigned by MetaStore::Register.
   uint16_t instance_id = 1;
   // Largest payload a PutBlobs request may carry per blob.

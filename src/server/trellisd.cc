@@ -137,6 +137,12 @@ int main(int argc, char** argv) {
   app.add_option("--size", size_text,
                  "arena size, e.g. 512M or 4G (default: a quarter of memory)");
   app.add_flag("--reserve", reserve, "pre-fault the whole arena at start");
+  std::string huge_pages = "auto";
+  app.add_option("--huge-pages", huge_pages,
+                 "auto: the arena in transparent huge pages where the "
+                 "kernel's shmem_enabled policy allows it (default); off: "
+                 "4 KiB pages")
+      ->check(CLI::IsMember({"auto", "off"}));
   app.add_option("--log-level", log_level,
                  "trace, debug, info, warn, error or off")
       ->check(
@@ -300,6 +306,7 @@ int main(int argc, char** argv) {
   StoreOptions store_options;
   store_options.size = size;
   store_options.reserve = reserve;
+  store_options.huge_pages = huge_pages == "auto";
   store_options.instance_id = static_cast<uint16_t>(instance_id);
   store_options.spill_high = spill_high;
   store_options.spill_low = spill_low;
@@ -363,13 +370,14 @@ int main(int argc, char** argv) {
     io.stop();
   });
 
-  spdlog::info("serving {}{} (arena {} bytes{}, instance {}, protocol {}, {})",
-               socket_path,
-               *rpc ? " and tcp " + EndpointString((*rpc)->endpoint()) : "",
-               size, reserve ? ", reserved" : "", instance_id,
-               protocol::kProtocolVersion,
-               etcd.empty() ? std::string("local metadata")
-                            : "cluster '" + cluster + "' at etcd " + etcd);
+  spdlog::info(
+      "serving {}{} (arena {} bytes{}{}, instance {}, protocol {}, {})",
+      socket_path, *rpc ? " and tcp " + EndpointString((*rpc)->endpoint()) : "",
+      size, reserve ? ", reserved" : "",
+      (*store)->arena().huge_pages() ? ", huge pages" : "", instance_id,
+      protocol::kProtocolVersion,
+      etcd.empty() ? std::string("local metadata")
+                   : "cluster '" + cluster + "' at etcd " + etcd);
   RunEventLoop(io, std::chrono::microseconds(busy_poll_us));
   if (metrics) metrics->Stop();
   server.Stop();
