@@ -120,6 +120,35 @@ def test_order_is_kept_when_workers_finish_out_of_order(env):
     assert out.read_bytes() == expected
 
 
+def make_recorder(where, slow_row):
+    """A classifier that notes which process classified each batch (a file
+    FIRST_ROW-PID in `where`) and takes 2 s over the batch with `slow_row`."""
+    def classify_and_record(df):
+        open(os.path.join(where, f"{df.index[0]}-{os.getpid()}"), "w").close()
+        if slow_row in df.index:
+            time.sleep(2)
+        return classify_df(df)
+    return classify_and_record
+
+
+def test_no_batch_waits_behind_a_slow_one_while_a_worker_idles(env):
+    # Three batches, two workers: the first is slow. Each worker gets one
+    # batch before any gets two, and the last goes to whichever worker is
+    # free, not queued behind the slow one.
+    src, expected = serial(env, 300)
+    where = env / "who"
+    where.mkdir()
+    out = env / "out.csv"
+    (stream.from_file(src).batch(rows=100)
+     .parallel(make_recorder(str(where), slow_row=0), workers=2)
+     .sink(stream.to_file(str(out))).run())
+    assert out.read_bytes() == expected
+    pid_of = dict(name.split("-") for name in os.listdir(where))
+    assert len(pid_of) == 3
+    slow, rest = pid_of.pop("0"), set(pid_of.values())
+    assert rest == {next(iter(rest))} and slow not in rest, pid_of
+
+
 def make_killer(marker, row):
     def classify_or_die(df):
         if row in df.index and not os.path.exists(marker):

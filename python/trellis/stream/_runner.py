@@ -386,6 +386,22 @@ class Runner:
     def _delete(self, oid):
         delete_quietly(self.client, oid)
 
+    def _dispatch(self, exhausted):
+        """Hands queued batches to workers breadth first: each worker one
+        before any gets a second (up to PREFETCH, so that the next is there
+        when one finishes). Once the source is read and fewer batches wait
+        than there are workers, only to workers with none: a last batch
+        queued behind another's running one would wait while a worker
+        idles."""
+        for depth in range(1, PREFETCH + 1):
+            for w in sorted(self.workers.values(), key=lambda w: len(w.holding)):
+                if not self.queue:
+                    return
+                if depth > 1 and exhausted and len(self.queue) < len(self.workers):
+                    return
+                if len(w.holding) < depth:
+                    w.send(self.queue.popleft())
+
     # --- the loop -----------------------------------------------------------
 
     def run(self):
@@ -427,9 +443,7 @@ class Runner:
                 in_flight = len(self.batches)
                 self.stats["max_in_flight_seen"] = max(self.stats["max_in_flight_seen"],
                                                        in_flight)
-                for w in sorted(self.workers.values(), key=lambda w: len(w.holding)):
-                    while self.queue and len(w.holding) < PREFETCH:
-                        w.send(self.queue.popleft())
+                self._dispatch(exhausted)
                 if exhausted and not self.batches:
                     break
                 t_wait = time.perf_counter()
