@@ -35,6 +35,25 @@ import generate  # noqa: E402
 
 PY = "/usr/bin/python3"
 VARIANTS = ("serial", "trellis-1", "trellis-2", "pool-2")
+#: Beyond this spread of the speed probe (slowest / fastest) a run is too
+#: noisy to judge the targets: the VM's speed changed under the variants.
+MAX_PROBE_SPREAD = 1.10
+
+
+def probe():
+    """Seconds a fixed CPU-bound loop (the classifier's kind of work, one
+    core, ~0.1 s; the best of three, so a moment's preemption does not
+    count) takes now: run before every variant, so that a report shows how
+    much this shared VM's speed moved during the run."""
+    import hashlib
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        digest = b"probe"
+        for _ in range(300_000):
+            digest = hashlib.sha256(digest).digest()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def command(variant, src, out):
@@ -79,10 +98,12 @@ def main(argv=None):
             walls = {v: [] for v in VARIANTS}
             stats = {v: [] for v in VARIANTS if v.startswith("trellis")}
             identical = True
+            probes = []
             for r in range(args.rounds):
                 order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
                 outputs = {}
                 for v in order:
+                    probes.append(probe())
                     wall, out, st = run_variant(v, src, work)
                     walls[v].append(wall)
                     outputs[v] = Path(out).read_bytes()
@@ -107,7 +128,8 @@ def main(argv=None):
                                "parse_s": statistics.median(s["parse_s"] for s in sts),
                                "encode_s": statistics.median(s["encode_s"] for s in sts)}
             results[rows] = {"walls": walls, "median": med, "identical": identical,
-                             "overhead": overhead, "raw_stats": stats}
+                             "overhead": overhead, "raw_stats": stats, "probes_s": probes,
+                             "probe_spread": max(probes) / min(probes)}
     finally:
         daemon.stop()
     m = machine_info()
@@ -139,9 +161,20 @@ def main(argv=None):
                          f"{o['overhead_fraction'] * 100:.1f}% | {o['parse_s']:.2f} | "
                          f"{o['encode_s']:.2f} |")
     lines.append("")
+    lines += ["Speed probe (a fixed sha256 loop on one core, run before every variant; "
+              "slowest / fastest): " + ", ".join(
+                  f"{rows:,} rows {r['probe_spread']:.2f}" for rows, r in results.items())
+              + f". Beyond {MAX_PROBE_SPREAD:.2f} the VM's speed moved too much during the "
+              "run for its walls to be compared.", ""]
     for rows, r in results.items():
         med = r["median"]
         speed = med["serial"] / med["trellis-2"]
+        if r["probe_spread"] > MAX_PROBE_SPREAD:
+            lines.append(f"- {rows:,} rows: NOT judged (the speed probe varied by "
+                         f"{(r['probe_spread'] - 1) * 100:.0f}%); medians would give 2 "
+                         f"workers {speed:.2f}x over serial, {med['trellis-2']:.2f} s vs "
+                         f"Pool {med['pool-2']:.2f} s.")
+            continue
         lines.append(f"- {rows:,} rows: 2 workers {speed:.2f}x over serial (target >= 1.8x: "
                      f"{'met' if speed >= 1.8 else 'NOT met'}); "
                      f"{'ahead of' if med['trellis-2'] < med['pool-2'] else 'BEHIND'} "
