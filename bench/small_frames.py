@@ -167,6 +167,11 @@ def stream(cols, kind, count, where, variants):
         return [json.loads(Path(path).read_text()) for path in paths]
 
 
+def shmem_thp_policy():
+    """The kernel's shmem THP policy in force (the [bracketed] word)."""
+    return re.search(r"\[(\w+)\]", SHMEM_THP.read_text()).group(1)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=300)
@@ -179,7 +184,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     policy_before = None
     if args.shmem_thp:
-        policy_before = re.search(r"\[(\w+)\]", SHMEM_THP.read_text()).group(1)
+        policy_before = shmem_thp_policy()
         SHMEM_THP.write_text(args.shmem_thp)
     try:
         return run(args)
@@ -197,8 +202,7 @@ def run(args):
     daemon = trellis.start_daemon(size="2G", detach=True, busy_poll_us=args.busy_poll_us)
     with trellis.connect(start=False) as c:
         huge_pages = c.status()["huge_pages"]
-    policy = (re.search(r"\[(\w+)\]", SHMEM_THP.read_text()).group(1)
-              if SHMEM_THP.exists() else "none")
+    policy = shmem_thp_policy() if SHMEM_THP.exists() else "none"
     # Three regimes, each round running every shape in each (a figure is
     # the median over rounds of a round's median):
     #   loop: each variant in processes of its own, call after call;

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/populate.h"
 #include "trellis/client.h"  // ParallelMemcpy
 
 namespace trellis {
@@ -83,10 +84,6 @@ bool SharedArena::Populated(uint64_t granule) const {
   return populated_[granule / 64] >> (granule % 64) & 1;
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  // Linux 5.14
-#endif
-
 void SharedArena::PrepareWrite(uint64_t offset, uint64_t length) {
   constexpr uint64_t kGranule = 64 * 1024;
   if (length == 0 || offset >= size_) return;
@@ -104,9 +101,10 @@ void SharedArena::PrepareWrite(uint64_t offset, uint64_t length) {
     while (end + 1 <= last && !Populated(end + 1)) ++end;
     uint64_t begin_byte = g * kGranule;
     uint64_t end_byte = std::min((end + 1) * kGranule, size_);
-    if (madvise(base_ + begin_byte, end_byte - begin_byte,
-                MADV_POPULATE_WRITE) != 0) {
-      if (errno == EINVAL) populate_works_ = false;  // kernel without it
+    Status populated =
+        PopulateForWrite(base_, begin_byte, end_byte - begin_byte);
+    if (!populated.ok()) {
+      if (populated.IsInvalid()) populate_works_ = false;  // kernel without it
       return;
     }
     for (uint64_t i = g; i <= end; ++i) populated_[i / 64] |= 1ull << (i % 64);

@@ -12,32 +12,11 @@
 #include <iterator>
 #include <string>
 
+#include "common/populate.h"
+
 namespace trellis::server {
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  // Linux 5.14
-#endif
-
 namespace {
-
-// Faults the pages of [offset, offset+n) of the mapping at `base` in for
-// writing, in one call: OutOfMemory if memory cannot back them (where a
-// write would SIGBUS), Invalid if the kernel has no MADV_POPULATE_WRITE.
-Status PopulateForWrite(uint8_t* base, uint64_t offset, uint64_t n) {
-  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  uint64_t begin = offset / page * page;
-  uint64_t end = (offset + n + page - 1) / page * page;
-  if (madvise(base + begin, end - begin, MADV_POPULATE_WRITE) == 0) {
-    return Status::OK();
-  }
-  if (errno == EINVAL) return Status::Invalid("no MADV_POPULATE_WRITE");
-  if (errno == ENOMEM || errno == EFAULT || errno == EHWPOISON) {
-    return Status::OutOfMemory("no memory to back " + std::to_string(n) +
-                               " bytes of the arena at " +
-                               std::to_string(offset));
-  }
-  return Status::FromErrno("populate arena pages", errno);
-}
 
 std::string ReadWholeFile(const std::string& path) {
   std::ifstream in(path);
@@ -112,9 +91,8 @@ Result<std::unique_ptr<Arena>> Arena::Create(uint64_t size, bool reserve,
   if (huge_pages && madvise(base, size, MADV_HUGEPAGE) != 0) {
     huge_pages = false;  // a kernel built without THP
   }
-  if (huge_pages) {
-    Status st = Status::OK();
-    if (reserve) st = PopulateForWrite(bytes, 0, size);
+  if (huge_pages && reserve) {
+    Status st = PopulateForWrite(bytes, 0, size);
     if (!st.ok()) {
       munmap(base, size);
       close(fd);
