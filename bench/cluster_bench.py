@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path

@@ -66,8 +66,15 @@ def command(variant, src, out):
             "--workers", variant.split("-")[1], "--stats"]
 
 
-def run_variant(variant, src, work):
+def cpu_seconds(pid):
+    """User + system CPU seconds process `pid` has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_variant(variant, src, work, daemon_pid):
     out = os.path.join(work, f"{variant}.csv")
+    daemon_cpu = cpu_seconds(daemon_pid)
     t0 = time.perf_counter()
     proc = subprocess.run(command(variant, src, out), capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -76,6 +83,7 @@ def run_variant(variant, src, work):
     stats = None
     if variant.startswith("trellis"):
         stats = json.loads(proc.stderr.strip().splitlines()[-1])
+        stats["daemon_cpu_s"] = cpu_seconds(daemon_pid) - daemon_cpu
     return wall, out, stats
 
 
@@ -94,7 +102,7 @@ def main(argv=None):
         for rows in [int(r) for r in args.rows.split(",")]:
             src = os.path.join(work, f"input-{rows}.csv")
             generate.write(src, rows)
-            run_variant("trellis-2", src, work)  # warm-up (page cache, imports)
+            run_variant("trellis-2", src, work, daemon.pid)  # warm-up (page cache, imports)
             walls = {v: [] for v in VARIANTS}
             stats = {v: [] for v in VARIANTS if v.startswith("trellis")}
             identical = True
@@ -104,7 +112,7 @@ def main(argv=None):
                 outputs = {}
                 for v in order:
                     probes.append(probe())
-                    wall, out, st = run_variant(v, src, work)
+                    wall, out, st = run_variant(v, src, work, daemon.pid)
                     walls[v].append(wall)
                     outputs[v] = Path(out).read_bytes()
                     if st:
@@ -126,7 +134,9 @@ def main(argv=None):
                                "coordinator_s": statistics.median(s["coordinator_s"] for s in sts),
                                "store_s": statistics.median(s["store_s"] for s in sts),
                                "parse_s": statistics.median(s["parse_s"] for s in sts),
-                               "encode_s": statistics.median(s["encode_s"] for s in sts)}
+                               "encode_s": statistics.median(s["encode_s"] for s in sts),
+                               "daemon_ms_per_batch": statistics.median(
+                                   s["daemon_cpu_s"] / s["batches"] for s in sts) * 1e3}
             results[rows] = {"walls": walls, "median": med, "identical": identical,
                              "overhead": overhead, "raw_stats": stats, "probes_s": probes,
                              "probe_spread": max(probes) / min(probes)}
@@ -151,15 +161,16 @@ def main(argv=None):
               "(reading the source, puts, dispatch, writing the sink, deletes) plus the "
               "workers' store calls (get + put), against the classifier's own time per "
               "batch. read_csv/to_csv are the job's own work (the serial job does them "
-              "too) and are shown apart:", "",
+              "too) and are shown apart, and so is the daemon's CPU time per batch:", "",
               "| rows | variant | overhead ms/batch | classifier ms/batch | fraction | "
-              "read_csv s (total) | to_csv s (total) |", "|---:|---|---:|---:|---:|---:|---:|"]
+              "read_csv s (total) | to_csv s (total) | daemon ms/batch |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for rows, r in results.items():
         for v, o in r["overhead"].items():
             lines.append(f"| {rows:,} | {v} | {o['overhead_ms_per_batch']:.2f} | "
                          f"{o['classifier_ms_per_batch']:.1f} | "
                          f"{o['overhead_fraction'] * 100:.1f}% | {o['parse_s']:.2f} | "
-                         f"{o['encode_s']:.2f} |")
+                         f"{o['encode_s']:.2f} | {o['daemon_ms_per_batch']:.2f} |")
     lines.append("")
     lines += ["Speed probe (a fixed sha256 loop on one core, run before every variant; "
               "slowest / fastest): " + ", ".join(

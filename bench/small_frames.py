@@ -15,14 +15,17 @@ consumer. Target (issue 11): trellis cheaper
 than pickle for every shape.
 
 With --busy-poll-us N the daemon polls N microseconds for the next request
-before it sleeps (trellisd --busy-poll-us; default 0, as deployed). With
---shmem-thp POLICY (root) the kernel's shmem THP policy is POLICY for the
-run and put back after it: "advise" lets the daemon's arena be in 2 MiB
-pages (trellisd --huge-pages auto, its default). The report says which
-pages the arena had.
+before it sleeps, or follows the gaps between requests with auto
+(trellisd --busy-poll-us; default 0, as deployed). --huge-pages off keeps the
+arena in 4 KiB pages (default auto: 2 MiB ones, from a memfd where the
+kernel's shmem THP policy gives them, else from a tmpfs of the daemon's
+own). With --shmem-thp POLICY (root) the kernel's shmem THP policy is
+POLICY for the run and put back after it. The report says which pages the
+arena had.
 
-Usage: small_frames.py [--count 300] [--rounds 5] [--busy-poll-us 0]
-                       [--shmem-thp advise] [--md out.md] [--json out.json]
+Usage: small_frames.py [--count 300] [--rounds 5] [--busy-poll-us 0|N|auto]
+                       [--huge-pages auto|off] [--shmem-thp advise]
+                       [--md out.md] [--json out.json]
 """
 
 import argparse
@@ -178,7 +181,9 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--md", default=None)
     p.add_argument("--json", default=None)
-    p.add_argument("--busy-poll-us", type=int, default=0)
+    p.add_argument("--busy-poll-us", default=0, type=lambda v: v if v == "auto" else int(v))
+    p.add_argument("--huge-pages", choices=("auto", "off"), default="auto",
+                   help="trellisd --huge-pages (default auto, as deployed)")
     p.add_argument("--shmem-thp", default=None,
                    help="the kernel's shmem THP policy for this run (root), e.g. advise")
     args = p.parse_args(argv)
@@ -199,7 +204,8 @@ def run(args):
     work = tempfile.mkdtemp(prefix="trellis-sf-")
     shm = tempfile.mkdtemp(prefix="trellis-sf-", dir="/dev/shm")
     os.environ["TRELLIS_SOCKET"] = os.path.join(work, "d.sock")
-    daemon = trellis.start_daemon(size="2G", detach=True, busy_poll_us=args.busy_poll_us)
+    daemon = trellis.start_daemon(size="2G", detach=True, busy_poll_us=args.busy_poll_us,
+                                  huge_pages=args.huge_pages == "auto")
     with trellis.connect(start=False) as c:
         huge_pages = c.status()["huge_pages"]
     policy = shmem_thp_policy() if SHMEM_THP.exists() else "none"
@@ -261,9 +267,12 @@ def run(args):
              "", f"Command: `{' '.join(sys.argv)}`", "",
              machine_line(m), "",
              f"Daemon: --busy-poll-us {args.busy_poll_us}"
-             f"{' (the default: it sleeps as soon as it is idle)' if not args.busy_poll_us else ''}.",
+             f"{' (the default: it sleeps as soon as it is idle)' if args.busy_poll_us == 0 else ''}"
+             f"{' (a window that follows the gaps between requests)' if args.busy_poll_us == 'auto' else ''}.",
              "",
-             f"Arena pages: {'2 MiB (transparent huge pages)' if huge_pages else '4 KiB'}; "
+             f"Arena pages (--huge-pages {args.huge_pages}): "
+             f"{'2 MiB (transparent huge pages)' if huge_pages else '4 KiB'}"
+             f"{' on a tmpfs of its own' if huge_pages and policy in ('never', 'none') else ''}; "
              f"the kernel's shmem THP policy was `{policy}`"
              f"{' for this run (--shmem-thp)' if args.shmem_thp else ' (as the machine had it)'}.",
              "",

@@ -5,7 +5,9 @@ daemon sleeping at once when idle (the default) and with --busy-poll-us.
 
 On a VM whose idle CPU halts, a daemon idle longer than the guest's halt
 polling (~200 us here) is woken through the host; busy polling keeps it
-awake for its window. Medians of --count round trips per gap.
+awake for its window; auto (the default) adapts the window to the gaps.
+Medians of --count round trips per gap, and the daemon's CPU time as a
+share of the wall time (what the polling costs).
 
 Usage: wake_latency.py [--count 2000] [--gaps 0,50,100,300,1000]
                        [--busy-poll-us 300] [--md out.md] [--json out.json]
@@ -29,15 +31,24 @@ def busy(us):
         pass
 
 
-def round_trips(client, oid, gap_us, count):
-    """Median put_name round trip in microseconds after `gap_us` of work."""
+def cpu_seconds(pid):
+    """User + system CPU seconds process `pid` has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def round_trips(client, oid, gap_us, count, pid):
+    """(median put_name round trip in microseconds after `gap_us` of work,
+    the daemon's CPU time as a share of the wall time meanwhile)."""
     times = []
+    cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
     for _ in range(count):
         busy(gap_us)
         t0 = time.perf_counter()
         client.put_name(oid, "x")
         times.append(time.perf_counter() - t0)
-    return statistics.median(times[count // 10:]) * 1e6
+    cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - wall0)
+    return statistics.median(times[count // 10:]) * 1e6, cpu
 
 
 def main(argv=None):
@@ -51,7 +62,7 @@ def main(argv=None):
     import trellis
     from python_bench import emit_report, machine_info, machine_line
     gaps = [int(g) for g in args.gaps.split(",")]
-    settings = [0, args.busy_poll_us]
+    settings = [0, args.busy_poll_us, "auto"]
     work = tempfile.mkdtemp(prefix="trellis-wake-")
     results = {}
     try:
@@ -62,9 +73,11 @@ def main(argv=None):
                 with trellis.connect(socket, start=False) as client:
                     oid = client.put(1)
                     for gap in gaps:
-                        results[poll, gap] = round_trips(client, oid, gap, args.count)
-                        print(f"busy-poll {poll:>4} us, gap {gap:>5} us: "
-                              f"{results[poll, gap]:.1f} us", flush=True)
+                        results[poll, gap] = round_trips(client, oid, gap, args.count,
+                                                         daemon.pid)
+                        print(f"busy-poll {poll:>4}, gap {gap:>5} us: "
+                              f"{results[poll, gap][0]:.1f} us, daemon CPU "
+                              f"{results[poll, gap][1]:.0%}", flush=True)
             finally:
                 daemon.stop()
     finally:
@@ -73,14 +86,17 @@ def main(argv=None):
     lines = ["# Waking the daemon: a small request's round trip after the client's other work",
              "", f"Command: `{' '.join(sys.argv)}`", "", machine_line(m), "",
              f"Median `put_name` round trip (µs) from Python, {args.count} per cell, after "
-             "the client spent the gap in a busy loop.", "",
+             "the client spent the gap in a busy loop; in brackets the daemon's CPU time "
+             "as a share of the wall time meanwhile (polling's cost).", "",
              "| gap before the request (µs) | " +
              " | ".join(f"--busy-poll-us {poll}" for poll in settings) + " |",
              "|---:|" + "---:|" * len(settings)]
     for gap in gaps:
-        lines.append(f"| {gap} | " + " | ".join(f"{results[poll, gap]:.1f}"
-                                               for poll in settings) + " |")
-    rows = [{"busy_poll_us": poll, "gap_us": gap, "round_trip_us": results[poll, gap]}
+        lines.append(f"| {gap} | " + " | ".join(
+            f"{results[poll, gap][0]:.1f} ({results[poll, gap][1]:.0%})"
+            for poll in settings) + " |")
+    rows = [{"busy_poll_us": poll, "gap_us": gap, "round_trip_us": results[poll, gap][0],
+             "daemon_cpu_share": results[poll, gap][1]}
             for poll in settings for gap in gaps]
     emit_report(lines, args.md, args.json, {"machine": m, "rows": rows})
 

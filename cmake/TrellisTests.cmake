@@ -9,6 +9,7 @@ add_trellis_tests(LIBS trellis_common SOURCES
   src/common/fd_passing_test.cc)
 add_trellis_tests(LIBS trellis_server SOURCES
   src/server/allocator_test.cc
+  src/server/adaptive_poll_test.cc
   src/server/arena_test.cc
   src/server/object_table_test.cc
   src/server/tree_codec_test.cc

@@ -122,10 +122,11 @@ def test_bad_metadata_is_refused_before_sending(client, fields, message):
 
 
 def test_busy_poll_daemon_serves_and_bad_values_are_refused(start_daemon, monkeypatch):
-    daemon = start_daemon(busy_poll_us=300)
-    with trellis.connect(daemon.socket, start=False) as c:
-        oid = c.put(np.arange(10))
-        assert c.get(oid).tolist() == list(range(10))
+    for value in (300, "auto"):
+        daemon = start_daemon(name=f"poll-{value}", busy_poll_us=value)
+        with trellis.connect(daemon.socket, start=False) as c:
+            oid = c.put(np.arange(10))
+            assert c.get(oid).tolist() == list(range(10))
     for bad in (-1, 100001, "soon", 1.5, True):
         with pytest.raises(trellis.InvalidArgument, match="busy_poll_us"):
             start_daemon(name="bad", busy_poll_us=bad)

@@ -1,6 +1,7 @@
 """The arena in transparent huge pages: trellisd asks for them (--huge-pages
-auto, the default) and gets them where the kernel's shmem THP policy
-honours madvise; a client then maps a fresh object's 2 MiB at once. Each
+auto, the default) and gets them from a memfd where the kernel's shmem THP
+policy honours madvise, else from a tmpfs of its own, unless the policy is
+deny; a client then maps a fresh object's 2 MiB at once. Each
 test sets the policy (root: /sys/kernel/mm/transparent_hugepage) for its
 own run and puts back what was there."""
 
@@ -81,8 +82,18 @@ def test_huge_pages_off_keeps_4k_pages(shmem_policy, start_daemon):
     assert status["huge_pages"] is False and reader_pmd_kb == 0
 
 
-def test_a_kernel_policy_of_never_means_4k_pages(shmem_policy, start_daemon):
+def test_a_kernel_policy_of_never_still_gets_huge_pages_from_a_tmpfs(shmem_policy,
+                                                                    start_daemon):
+    """never covers memfds only: the daemon mounts a tmpfs of its own with
+    huge=within_size, in a mount namespace nobody else sees."""
     shmem_policy("never")
+    status, reader_pmd_kb = hand_over(start_daemon(size="64M"))
+    assert status["huge_pages"] is True and reader_pmd_kb >= 2048
+    assert "trellis-arena" not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_a_kernel_policy_of_deny_means_4k_pages(shmem_policy, start_daemon):
+    shmem_policy("deny")
     status, reader_pmd_kb = hand_over(start_daemon(size="64M"))
     assert status["huge_pages"] is False and reader_pmd_kb == 0
 

@@ -168,10 +168,10 @@ def launch(socket=None, size=None, reserve=False, detach=False,
     daemon's ``rpc_endpoint`` is then "HOST:PORT" with the chosen port.
     `metrics` ("[HOST:]PORT" as for rpc): serve Prometheus metrics and the
     status page over HTTP there; ``metrics_url`` is then its address.
-    `busy_poll_us` (default $TRELLIS_BUSY_POLL_US, else 0): microseconds the
-    daemon polls for the next request before it sleeps (--busy-poll-us).
-    `huge_pages=False`: the arena in 4 KiB pages even where the kernel's
-    shmem THP policy would give it 2 MiB ones (--huge-pages off).
+    `busy_poll_us` (default $TRELLIS_BUSY_POLL_US, else 0): microseconds
+    the daemon polls for the next request before it sleeps, or "auto" for
+    a window that follows the gaps between requests (--busy-poll-us). `huge_pages=False`: the arena in 4 KiB pages even
+    where it could have 2 MiB ones (--huge-pages off).
     If a daemon already serves `socket`,
     returns None with `exist_ok`, else raises ObjectExists. Raises
     DaemonNotReachable (quoting the daemon's log) if it exits or does not
@@ -212,10 +212,12 @@ def _rpc_args(socket, rpc, rpc_token):
 
 def _busy_poll_args(busy_poll_us):
     """trellisd's --busy-poll-us flag for launch(busy_poll_us=) or
-    $TRELLIS_BUSY_POLL_US ([] if neither is set)."""
+    $TRELLIS_BUSY_POLL_US ([] if neither is set: trellisd's default, 0)."""
     raw = busy_poll_us if busy_poll_us is not None else os.environ.get("TRELLIS_BUSY_POLL_US")
     if raw is None:
         return []
+    if raw == "auto":
+        return ["--busy-poll-us", "auto"]
     if type(raw) is int:
         value = raw
     elif isinstance(raw, str) and raw.strip().isdigit():
@@ -223,8 +225,8 @@ def _busy_poll_args(busy_poll_us):
     else:
         value = -1
     if not 0 <= value <= 100000:
-        raise InvalidArgument(f"busy_poll_us (or $TRELLIS_BUSY_POLL_US) must be an int of "
-                              f"microseconds from 0 to 100000, got {raw!r}")
+        raise InvalidArgument(f"busy_poll_us (or $TRELLIS_BUSY_POLL_US) must be 'auto' or an "
+                              f"int of microseconds from 0 to 100000, got {raw!r}")
     return ["--busy-poll-us", str(value)]
 
 

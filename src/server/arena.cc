@@ -1,6 +1,7 @@
 #include "server/arena.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,10 +14,15 @@
 #include <string>
 
 #include "common/populate.h"
+#include "server/huge_tmpfs.h"
 
 namespace trellis::server {
 
 namespace {
+
+constexpr const char* kThpDir = "/sys/kernel/mm/transparent_hugepage/";
+constexpr const char* kShmemEnabled =
+    "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 
 std::string ReadWholeFile(const std::string& path) {
   std::ifstream in(path);
@@ -43,8 +49,12 @@ bool ShmemHugePagesOnAdvice(const std::string& top,
   return policy == "always" || policy == "within_size" || policy == "advise";
 }
 
+bool ShmemHugePagesDenied(const std::string& top) {
+  return Bracketed(top) == "deny";
+}
+
 bool ShmemHugePagesOnAdvice() {
-  const std::string dir = "/sys/kernel/mm/transparent_hugepage/";
+  const std::string dir = kThpDir;
   std::string pmd_bytes = ReadWholeFile(dir + "hpage_pmd_size");
   std::string per_size;
   try {
@@ -53,19 +63,35 @@ bool ShmemHugePagesOnAdvice() {
                              "kB/shmem_enabled");
   } catch (...) {  // no PMD size known: the top-level policy alone
   }
-  return ShmemHugePagesOnAdvice(ReadWholeFile(dir + "shmem_enabled"), per_size);
+  return ShmemHugePagesOnAdvice(ReadWholeFile(kShmemEnabled), per_size);
 }
 
 Result<std::unique_ptr<Arena>> Arena::Create(uint64_t size, bool reserve,
                                              bool huge_pages) {
   if (size == 0) return Status::Invalid("arena size must be positive");
-  huge_pages = huge_pages && ShmemHugePagesOnAdvice();
-  int fd = memfd_create("trellis-arena", MFD_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("memfd_create", errno);
-  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    int err = errno;
-    close(fd);
-    return Status::FromErrno("ftruncate arena to " + std::to_string(size), err);
+  // Huge pages: a memfd where the kernel's policy gives memfds them on
+  // advice, else a tmpfs of the arena's own; 4 KiB pages where neither
+  // can be had (or shmem_enabled says deny).
+  int fd = -1;
+  if (huge_pages && !ShmemHugePagesOnAdvice() &&
+      !ShmemHugePagesDenied(ReadWholeFile(kShmemEnabled))) {
+    Result<UniqueFd> file = OpenHugePageTmpfsFile(size);
+    if (file.ok()) {
+      fd = file->Release();
+    } else {
+      spdlog::info("arena in 4 KiB pages: {}", file.status().message());
+    }
+  }
+  if (fd < 0) {
+    huge_pages = huge_pages && ShmemHugePagesOnAdvice();
+    fd = memfd_create("trellis-arena", MFD_CLOEXEC);
+    if (fd < 0) return Status::FromErrno("memfd_create", errno);
+    if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+      int err = errno;
+      close(fd);
+      return Status::FromErrno("ftruncate arena to " + std::to_string(size),
+                               err);
+    }
   }
   const std::string no_reserve =
       "cannot reserve " + std::to_string(size) + " bytes of shared memory: ";

@@ -1,4 +1,5 @@
-// Arena: the shared-memory region (one memfd) that holds every blob.
+// Arena: the shared-memory region (one memfd, or one unlinked file on a
+// huge-page tmpfs of its own) that holds every blob.
 #pragma once
 
 #include <cstdint>
@@ -11,15 +12,18 @@ namespace trellis::server {
 
 class Arena {
  public:
-  // Creates a memfd of `size` bytes and maps it read-write. With `reserve`,
-  // every page is allocated and faulted in now (slow start, fast first
-  // writes); IOError/OutOfMemory when the memory cannot be had. With
-  // `huge_pages` and a kernel whose shmem THP policy honours madvise
-  // (ShmemHugePagesOnAdvice), the mapping is MADV_HUGEPAGE and the arena is
-  // filled with 2 MiB pages: a process reading a fresh object then takes one
-  // page fault per 2 MiB instead of one per 4 KiB (on a VM with shadow
-  // paging ~10 us each: bench/results/small_frames.md). huge_pages() tells
-  // whether that is so; clients map the arena the same way (Hello reply).
+  // Creates a shared-memory file of `size` bytes and maps it read-write.
+  // With `reserve`, every page is allocated and faulted in now (slow start,
+  // fast first writes); IOError/OutOfMemory when the memory cannot be had.
+  // With `huge_pages`, the arena is filled with 2 MiB pages where the kernel
+  // allows it: a memfd mapped MADV_HUGEPAGE if the shmem THP policy honours
+  // that (ShmemHugePagesOnAdvice), else an unlinked file on a tmpfs of its
+  // own mounted with huge=within_size (OpenHugePageTmpfsFile), unless the
+  // policy is deny or the mount cannot be made (then 4 KiB pages, logged).
+  // A process reading a fresh object then takes one first touch per 2 MiB
+  // instead of one per 4 KiB (on a VM with shadow paging ~6 us each:
+  // bench/results/small_frames.md). huge_pages() tells whether that is so;
+  // clients map the arena the same way (Hello reply).
   static Result<std::unique_ptr<Arena>> Create(uint64_t size, bool reserve,
                                                bool huge_pages = false);
   ~Arena();
@@ -68,8 +72,12 @@ class Arena {
 // per-size policies, hugepages-<PMD size>kB/shmem_enabled) is always,
 // within_size, advise or force. Debian's default, never, is false.
 bool ShmemHugePagesOnAdvice();
-// The same decision from the policy files' contents (the bracketed word is
-// the one in force; `per_size` is empty on kernels without per-size files).
+// True if shmem_enabled's contents `top` say deny: no huge pages on any
+// shared memory, tmpfs mounts included (the kernel's emergency off).
+bool ShmemHugePagesDenied(const std::string& top);
+// The same decision as ShmemHugePagesOnAdvice() from the policy files' contents
+// (the bracketed word is the one in force; `per_size` is empty on kernels
+// without per-size files).
 bool ShmemHugePagesOnAdvice(const std::string& top,
                             const std::string& per_size);
 

@@ -123,13 +123,14 @@ long CpuTicks(pid_t pid) {
   return utime + stime;
 }
 
-TEST(DaemonCliTest, BusyPollServesAsUsualSleepsWhenIdleAndStops) {
-  auto bad = RunDaemonToExit(
-      {"--socket", "/tmp/trellis-never.sock", "--busy-poll-us", "-1"});
-  EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.stderr_text.find("--busy-poll-us"), std::string::npos)
-      << bad.stderr_text;
-  auto d = DaemonProcess::Start({"--size", "16M", "--busy-poll-us", "500"});
+class BusyPollTest : public ::testing::TestWithParam<const char*> {};
+
+// Fixed (500 us) or adaptive (auto, the default), a polling daemon serves
+// as usual, answers a waiting request when another client's request comes,
+// sleeps once idle and stops on SIGTERM.
+TEST_P(BusyPollTest, ServesAsUsualSleepsWhenIdleAndStops) {
+  auto d =
+      DaemonProcess::Start({"--size", "16M", "--busy-poll-us", GetParam()});
   ASSERT_TRUE(d.ok()) << d.status();
   auto a = Client::Connect((*d)->socket());
   auto b = Client::Connect((*d)->socket());
@@ -149,6 +150,8 @@ TEST(DaemonCliTest, BusyPollServesAsUsualSleepsWhenIdleAndStops) {
     if (i == 100) {
       EXPECT_TRUE((*b)->PutName(*id, "late").ok());
     }
+    // Gaps of ~100 us between requests: an adaptive window grows.
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   waiter.join();
   // Idle, it sleeps: far less CPU than the wall time (polling would use
@@ -159,6 +162,19 @@ TEST(DaemonCliTest, BusyPollServesAsUsualSleepsWhenIdleAndStops) {
   long used = CpuTicks((*d)->pid()) - before;
   EXPECT_LT(used, sysconf(_SC_CLK_TCK) / 2) << used << " ticks in 1 s idle";
   EXPECT_EQ((*d)->Stop(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(FixedOrAuto, BusyPollTest,
+                         ::testing::Values("500", "auto"));
+
+TEST(DaemonCliTest, BusyPollRefusesWhatIsNeitherAutoNorMicroseconds) {
+  for (const char* bad : {"-1", "100001", "often", "", "1.5"}) {
+    auto run = RunDaemonToExit(
+        {"--socket", "/tmp/trellis-never.sock", "--busy-poll-us", bad});
+    EXPECT_NE(run.exit_code, 0) << bad;
+    EXPECT_NE(run.stderr_text.find("--busy-poll-us"), std::string::npos)
+        << bad << ": " << run.stderr_text;
+  }
 }
 
 TEST(DaemonCliTest, TheInstanceIdIsTheOneTheMetadataStoreAssigned) {

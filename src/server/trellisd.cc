@@ -13,10 +13,12 @@
 #include <csignal>
 #include <cstdio>
 #include <optional>
+#include <string>
 
 #include "common/protocol.h"
 #include "common/size_parse.h"
 #include "common/socket_path.h"
+#include "server/adaptive_poll.h"
 #include "server/arena.h"
 #include "server/asio_hooks.h"
 #include "server/etcd_meta_store.h"
@@ -29,6 +31,8 @@
 #include "server/store.h"
 
 namespace {
+
+using trellis::server::AdaptivePoll;
 
 int Refuse(const std::string& reason) {
   std::fprintf(stderr, "trellisd: %s\n", reason.c_str());
@@ -76,31 +80,51 @@ trellis::Result<std::unique_ptr<trellis::server::MetaStore>> MakeMetaStore(
   });
 }
 
-// Runs `io` until it is stopped or out of work. With a non-zero
-// `busy_poll`, after each handler it polls for ready work (yielding the CPU
-// between polls) for that long before it blocks in epoll: a request that
-// comes within the window is served without the sleep and wake of this
-// thread, which on a virtual machine whose idle CPU halts costs ~35 us a
-// request (bench/results/wake_latency.md). Spins only while events keep
-// coming: an idle daemon sleeps.
-void RunEventLoop(asio::io_context& io, std::chrono::microseconds busy_poll) {
-  if (busy_poll.count() == 0) {
-    io.run();
-    return;
-  }
+// Runs `io` until it is stopped or out of work. After each event it polls
+// for ready work (yielding the CPU between polls) for `poll`'s window
+// before it blocks in epoll: a request that comes within the window is
+// served without the sleep and wake of this thread, which on a virtual
+// machine whose idle CPU halts costs 30-80 us a request
+// (bench/results/wake_latency.md). The window is fixed (--busy-poll-us N)
+// or adapts to the gaps between events (auto, see AdaptivePoll); a zero
+// window sleeps at once.
+void RunEventLoop(asio::io_context& io, AdaptivePoll poll) {
   using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) {
+    return std::chrono::duration_cast<AdaptivePoll::Micros>(Clock::now() - t);
+  };
   auto last_event = Clock::now();
   while (!io.stopped()) {
+    auto before = Clock::now();
     if (io.poll() > 0) {
+      poll.Observe(std::chrono::duration_cast<AdaptivePoll::Micros>(
+          before - last_event));
       last_event = Clock::now();
-    } else if (Clock::now() - last_event < busy_poll) {
+    } else if (since(last_event) < poll.window()) {
+      auto yield_start = Clock::now();
       sched_yield();
+      poll.Yielded(since(yield_start));
     } else if (io.run_one() == 0) {
       return;  // stopped, or out of work
     } else {
+      poll.Observe(since(last_event));
       last_event = Clock::now();
     }
   }
+}
+
+// --busy-poll-us's value: "auto" (an adaptive window of at most
+// kAutoPollCap) or a fixed number of microseconds.
+constexpr AdaptivePoll::Micros kAutoPollCap{500};
+std::optional<AdaptivePoll> ParseBusyPoll(const std::string& text) {
+  if (text == "auto") return AdaptivePoll(kAutoPollCap, /*adaptive=*/true);
+  if (text.empty() || text.size() > 6 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  long us = std::stol(text);
+  if (us > 100000) return std::nullopt;
+  return AdaptivePoll(AdaptivePoll::Micros(us), /*adaptive=*/false);
 }
 
 }  // namespace
@@ -193,14 +217,21 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-port-file", metrics_port_file,
                  "write the metrics port here once listening")
       ->needs(metrics_flag);
-  int busy_poll_us = 0;
-  app.add_option("--busy-poll-us", busy_poll_us,
-                 "after each event, poll for the next one this many "
-                 "microseconds (yielding the CPU between polls) before "
-                 "sleeping; 0 (the default) sleeps at once. Costs CPU; saves "
-                 "the wake of an idle CPU per request on virtual machines "
-                 "(docs/operations.md)")
-      ->check(CLI::Range(0, 100000));
+  std::string busy_poll = "0";
+  app.add_option("--busy-poll-us", busy_poll,
+                 "after each event, poll for the next one (yielding the CPU "
+                 "between polls) before sleeping: N microseconds always (0 "
+                 "to 100000; 0, the default, sleeps at once), or auto for a "
+                 "window that follows the gaps between requests, up to 500 "
+                 "us, closing when they are longer or another task wants the "
+                 "CPU. Costs CPU; saves the wake of an idle CPU per request "
+                 "on virtual machines (docs/operations.md)")
+      ->check([](const std::string& text) {
+        return ParseBusyPoll(text) ? std::string()
+                                   : "must be auto or microseconds from 0 "
+                                     "to 100000, got '" +
+                                         text + "'";
+      });
   CLI11_PARSE(app, argc, argv);
   if (spill_low > spill_high) {
     return Refuse("--spill-low must not exceed --spill-high");
@@ -378,7 +409,7 @@ int main(int argc, char** argv) {
       protocol::kProtocolVersion,
       etcd.empty() ? std::string("local metadata")
                    : "cluster '" + cluster + "' at etcd " + etcd);
-  RunEventLoop(io, std::chrono::microseconds(busy_poll_us));
+  RunEventLoop(io, *ParseBusyPoll(busy_poll));
   if (metrics) metrics->Stop();
   server.Stop();
   if (*rpc) (*rpc)->Stop();
