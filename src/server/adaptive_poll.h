@@ -10,12 +10,13 @@
 // longer window would have caught grows it, one beyond the cap halves it,
 // and a gap inside it leaves it. An idle daemon's window decays to zero;
 // the CPU burnt on polls nothing answers is at most one window (<= the
-// cap) per idle gap, and a poll stops as soon as another task wants the
-// CPU (Yielded).
+// cap) per idle gap, and there is no poll while other tasks want the CPUs
+// (Contended, Yielded).
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <string_view>
 
 namespace trellis::server {
 
@@ -42,8 +43,18 @@ class AdaptivePoll {
   // so the window closes (the daemon sleeps now) until a short gap opens it
   // again. On a busy machine a poll thus costs one yield.
   void Yielded(Micros took) {
-    if (adaptive_ && took > kContended) window_ = Micros(0);
+    if (took > kContended) Contended();
   }
+
+  // Other tasks want the CPUs (more runnable tasks than CPUs, see
+  // RunnableTasks): a spinning daemon would keep one of them from a CPU
+  // (the scheduler balances only onto idle ones), so the window closes
+  // until a short gap opens it again.
+  void Contended() {
+    if (adaptive_) window_ = Micros(0);
+  }
+
+  bool adaptive() const { return adaptive_; }
 
   // The next event came `gap` after the last one was handled.
   void Observe(Micros gap) {
@@ -61,5 +72,25 @@ class AdaptivePoll {
   const bool adaptive_;
   Micros window_;
 };
+
+// The number of runnable tasks in /proc/loadavg's text `loadavg` (its
+// fourth field, "running/total"; the caller counts itself among them), or
+// -1 if the text is not in that form.
+inline long RunnableTasks(std::string_view loadavg) {
+  size_t at = 0;
+  for (int field = 0; field < 3; ++field) {
+    at = loadavg.find(' ', at);
+    if (at == std::string_view::npos) return -1;
+    ++at;
+  }
+  size_t slash = loadavg.find('/', at);
+  if (slash == std::string_view::npos || slash == at) return -1;
+  long running = 0;
+  for (size_t i = at; i < slash; ++i) {
+    if (loadavg[i] < '0' || loadavg[i] > '9') return -1;
+    running = running * 10 + (loadavg[i] - '0');
+  }
+  return running;
+}
 
 }  // namespace trellis::server

@@ -56,6 +56,25 @@ TEST(AdaptivePoll, AYieldThatLetAnotherTaskRunClosesTheWindow) {
   EXPECT_EQ(fixed.window(), Micros(300));
 }
 
+TEST(AdaptivePoll, ContendedClosesAnAdaptiveWindowOnly) {
+  AdaptivePoll poll(Micros(500), /*adaptive=*/true);
+  poll.Observe(Micros(100));
+  poll.Contended();
+  EXPECT_EQ(poll.window(), Micros(0));
+  AdaptivePoll fixed(Micros(300), /*adaptive=*/false);
+  fixed.Contended();
+  EXPECT_EQ(fixed.window(), Micros(300));
+}
+
+TEST(RunnableTasks, TheFourthFieldOfLoadavgBeforeTheSlash) {
+  EXPECT_EQ(RunnableTasks("0.73 1.32 1.09 1/87 15931\n"), 1);
+  EXPECT_EQ(RunnableTasks("12.00 8.50 4.10 17/1203 99"), 17);
+  EXPECT_EQ(RunnableTasks(""), -1);
+  EXPECT_EQ(RunnableTasks("0.73 1.32 1.09"), -1);
+  EXPECT_EQ(RunnableTasks("0.73 1.32 1.09 /87 1"), -1);
+  EXPECT_EQ(RunnableTasks("0.73 1.32 1.09 x/87 1"), -1);
+}
+
 // The CPU a pattern of gaps makes it burn on polls nobody answers: the sum
 // of the windows that end in a sleep. Alternating short and long gaps, it
 // is at most one window per long gap, and the window never exceeds the cap.

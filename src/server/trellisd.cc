@@ -1,5 +1,6 @@
 // trellisd: the per-node trellis daemon. See README.md ("Running the daemon")
 // and docs/protocol.md.
+#include <fcntl.h>
 #include <malloc.h>
 #include <sched.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -33,6 +34,7 @@
 namespace {
 
 using trellis::server::AdaptivePoll;
+using trellis::server::RunnableTasks;
 
 int Refuse(const std::string& reason) {
   std::fprintf(stderr, "trellisd: %s\n", reason.c_str());
@@ -88,18 +90,36 @@ trellis::Result<std::unique_ptr<trellis::server::MetaStore>> MakeMetaStore(
 // (bench/results/wake_latency.md). The window is fixed (--busy-poll-us N)
 // or adapts to the gaps between events (auto, see AdaptivePoll); a zero
 // window sleeps at once.
+// True if more tasks are runnable than there are CPUs (/proc/loadavg; this
+// thread is one of them). False if that cannot be read.
+bool CpusWanted() {
+  static const int loadavg = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  static const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  char text[128];
+  ssize_t n = loadavg < 0 ? -1 : pread(loadavg, text, sizeof text, 0);
+  if (n <= 0) return false;
+  return RunnableTasks(std::string_view(text, static_cast<size_t>(n))) > cpus;
+}
+
 void RunEventLoop(asio::io_context& io, AdaptivePoll poll) {
   using Clock = std::chrono::steady_clock;
   auto since = [](Clock::time_point t) {
     return std::chrono::duration_cast<AdaptivePoll::Micros>(Clock::now() - t);
   };
   auto last_event = Clock::now();
+  // After each event, before an adaptive poll: is any CPU free for it?
+  auto check_cpus = [&poll] {
+    if (poll.adaptive() && poll.window().count() > 0 && CpusWanted()) {
+      poll.Contended();
+    }
+  };
   while (!io.stopped()) {
     auto before = Clock::now();
     if (io.poll() > 0) {
       poll.Observe(std::chrono::duration_cast<AdaptivePoll::Micros>(
           before - last_event));
       last_event = Clock::now();
+      check_cpus();
     } else if (since(last_event) < poll.window()) {
       auto yield_start = Clock::now();
       sched_yield();
@@ -109,6 +129,7 @@ void RunEventLoop(asio::io_context& io, AdaptivePoll poll) {
     } else {
       poll.Observe(since(last_event));
       last_event = Clock::now();
+      check_cpus();
     }
   }
 }
