@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "client/client_core.h"
@@ -200,14 +201,20 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   // put, if it holds at least `size` (> 0) bytes; it is then no longer the
   // spare. None otherwise (and always for a remote client).
   std::unique_ptr<PyBlobWriter> TakeSpareBlob(uint64_t size) {
+    SettleDeferred();
     if (!spare_ || size == 0 || spare_->size < size) return nullptr;
     auto writer = WriterOf(*spare_);
+    taken_spare_ = *spare_;
     spare_.reset();
     return std::make_unique<PyBlobWriter>(shared_from_this(),
                                           std::move(writer));
   }
-  // Bytes of the spare blob held (0: none).
-  uint64_t spare_blob_size() const { return spare_ ? spare_->size : 0; }
+  // Bytes of the spare blob held (0: none), once the replies of earlier
+  // puts are in.
+  uint64_t spare_blob_size() {
+    SettleDeferred();
+    return spare_ ? spare_->size : 0;
+  }
 
   // A writer of `size` bytes kept here, sent with create_object.
   std::unique_ptr<PyBlobWriter> InlineBlob(uint64_t size) {
@@ -228,16 +235,31 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
   // larger blob (a spare) is trimmed to them. `spare`: ask for a spare blob
   // of that many bytes for the next put (docs/protocol.md, "Spare blobs"),
   // giving back the one held, if any.
+  //
+  // Without `wait`, a put into the spare blob (TakeSpareBlob) with no name
+  // and no persist does not wait for its reply: the root gets the id the
+  // daemon reserved with that spare, and the reply (the next spare) is
+  // taken by the next put. The daemon handles the request before any later
+  // one naming the id, from any connection. If it fails (not expected: the
+  // tree comes from trellis's own encoders and the memory is allocated),
+  // the next put raises the error, naming the object.
   ObjectID CreateObject(py::handle tree, py::handle placeholder,
                         PyBlobWriter* writer, const std::string& name,
                         bool persist, bool overwrite, uint64_t used,
-                        uint64_t spare) {
+                        uint64_t spare, bool wait) {
     // An inline blob is {"id": 0} in the tree (it has no id yet).
     BlobPlaceholder blob{placeholder, writer ? writer->id().value() : 0};
     if (writer) writer->CheckOpen();
+    SettleDeferred();
     bool inline_data = writer && writer->is_inline();
     const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+    std::optional<Spare> taken = std::move(taken_spare_);
+    taken_spare_.reset();
+    bool deferred = !wait && writer && taken && taken->id == writer->id() &&
+                    taken->object.valid() && name.empty() && !persist &&
+                    !tree.is(placeholder);
     protocol::SpareBlobFields spares;
+    if (deferred) spares.as = taken->object;
     if (writer && !inline_data && used > 0 && used < writer->size()) {
       spares.trim = writer->id();
       spares.trim_size = used;
@@ -261,6 +283,19 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
         },
         overwrite, persist, name, inline_data ? &writer->local() : nullptr,
         std::move(spare_body_), spares);
+    if (deferred) {
+      trellis::Status sent = WithoutGil([&] {
+        return core->SendDeferred(protocol::MessageType::kCreateObject, body,
+                                  spares.as.value());
+      });
+      std::vector<uint8_t> spent = protocol::TakeEncodedBody(std::move(body));
+      if (spent.capacity() <= kMaxSpareInline) spare_body_ = std::move(spent);
+      ThrowIfError(sent);
+      core->TakeOpenBlob(writer->id());  // sealed with it
+      writer->MarkConsumed();
+      deferred_spare_sizes_.emplace(spares.as.value(), spares.spare);
+      return spares.as;
+    }
     // A remote writer's bytes are uploaded right before the request.
     std::vector<ObjectID> uploads;
     if (writer && !inline_data) uploads.push_back(writer->id());
@@ -279,18 +314,57 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     return Unwrap(protocol::GetId(reply, "id"));
   }
 
+  // Takes the replies of the puts that did not wait (CreateObject): keeps
+  // the spare blob the last one granted; raises the error of the first that
+  // failed, naming its object. Under the GIL.
+  void SettleDeferred() {
+    const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
+    if (!core->HasDeferred()) return;
+    auto replies = WithoutGil([&] { return core->TakeDeferred(); });
+    trellis::Status failed;
+    for (auto& [tag, reply] : replies) {
+      uint64_t spare_size = 0;
+      auto asked = deferred_spare_sizes_.find(tag);
+      if (asked != deferred_spare_sizes_.end()) {
+        spare_size = asked->second;
+        deferred_spare_sizes_.erase(asked);
+      }
+      if (!reply.ok()) {
+        if (failed.ok()) {
+          failed = trellis::Status(
+              reply.status().code(),
+              "the put of object " + ObjectID(tag).ToString() +
+                  " (which did not wait for its reply) failed: " +
+                  reply.status().message());
+        }
+      } else if (spare_size > 0) {
+        KeepSpare(*reply, spare_size);
+      }
+    }
+    ThrowIfError(failed);
+  }
+
   // Keeps the spare blob of `size` bytes a CreateObject reply may carry.
   void KeepSpare(const json& reply, uint64_t size) {
     auto granted = reply.find("spare");
     if (granted == reply.end()) return;  // memory was short
     auto id = protocol::GetId(*granted, "id");
     auto offset = protocol::GetUint(*granted, "offset");
+    // The id reserved for the put into it (absent: that put waits).
+    ObjectID object;
+    if (granted->contains("object")) {
+      auto reserved = protocol::GetId(*granted, "object");
+      if (!reserved.ok()) {
+        ThrowInvalid("malformed spare blob in a CreateObject reply");
+      }
+      object = *reserved;
+    }
     const std::shared_ptr<ClientCore>& core = ClientInternals::core(*client_);
     if (!id.ok() || !offset.ok() || !core->arena().Range(*offset, size)) {
       ThrowInvalid("malformed spare blob in a CreateObject reply");
     }
     core->AddOpenBlob(*id);
-    Spare granted_spare{*id, *offset, size};
+    Spare granted_spare{*id, *offset, size, object};
     if (spare_) {
       // Another thread's put got one meanwhile: one is enough.
       auto extra = WriterOf(granted_spare);
@@ -507,8 +581,13 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     ObjectID id;
     uint64_t offset = 0;
     uint64_t size = 0;
+    ObjectID object;  // reserved for the put into it; invalid: none
   };
   std::optional<Spare> spare_;
+  // The spare TakeSpareBlob handed out, for the CreateObject that uses it.
+  std::optional<Spare> taken_spare_;
+  // Puts that did not wait: the spare size each asked for, by object id.
+  std::unordered_map<uint64_t, uint64_t> deferred_spare_sizes_;
 
   // A writer of `spare` (an open blob of this local client).
   std::unique_ptr<BlobWriter> WriterOf(const Spare& spare) {
@@ -755,6 +834,11 @@ object, or any view made from it, lives.)doc")
       .def("take_spare_blob", &PyClient::TakeSpareBlob, py::arg("size"))
       .def_property_readonly("spare_blob_size", &PyClient::spare_blob_size)
       .def_property_readonly(
+          "replies_pending",
+          [](PyClient& c) {
+            return ClientInternals::core(c.client())->HasDeferred();
+          })
+      .def_property_readonly(
           "max_inline_blob",
           [](PyClient& c) {
             return ClientInternals::core(c.client())->max_inline_blob();
@@ -763,7 +847,7 @@ object, or any view made from it, lives.)doc")
            py::arg("placeholder"), py::arg("writer").none(true),
            py::arg("name") = "", py::arg("persist") = false,
            py::arg("overwrite") = true, py::arg("used") = 0,
-           py::arg("spare") = 0)
+           py::arg("spare") = 0, py::arg("wait") = true)
       .def("get_tree", &PyClient::GetTree, py::arg("id"),
            py::arg("frame_blocks") = false, py::arg("fetch") = false)
       .def("get_tree_by_name", &PyClient::GetTreeByName, py::arg("name"),

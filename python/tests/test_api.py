@@ -211,6 +211,79 @@ def test_a_killed_client_s_spare_blob_is_freed(daemon):
     assert _unsealed_blobs(daemon) == 0
 
 
+def test_a_put_into_the_spare_does_not_wait_and_others_see_it_at_once(daemon, client):
+    """Puts into the spare blob return before their reply (it travels with
+    the next call); another process that gets the id the moment it is
+    printed finds the object, whichever socket the daemon reads first."""
+    code = ("import sys, numpy as np, pandas as pd, trellis\n"
+            f"c = trellis.connect({daemon.socket!r}, start=False)\n"
+            "for i in range(300):\n"
+            "    oid = c.put(pd.DataFrame({'a': np.arange(100) + i, 'b': ['x%d' % i] * 100}))\n"
+            "    deferred = c._core.replies_pending\n"
+            "    print(int(oid), int(deferred), flush=True)\n"
+            "sys.stdin.readline()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=python_env())
+    try:
+        deferred = 0
+        for i in range(300):
+            oid, pending = map(int, proc.stdout.readline().split())
+            deferred += pending
+            frame = client.get(oid)
+            assert frame["a"].iloc[0] == i and frame["b"].iloc[0] == f"x{i}"
+        assert deferred >= 290  # all but the first puts (before a spare)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_get_read_before_the_put_that_makes_its_object_still_finds_it(daemon, client):
+    """The daemon, stopped, wakes to a reader's socket that became readable
+    before the producer's: the reader's get of the producer's new id is
+    read first, and the daemon takes the producer's unread put in before
+    answering it, instead of ObjectNotFound."""
+    import threading
+    with trellis.connect(daemon.socket, start=False) as producer:
+        for i in range(3):  # both hold a spare: their puts do not wait
+            producer.put(np.arange(100) + i)
+            client.put(np.arange(100) + i)
+        # The last puts' replies are in (so no put below waits for one).
+        assert producer._core.spare_blob_size and client._core.spare_blob_size
+        os.kill(daemon.pid, signal.SIGSTOP)
+        resumed = threading.Timer(0.3, os.kill, (daemon.pid, signal.SIGCONT))
+        try:
+            client.put(np.arange(100))  # the reader's socket is readable first
+            oid = producer.put(np.arange(100) + 7)
+            assert producer._core.replies_pending
+            resumed.start()
+            got = client.get(oid)  # sent while the daemon is stopped
+        finally:
+            resumed.cancel()
+            os.kill(daemon.pid, signal.SIGCONT)
+        assert (got == np.arange(100) + 7).all()
+
+
+def test_a_put_that_did_not_wait_and_failed_is_raised_by_the_next_put(client):
+    """The reply of a put that did not wait is an error (here a tree made by
+    hand that the daemon refuses): the next put raises it, naming the
+    object; the object is not there, and the client serves on."""
+    for i in range(3):
+        client.put(np.arange(1000) + i)
+    writer = client._core.take_spare_blob(64)
+    assert writer is not None
+    bad = client._core.create_object({"typename": 7, "members": {"b": trellis._codec.BLOB}},
+                                     trellis._codec.BLOB, writer, used=64, wait=False)
+    assert client._core.replies_pending
+    with pytest.raises(trellis.InvalidArgument, match=f"put of object {bad}"):
+        client.put(np.arange(1000))
+    with pytest.raises(trellis.ObjectNotFound):
+        client.get(bad)
+    assert (client.get(client.put(np.arange(1000))) == np.arange(1000)).all()
+
+
 def test_private_embedded_daemon_explains_missing_names(tmp_socket_dir):
     """The seed's pattern with no daemon running: each step would start its
     own embedded daemon, which ends with it. Say so instead of a bare

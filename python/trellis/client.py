@@ -175,6 +175,13 @@ class Client:
         current context's user builders take their types, here and inside
         lists, dicts and tuples, and `kwargs` go to them.
 
+        A small put without a name or persist (one into the spare blob the
+        daemon keeps for this client: docs/protocol.md, "Spare blobs")
+        returns without waiting for the daemon's reply; the daemon handles
+        it before any later request naming the returned id, from any
+        process. Should it fail, the next put raises the error, naming the
+        object.
+
         Raises UnsupportedType (a TypeError) if the value has no converter
         and cannot be pickled, OutOfMemory if the arena cannot hold it."""
         if name is not None and not isinstance(name, str) and callable(name):
@@ -221,9 +228,11 @@ class Client:
         try:
             if writer is not None:
                 packer.write(writer)
+            # wait=False: a put into the spare blob does not wait for its
+            # reply (the tree is our encoders'; see PyClient::CreateObject).
             return self._core.create_object(tree, _codec.BLOB, writer, name or "",
                                             bool(persist), bool(overwrite),
-                                            used=size, spare=spare)
+                                            used=size, spare=spare, wait=False)
         finally:
             if writer is not None and writer.open:
                 writer.abort()  # failed before the object took the blob

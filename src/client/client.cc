@@ -356,7 +356,12 @@ Result<json> ClientCore::Call(MessageType type, const json& body) {
 
 Result<json> ClientCore::CallLocked(MessageType type, const json& body) {
   TRELLIS_RETURN_NOT_OK(SendRequest(type, body));
+  TRELLIS_RETURN_NOT_OK(ReadDeferredLocked());
   TRELLIS_ASSIGN_OR_RAISE(protocol::Frame reply, ReadFrame());
+  return ReplyOf(std::move(reply));
+}
+
+Result<json> ClientCore::ReplyOf(protocol::Frame reply) {
   if (reply.type == static_cast<uint16_t>(MessageType::kError)) {
     return protocol::StatusFromErrorBody(reply.body);
   }
@@ -368,10 +373,46 @@ Result<json> ClientCore::CallLocked(MessageType type, const json& body) {
   return std::move(reply.body);
 }
 
+Status ClientCore::SendDeferred(MessageType type, const json& body,
+                                uint64_t tag) {
+  MutexLock lock(&io_mutex_);
+  TRELLIS_RETURN_NOT_OK(SendRequest(type, body));
+  deferred_unread_.push_back(tag);
+  return Status::OK();
+}
+
+Status ClientCore::ReadDeferredLocked() {
+  for (size_t i = 0; i < deferred_unread_.size(); ++i) {
+    auto frame = ReadFrame();
+    if (!frame.ok()) {
+      deferred_unread_.erase(deferred_unread_.begin(),
+                             deferred_unread_.begin() + i);
+      return frame.status();
+    }
+    deferred_.push_back({deferred_unread_[i], ReplyOf(std::move(*frame))});
+  }
+  deferred_unread_.clear();
+  return Status::OK();
+}
+
+std::vector<ClientCore::DeferredReply> ClientCore::TakeDeferred() {
+  MutexLock lock(&io_mutex_);
+  if (!closed_) (void)ReadDeferredLocked();
+  std::vector<DeferredReply> taken;
+  taken.swap(deferred_);
+  return taken;
+}
+
+bool ClientCore::HasDeferred() {
+  MutexLock lock(&io_mutex_);
+  return !deferred_.empty() || !deferred_unread_.empty();
+}
+
 Result<std::vector<uint8_t>> ClientCore::CallRaw(MessageType type,
                                                  const json& body) {
   MutexLock lock(&io_mutex_);
   TRELLIS_RETURN_NOT_OK(SendRequest(type, body));
+  TRELLIS_RETURN_NOT_OK(ReadDeferredLocked());
   TRELLIS_ASSIGN_OR_RAISE(protocol::FrameDecoder::RawFrame reply,
                           ReadRawFrame());
   std::vector<uint8_t> bytes(reply.body, reply.body + reply.size);

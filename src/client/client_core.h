@@ -66,6 +66,22 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   Result<std::vector<uint8_t>> CallRaw(protocol::MessageType type,
                                        const json& body)
       TRELLIS_EXCLUDES(io_mutex_);
+  // Sends one request whose reply is not waited for: the next request of
+  // this core reads it on its way to its own reply, and TakeDeferred
+  // returns it, with `tag`. Replies come in the order of the requests, so
+  // a request sent after this one is handled after it. Thread-safe.
+  Status SendDeferred(protocol::MessageType type, const json& body,
+                      uint64_t tag) TRELLIS_EXCLUDES(io_mutex_);
+  struct DeferredReply {
+    uint64_t tag;
+    Result<json> reply;
+  };
+  // The replies of every SendDeferred request so far not yet taken, in
+  // order, reading (waiting for) those not yet read. A connection that
+  // fails meanwhile ends the list (the error is the caller's next call's).
+  std::vector<DeferredReply> TakeDeferred() TRELLIS_EXCLUDES(io_mutex_);
+  // True if a SendDeferred reply is not yet taken. Thread-safe.
+  bool HasDeferred() TRELLIS_EXCLUDES(io_mutex_);
   // Tells the daemon these holds are dropped, soon: the release is queued
   // and travels with this client's next request (one send and one wake of
   // the daemon for both). A flusher thread (started on the first Release)
@@ -164,6 +180,12 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   Status FillLocked() TRELLIS_REQUIRES(io_mutex_);
   Result<json> CallLocked(protocol::MessageType type, const json& body)
       TRELLIS_REQUIRES(io_mutex_);
+  // Reads the replies of the SendDeferred requests sent and not yet read
+  // (they come before any later request's) into deferred_.
+  Status ReadDeferredLocked() TRELLIS_REQUIRES(io_mutex_);
+  // A reply frame as a Result: Reply's body, or Error's status (Invalid,
+  // closing the connection, for any other type).
+  Result<json> ReplyOf(protocol::Frame frame) TRELLIS_REQUIRES(io_mutex_);
   // Writes queued releases and one request frame.
   Status SendRequest(protocol::MessageType type, const json& body)
       TRELLIS_REQUIRES(io_mutex_);
@@ -203,6 +225,10 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   bool closed_ TRELLIS_GUARDED_BY(io_mutex_) = false;
   protocol::FrameDecoder decoder_ TRELLIS_GUARDED_BY(io_mutex_);
   std::vector<uint8_t> out_ TRELLIS_GUARDED_BY(io_mutex_);
+  // SendDeferred: the tags of the requests whose replies are not read yet,
+  // and the replies read and not yet taken, both in order.
+  std::vector<uint64_t> deferred_unread_ TRELLIS_GUARDED_BY(io_mutex_);
+  std::vector<DeferredReply> deferred_ TRELLIS_GUARDED_BY(io_mutex_);
 
   Mutex release_mutex_;
   std::vector<ObjectID> queued_releases_ TRELLIS_GUARDED_BY(release_mutex_);

@@ -692,6 +692,67 @@ TEST_F(ClientTest, DaemonDeathIsDisconnectedNotACrash) {
   EXPECT_EQ(blob->data()[0], 1);  // our mapping is still valid
 }
 
+// A put into a spare blob may skip waiting for its reply (SendDeferred),
+// with the id the spare reserved: another connection naming that id right
+// after sees the object, whichever socket the daemon reads first.
+TEST_F(ClientTest, APutThatDoesNotWaitIsSeenByAnotherConnectionAtOnce) {
+  using protocol::json;
+  using protocol::MessageType;
+  const auto& core = ClientInternals::core(*client_);
+  auto other = NewClient();
+  ASSERT_TRUE(other);
+  const auto& other_core = ClientInternals::core(*other);
+  auto tree = [](uint64_t blob, int k) {
+    return json{{"typename", "test::T"},
+                {"fields", {{"k", k}}},
+                {"members", {{"b", {{"id", blob}}}}}};
+  };
+  auto first = core->Call(MessageType::kCreateObject,
+                          {{"tree", tree(0, 0)},
+                           {"data", json::binary(std::vector<uint8_t>(64, 1))},
+                           {"spare", 4096}});
+  ASSERT_TRUE(first.ok()) << first.status();
+  json spare = (*first)["spare"];
+  for (int i = 1; i <= 200; ++i) {
+    ASSERT_TRUE(spare.contains("object")) << spare;
+    auto blob = spare["id"].get<uint64_t>();
+    auto object = spare["object"].get<uint64_t>();
+    std::memset(core->base() + spare["offset"].get<uint64_t>(), i & 0xff, 100);
+    ASSERT_TRUE(core->SendDeferred(MessageType::kCreateObject,
+                                   {{"tree", tree(blob, i)},
+                                    {"id", object},
+                                    {"trim", {{"id", blob}, {"size", 100}}},
+                                    {"spare", 4096}},
+                                   object)
+                    .ok());
+    auto got = other_core->Call(MessageType::kGetMeta, {{"ids", {object}}});
+    ASSERT_TRUE(got.ok()) << "put " << i << ": " << got.status();
+    EXPECT_EQ((*got)["trees"][0]["fields"]["k"], i);
+    other_core->Release({ObjectID(blob)});
+    auto replies = core->TakeDeferred();
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(replies[0].tag, object);
+    ASSERT_TRUE(replies[0].reply.ok()) << replies[0].reply.status();
+    EXPECT_EQ((*replies[0].reply)["id"], object);
+    spare = (*replies[0].reply)["spare"];
+  }
+  // One that fails: its error comes back with its tag, and the connection
+  // serves on; the next request reads the reply on its way to its own.
+  ASSERT_TRUE(core->SendDeferred(
+                      MessageType::kCreateObject,
+                      {{"tree", tree(spare["id"], 0)}, {"id", uint64_t{12345}}},
+                      7)
+                  .ok());
+  EXPECT_TRUE(core->HasDeferred());
+  EXPECT_TRUE(client_->Status().ok());
+  auto replies = core->TakeDeferred();
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].tag, 7u);
+  EXPECT_TRUE(replies[0].reply.status().IsInvalid())
+      << replies[0].reply.status();
+  EXPECT_FALSE(core->HasDeferred());
+}
+
 TEST_F(ClientTest, StatusHasEveryFieldTheDaemonSendsAndNoOther) {
   // A daemon that spills, so its string fields are not empty.
   auto spilling = DaemonProcess::Start(

@@ -523,7 +523,7 @@ json CreateObjectBody(
   if (data) body.reserve(data->size() + 256);
   AppendMsgpackMapHeader(3 + !name.empty() + (data != nullptr) +
                              (spares.spare > 0) + spares.give_back.valid() +
-                             spares.trim.valid(),
+                             spares.trim.valid() + spares.as.valid(),
                          &body);
   AppendMsgpackString("tree", &body);
   write_tree(&body);
@@ -555,6 +555,10 @@ json CreateObjectBody(
     AppendMsgpackUint(spares.trim.value(), &body);
     AppendMsgpackString("size", &body);
     AppendMsgpackUint(spares.trim_size, &body);
+  }
+  if (spares.as.valid()) {
+    AppendMsgpackString("id", &body);
+    AppendMsgpackUint(spares.as.value(), &body);
   }
   return EncodedBody(std::move(body));
 }

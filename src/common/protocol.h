@@ -248,6 +248,7 @@ struct SpareBlobFields {
   ObjectID give_back;
   ObjectID trim;
   uint64_t trim_size = 0;
+  ObjectID as;  // `id`: the reserved id the root gets (a spare's "object")
 };
 // The same body into `*scratch` (cleared first; its capacity is reused:
 // a caller that keeps the vector between puts, taking it back from the

@@ -33,6 +33,7 @@ void ObjectTable::RemoveClient(ClientId client) {
   if (it == clients_.end()) return;
   ClientState state = std::move(it->second);
   clients_.erase(it);
+  if (state.reserved.valid()) reserved_by_.erase(state.reserved);
   for (ObjectID id : state.created) {
     auto e = entries_.find(id);
     assert(e != entries_.end() && e->second.state == ObjectState::kCreated);
@@ -178,7 +179,7 @@ Status ObjectTable::Trim(ClientId client, ObjectID id, uint64_t size) {
   return Status::OK();
 }
 
-ObjectID ObjectTable::BuildTree(ClientId client, json& node) {
+ObjectID ObjectTable::BuildTree(ClientId client, json& node, ObjectID as) {
   ObjectID ref;
   if (IsReference(node, &ref)) {
     ObjectEntry& e = entries_.at(ref);
@@ -186,7 +187,7 @@ ObjectID ObjectTable::BuildTree(ClientId client, json& node) {
     return ref;
   }
   ObjectEntry entry;
-  entry.id = NextId();
+  entry.id = as.valid() ? as : NextId();
   entry.state = ObjectState::kSealed;
   entry.created_ms = NowMs();
   entry.type_name = std::move(node["typename"].get_ref<std::string&>());
@@ -208,9 +209,35 @@ ObjectID ObjectTable::BuildTree(ClientId client, json& node) {
   return id;
 }
 
-Result<ObjectID> ObjectTable::CreateObject(ClientId client, json tree) {
+ObjectID ObjectTable::ReserveId(ClientId client) {
+  ClientState& state = clients_.at(client);
+  if (!state.reserved.valid()) {
+    state.reserved = NextId();
+    reserved_by_.emplace(state.reserved, client);
+  }
+  return state.reserved;
+}
+
+Result<ObjectID> ObjectTable::CreateObject(ClientId client, json tree,
+                                           ObjectID as) {
+  if (as.valid()) {
+    auto state = clients_.find(client);
+    if (state == clients_.end() || state->second.reserved != as) {
+      return Status::Invalid("object id " + as.ToString() +
+                             " is not the one reserved for this connection");
+    }
+    ObjectID ref;
+    if (IsReference(tree, &ref)) {
+      return Status::Invalid("a reserved id (" + as.ToString() +
+                             ") is for a composite root, not a reference");
+    }
+  }
   TRELLIS_RETURN_NOT_OK(codec_.Validate(client, tree));
-  ObjectID id = BuildTree(client, tree);
+  if (as.valid()) {
+    clients_.at(client).reserved = ObjectID();
+    reserved_by_.erase(as);
+  }
+  ObjectID id = BuildTree(client, tree, as);
   // Encode the tree for GetMeta now, while it is hot in cache: the first get
   // of a new object (the usual case in a pipeline) then costs a copy. With a
   // blob not in memory, the get that reloads it encodes the tree.

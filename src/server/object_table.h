@@ -125,7 +125,24 @@ class ObjectTable final : public EntryLookup {
   // root's id. The tree is validated completely before anything changes
   // (TreeCodec::Validate; among others, Invalid if its expanded tree would
   // nest too deep for a GetMeta reply to carry).
-  Result<ObjectID> CreateObject(ClientId client, json tree);
+  // With a valid `as`, the root gets that id: it must be the id reserved for
+  // this client (ReserveId) and the root a composite node (Invalid
+  // otherwise); the reservation is used up.
+  Result<ObjectID> CreateObject(ClientId client, json tree,
+                                ObjectID as = ObjectID());
+
+  // --- reserved ids: a put that does not wait for its reply -------------
+  // The id the client's next CreateObject may give its root (`as`), so the
+  // client knows it before the daemon has read that request (docs/
+  // protocol.md, "Spare blobs"). One per client: while it is unused, the
+  // same id is returned. Dropped with the client.
+  ObjectID ReserveId(ClientId client);
+  // The client an unused reserved id belongs to, or 0.
+  ClientId ReservedBy(ObjectID id) const {
+    auto it = reserved_by_.find(id);
+    return it == reserved_by_.end() ? 0 : it->second;
+  }
+  bool has_reservations() const { return !reserved_by_.empty(); }
 
   // --- replicas: copies of objects another instance created (a fetch) ---
   // They keep their ids (an id names one object cluster-wide; its top bits
@@ -243,14 +260,16 @@ class ObjectTable final : public EntryLookup {
   struct ClientState {
     std::unordered_set<ObjectID> created;          // unsealed blobs
     std::unordered_map<ObjectID, uint32_t> holds;  // id -> count
+    ObjectID reserved;                             // ReserveId's, unused
   };
 
   ObjectID NextId() { return ObjectID::Make(instance_id_, next_sequence_++); }
   ObjectEntry* FindVisible(ObjectID id);
   // Seals a blob the client created (CREATED -> SEALED).
   void SealBlob(ClientState& state, ObjectEntry& blob);
-  // Builds a validated node, moving its fields and typename out.
-  ObjectID BuildTree(ClientId client, json& node);
+  // Builds a validated node, moving its fields and typename out; a
+  // composite node gets id `as` if valid, else a fresh one.
+  ObjectID BuildTree(ClientId client, json& node, ObjectID as = ObjectID());
   // Allocates the blobs (id, size), all or nothing, CREATED for `client`.
   Result<std::vector<BlobSlot>> AllocateBlobs(
       ClientId client, const std::vector<std::pair<ObjectID, uint64_t>>& blobs);
@@ -289,6 +308,7 @@ class ObjectTable final : public EntryLookup {
   // them): std::unordered_map keeps its elements in place.
   std::unordered_map<ObjectID, ObjectEntry> entries_;
   std::unordered_map<ClientId, ClientState> clients_;
+  std::unordered_map<ObjectID, ClientId> reserved_by_;  // unused reserved ids
   TreeCodec codec_;
   EvictionPolicy eviction_;
   std::function<void(ObjectID)> drop_spill_file_;

@@ -64,41 +64,89 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Reads on unless a read is under way, the connection is closing, or it
   // is paused (a waiting request with kReadPauseBytes buffered behind it).
+  // Requests are read by hand (TakeInput) once the socket is readable, not
+  // with async_read_some, which may read them ahead into a completion that
+  // has not run yet: Store::Connect's take_input (TakeInputNow) must find
+  // every byte the client sent either handled or still in the socket.
   // The rest of a WriteBlob payload is read straight into the arena.
   void Read() {
-    if (closed_ || closing_ || reading_) return;
-    auto self = shared_from_this();
-    if (payload_left_ > 0) {
-      reading_ = true;
-      asio::async_read(socket_, asio::buffer(payload_dst_, payload_left_),
-                       [this, self](const asio::error_code& ec, size_t n) {
-                         reading_ = false;
-                         if (closed_) return;
-                         if (ec) return ReadFailed(ec);
-                         server_->bytes_received_ += n;
-                         payload_dst_ += n;
-                         payload_left_ -= n;
-                         ProcessFrames();
-                         Read();
-                       });
-      return;
+    while (!closed_ && !closing_ && !reading_) {
+      auto self = shared_from_this();
+      if (payload_left_ > 0) {
+        reading_ = true;
+        asio::async_read(socket_, asio::buffer(payload_dst_, payload_left_),
+                         [this, self](const asio::error_code& ec, size_t n) {
+                           reading_ = false;
+                           if (closed_) return;
+                           if (ec) return ReadFailed(ec);
+                           server_->bytes_received_ += n;
+                           payload_dst_ += n;
+                           payload_left_ -= n;
+                           ProcessFrames();
+                           Read();
+                         });
+        return;
+      }
+      if (Paused()) return;  // Resume reads on
+      Input got = TakeInput(/*until_empty=*/false);
+      if (got.bytes > 0) ProcessFrames();
+      if (got.error) return ReadFailed(got.error);
+      if (got.bytes == 0) {  // all read: wait for more
+        reading_ = true;
+        socket_.async_wait(SessionServer::Socket::wait_read,
+                           [this, self](const asio::error_code& ec) {
+                             reading_ = false;
+                             if (closed_) return;
+                             if (ec) return ReadFailed(ec);
+                             Read();
+                           });
+        return;
+      }
     }
-    if (waiting_ && decoder_.buffered() >= SessionServer::kReadPauseBytes) {
-      return;  // Resume reads on
-    }
-    reading_ = true;
-    socket_.async_read_some(asio::buffer(read_buffer_),
-                            [this, self](const asio::error_code& ec, size_t n) {
-                              reading_ = false;
-                              if (closed_) return;
-                              if (ec) return ReadFailed(ec);
-                              server_->bytes_received_ += n;
-                              decoder_.Feed(read_buffer_.data(), n);
-                              ProcessFrames();
-                              Read();
-                            });
   }
 
+  bool Paused() const {
+    return waiting_ && decoder_.buffered() >= SessionServer::kReadPauseBytes;
+  }
+
+  struct Input {
+    size_t bytes = 0;        // read into the decoder
+    asio::error_code error;  // eof included; bytes before it are read
+  };
+  // Reads what the socket holds into the decoder without blocking: until it
+  // would block, or (unless `until_empty`) after a read that did not fill
+  // the buffer, or once paused.
+  Input TakeInput(bool until_empty) {
+    Input got;
+    while (true) {
+      size_t n = socket_.read_some(asio::buffer(read_buffer_), got.error);
+      if (got.error == asio::error::would_block ||
+          got.error == asio::error::try_again) {
+        got.error = {};
+        return got;
+      }
+      if (got.error) return got;
+      server_->bytes_received_ += n;
+      decoder_.Feed(read_buffer_.data(), n);
+      got.bytes += n;
+      if ((!until_empty && n < read_buffer_.size()) || Paused()) return got;
+    }
+  }
+
+ public:
+  // Store::Connect's take_input: if the connection is idle (waiting for
+  // input, nothing in progress), handles now what the client has sent.
+  // A close it finds (end of file, an error) is left to the wait under
+  // way, which finds it too, so the store's state does not change under
+  // the request that called this beyond the requests handled.
+  void TakeInputNow() {
+    if (closed_ || closing_ || !reading_ || waiting_ || payload_left_ > 0) {
+      return;
+    }
+    if (TakeInput(/*until_empty=*/true).bytes > 0) ProcessFrames();
+  }
+
+ private:
   void ReadFailed(const asio::error_code& ec) {
     if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
       spdlog::debug("{}: read failed: {}", Who(), ec.message());
@@ -277,7 +325,10 @@ class Session : public std::enable_shared_from_this<Session> {
       Fail(accepted);
       return;
     }
-    client_ = store_->Connect();
+    std::weak_ptr<Session> weak = shared_from_this();
+    client_ = store_->Connect(/*counted=*/true, [weak] {
+      if (auto self = weak.lock()) self->TakeInputNow();
+    });
     std::vector<uint8_t> reply = protocol::EncodeFrame(
         MessageType::kReply, server_->HelloReply(client_));
     // Nothing is queued before the reply, so the transport may write it.

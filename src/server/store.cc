@@ -63,14 +63,16 @@ Store::Store(const StoreOptions& options, std::unique_ptr<Arena> arena,
 // The owner joins the spill workers before destroying the store.
 Store::~Store() = default;
 
-ClientId Store::Connect(bool counted) {
+ClientId Store::Connect(bool counted, std::function<void()> take_input) {
   ClientId client = next_client_++;
   table_.AddClient(client);
   if (!counted) uncounted_clients_.insert(client);
+  if (take_input) input_takers_.emplace(client, std::move(take_input));
   return client;
 }
 
 void Store::Disconnect(ClientId client) {
+  input_takers_.erase(client);
   waiters_.DropClient(client);
   table_.RemoveClient(client);
   uncounted_clients_.erase(client);
@@ -152,12 +154,36 @@ void Store::Handle(ClientId client, uint16_t type, json body, Done done) {
       done(std::move(reply));
     };
   }
+  if (table_.has_reservations() &&
+      type != static_cast<uint16_t>(MessageType::kCreateObject) &&
+      type != static_cast<uint16_t>(MessageType::kRelease)) {
+    TakeInputCreating(client, body);
+  }
   const HandlerTable& handlers = Handlers();
   Handler handler = type < handlers.size() ? handlers[type] : nullptr;
   Status st = handler ? (this->*handler)(client, body, done)
                       : Status::Invalid("unexpected message type " +
                                         protocol::MessageTypeName(type));
   if (!st.ok()) done(std::move(st));
+}
+
+void Store::TakeInputCreating(ClientId client, const json& body) {
+  auto take = [&](const json& id) {
+    if (!id.is_number_unsigned()) return;  // the handler says what is wrong
+    ObjectID oid(id.get<uint64_t>());
+    ClientId holder = table_.ReservedBy(oid);
+    if (holder == 0 || holder == client || table_.Find(oid)) return;
+    auto taker = input_takers_.find(holder);
+    // A copy: the requests it handles may disconnect the holder.
+    if (taker != input_takers_.end()) std::function<void()>(taker->second)();
+  };
+  if (!body.is_object()) return;
+  auto ids = body.find("ids");
+  if (ids != body.end() && ids->is_array()) {
+    for (const json& id : *ids) take(id);
+  }
+  auto id = body.find("id");
+  if (id != body.end()) take(*id);
 }
 
 Store::Done Store::ForClient(ClientId client, Done done) const {

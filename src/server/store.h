@@ -113,7 +113,16 @@ class Store {
   // Registers a new client and returns its id (never reused). The requests
   // of a client connected with `counted` false (the metrics server's own)
   // are left out of request_metrics().
-  ClientId Connect(bool counted = true);
+  //
+  // `take_input`, if set, handles at once the requests the client has sent
+  // that its transport has not read yet (Session::TakeInput), without
+  // blocking. The store calls it when another client's request names the
+  // id reserved for this one (ObjectTable::ReserveId) that is not created
+  // yet: the CreateObject making it may be in this client's socket, sent
+  // before the id could be passed on. With it, a put that does not wait
+  // for its reply is seen by every later request naming its id.
+  ClientId Connect(bool counted = true,
+                   std::function<void()> take_input = nullptr);
   // Drops everything the client held or was writing, and its waiters.
   // Requests of the client still in flight finish without replying.
   void Disconnect(ClientId client);
@@ -147,6 +156,11 @@ class Store {
   static constexpr size_t kHandlerSlots = 32;  // > the largest request type
   using HandlerTable = std::array<Handler, kHandlerSlots>;
   static const HandlerTable& Handlers();
+  // Before a request of `client` naming ids ("ids" or "id" in `body`) is
+  // handled: for each that is another client's reserved id, not created
+  // yet, lets that client's unread requests in first (Connect's
+  // take_input).
+  void TakeInputCreating(ClientId client, const json& body);
   // Adapters to Handler: a synchronous handler, and one that takes the
   // body's "ids".
   template <SyncHandler F>
@@ -238,6 +252,9 @@ class Store {
     ObjectID inline_blob;
     // Bytes of the spare blob asked for with the reply (0: none).
     uint64_t spare = 0;
+    // The id reserved for this client that the root is to get (`id` in
+    // the body), or none.
+    ObjectID as;
   };
   Status CreateObject(ClientId client, json& body, Done& done);
   void CheckNameFree(std::shared_ptr<CreateCall> call);
@@ -247,7 +264,8 @@ class Store {
   void BuildTree(std::shared_ptr<CreateCall> call);
   void BindCreated(std::shared_ptr<CreateCall> call);
   void FinishCreate(std::shared_ptr<CreateCall> call, Status status);
-  // Adds {"spare": {"id", "offset"}} to `reply`: a new unsealed blob of
+  // Adds {"spare": {"id", "offset", "object"}} to `reply`: a new unsealed
+  // blob of
   // `size` bytes for `client`'s next put, if memory is plentiful (no
   // request waits for it, and the arena stays under 3/4 full).
   void GrantSpare(ClientId client, uint64_t size, json* reply);
@@ -310,6 +328,8 @@ class Store {
   ClientId next_client_ = 1;
   RequestMetrics request_metrics_;
   std::unordered_set<ClientId> uncounted_clients_;
+  // Connect's take_input, by client.
+  std::unordered_map<ClientId, std::function<void()>> input_takers_;
   uint64_t trimmed_bytes_ = 0;
   NameWaiters waiters_;
   NameLocks name_locks_;

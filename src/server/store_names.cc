@@ -83,6 +83,11 @@ Status Store::CreateObject(ClientId client, json& body, Done& done) {
                              std::to_string(kMaxSpareBlob));
     }
   }
+  // The id reserved for this client (a spare's "object"): the root gets it.
+  ObjectID as;
+  if (body.contains("id")) {
+    TRELLIS_ASSIGN_OR_RAISE(as, GetId(body, "id"));
+  }
   std::vector<ObjectID> given_back;
   if (body.contains("abort")) {
     TRELLIS_ASSIGN_OR_RAISE(given_back, GetIds(body, "abort"));
@@ -125,6 +130,7 @@ Status Store::CreateObject(ClientId client, json& body, Done& done) {
                  ObjectID()});
   if (data) call->data = std::move(body["data"].get_binary());
   call->spare = spare;
+  call->as = as;
   if (call->name.empty()) {
     BuildObject(call);
   } else {
@@ -199,11 +205,16 @@ void Store::AllocateInlineBlob(std::shared_ptr<CreateCall> call) {
 
 void Store::BuildTree(std::shared_ptr<CreateCall> call) {
   if (IsGlobalTree(call->tree)) {
+    if (call->as.valid()) {
+      return FinishCreate(
+          call, Status::Invalid("a reserved id (" + call->as.ToString() +
+                                ") is not for a global object"));
+    }
     Status st = BuildGlobal(call);
     if (!st.ok()) FinishCreate(call, st);
     return;
   }
-  auto id = table_.CreateObject(call->client, std::move(call->tree));
+  auto id = table_.CreateObject(call->client, std::move(call->tree), call->as);
   call->tree = nullptr;
   if (!id.ok()) return FinishCreate(call, id.status());
   call->id = *id;
@@ -253,7 +264,8 @@ void Store::GrantSpare(ClientId client, uint64_t size, json* reply) {
   auto slots = table_.CreateBlobs(client, {size});
   if (!slots.ok()) return;  // fragmented: the next put goes without
   (*reply)["spare"] = {{"id", slots->front().id.value()},
-                       {"offset", slots->front().offset}};
+                       {"offset", slots->front().offset},
+                       {"object", table_.ReserveId(client).value()}};
 }
 
 // ------------------------------------------------------------------- names

@@ -613,6 +613,93 @@ TEST_P(StoreTest, ASpareBlobComesWithTheReplyAndTheNextPutFillsAndTrimsIt) {
   EXPECT_EQ(StatusReply()["unsealed_blobs"], 0);
 }
 
+TEST_P(StoreTest, ASpareReservesTheIdOfThePutIntoIt) {
+  json first =
+      Ok(writer_, MessageType::kCreateObject,
+         {{"tree", InlineTree(1)}, {"data", Bytes(100, 1)}, {"spare", 4096}});
+  ASSERT_TRUE(first["spare"].contains("object")) << first;
+  ObjectID spare(first["spare"]["id"].get<uint64_t>());
+  ObjectID reserved(first["spare"]["object"].get<uint64_t>());
+  // Not an object yet, and only for the client it was given to.
+  EXPECT_TRUE(Call(reader_, MessageType::kGetMeta, Ids({reserved}))
+                  .status()
+                  .IsObjectNotFound());
+  ObjectID blob = PutBlob(reader_, 10, 1);
+  auto theirs = Call(reader_, MessageType::kCreateObject,
+                     {{"tree", Tree(blob, 1)}, {"id", reserved.value()}});
+  EXPECT_TRUE(theirs.status().IsInvalid()) << theirs.status();
+  // Nor for a root that is a reference, or a global object.
+  auto bare =
+      Call(writer_, MessageType::kCreateObject,
+           {{"tree", {{"id", spare.value()}}}, {"id", reserved.value()}});
+  EXPECT_TRUE(bare.status().IsInvalid()) << bare.status();
+  // The put into the spare gets it, and the next spare reserves another.
+  json second =
+      Ok(writer_, MessageType::kCreateObject,
+         {{"tree", Tree(spare, 2)}, {"id", reserved.value()}, {"spare", 4096}});
+  EXPECT_EQ(second["id"], reserved.value());
+  ObjectID next(second["spare"]["object"].get<uint64_t>());
+  EXPECT_NE(next, reserved);
+  EXPECT_EQ(Ok(reader_, MessageType::kGetMeta,
+               Ids({reserved}))["trees"][0]["fields"]["k"],
+            2);
+  // Used up: a second put with it is refused.
+  ObjectID other = PutBlob(writer_, 10, 1);
+  EXPECT_TRUE(Call(writer_, MessageType::kCreateObject,
+                   {{"tree", Tree(other, 3)}, {"id", reserved.value()}})
+                  .status()
+                  .IsInvalid());
+  // A put that does not use it leaves it reserved (the same id comes back).
+  json third = Ok(writer_, MessageType::kCreateObject,
+                  {{"tree", Tree(other, 4)}, {"spare", 4096}});
+  EXPECT_EQ(third["spare"]["object"], next.value());
+  EXPECT_NE(third["id"], next.value());
+  // Dropped with the client.
+  store_->Disconnect(writer_);
+  EXPECT_TRUE(Call(reader_, MessageType::kGetMeta, Ids({next}))
+                  .status()
+                  .IsObjectNotFound());
+}
+
+TEST_P(StoreTest, ARequestNamingAReservedIdFirstTakesItsHoldersInput) {
+  // The holder's transport has a CreateObject not read yet (a put that did
+  // not wait): take_input hands it to the store when another client asks.
+  json pending;
+  ClientId holder = 0;
+  int takes = 0;
+  holder = store_->Connect(true, [&] {
+    ++takes;
+    if (pending.is_null()) return;
+    json body = std::move(pending);
+    pending = nullptr;
+    Send(holder, MessageType::kCreateObject, std::move(body));
+  });
+  json first =
+      Ok(holder, MessageType::kCreateObject,
+         {{"tree", InlineTree(1)}, {"data", Bytes(100, 1)}, {"spare", 4096}});
+  ObjectID spare(first["spare"]["id"].get<uint64_t>());
+  ObjectID reserved(first["spare"]["object"].get<uint64_t>());
+  pending = {{"tree", Tree(spare, 5)}, {"id", reserved.value()}};
+  json got = Ok(reader_, MessageType::kGetMeta, Ids({reserved}));
+  EXPECT_EQ(got["trees"][0]["fields"]["k"], 5);
+  EXPECT_EQ(takes, 1);
+  // Ids that are not reserved, or created already, do not ask.
+  Ok(reader_, MessageType::kGetMeta, Ids({reserved}));
+  (void)Call(reader_, MessageType::kGetMeta, Ids({ObjectID(12345)}));
+  EXPECT_EQ(takes, 1);
+  // A request naming it with "id" (PutName) asks too; nothing pending: the
+  // id is not found, and the daemon says so.
+  json second =
+      Ok(holder, MessageType::kCreateObject,
+         {{"tree", InlineTree(2)}, {"data", Bytes(100, 1)}, {"spare", 4096}});
+  ObjectID next(second["spare"]["object"].get<uint64_t>());
+  auto named = Call(reader_, MessageType::kPutName,
+                    {{"name", "n"}, {"id", next.value()}});
+  EXPECT_TRUE(named.status().IsObjectNotFound()) << named.status();
+  EXPECT_EQ(takes, 2);
+  store_->Disconnect(holder);
+}
+
 TEST_P(StoreTest, SpareBlobsAreOnlyGivenWhileMemoryIsPlentiful) {
   // 1 MiB arena: a spare that would fill it past 3/4 is not given, and the
   // put itself succeeds without one.
