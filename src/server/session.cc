@@ -70,39 +70,46 @@ class Session : public std::enable_shared_from_this<Session> {
   // every byte the client sent either handled or still in the socket.
   // The rest of a WriteBlob payload is read straight into the arena.
   void Read() {
-    while (!closed_ && !closing_ && !reading_) {
-      auto self = shared_from_this();
-      if (payload_left_ > 0) {
-        reading_ = true;
-        asio::async_read(socket_, asio::buffer(payload_dst_, payload_left_),
-                         [this, self](const asio::error_code& ec, size_t n) {
-                           reading_ = false;
-                           if (closed_) return;
-                           if (ec) return ReadFailed(ec);
-                           server_->bytes_received_ += n;
-                           payload_dst_ += n;
-                           payload_left_ -= n;
-                           ProcessFrames();
-                           Read();
-                         });
-        return;
-      }
-      if (Paused()) return;  // Resume reads on
-      Input got = TakeInput(/*until_empty=*/false);
-      if (got.bytes > 0) ProcessFrames();
-      if (got.error) return ReadFailed(got.error);
-      if (got.bytes == 0) {  // all read: wait for more
-        reading_ = true;
-        socket_.async_wait(SessionServer::Socket::wait_read,
-                           [this, self](const asio::error_code& ec) {
-                             reading_ = false;
-                             if (closed_) return;
-                             if (ec) return ReadFailed(ec);
-                             Read();
-                           });
-        return;
-      }
+    if (closed_ || closing_ || reading_) return;
+    auto self = shared_from_this();
+    if (payload_left_ > 0) {
+      reading_ = true;
+      asio::async_read(socket_, asio::buffer(payload_dst_, payload_left_),
+                       [this, self](const asio::error_code& ec, size_t n) {
+                         reading_ = false;
+                         if (closed_) return;
+                         if (ec) return ReadFailed(ec);
+                         server_->bytes_received_ += n;
+                         payload_dst_ += n;
+                         payload_left_ -= n;
+                         ProcessFrames();
+                         Read();
+                       });
+      return;
     }
+    if (Paused()) return;  // Resume reads on
+    Input got = TakeInput(/*until_empty=*/false);
+    if (got.bytes > 0) ProcessFrames();
+    if (got.error) return ReadFailed(got.error);
+    if (closed_ || closing_ || reading_) return;
+    reading_ = true;
+    if (got.bytes > 0) {
+      // More may have come: look again after the other connections' turn
+      // (the socket must be read until it would block before the wait, as
+      // the reactor reports a readable socket once per arrival).
+      asio::post(socket_.get_executor(), [this, self] {
+        reading_ = false;
+        Read();
+      });
+      return;
+    }
+    socket_.async_wait(SessionServer::Socket::wait_read,
+                       [this, self](const asio::error_code& ec) {
+                         reading_ = false;
+                         if (closed_) return;
+                         if (ec) return ReadFailed(ec);
+                         Read();
+                       });
   }
 
   bool Paused() const {
