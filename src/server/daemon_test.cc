@@ -297,6 +297,43 @@ TEST_F(MalformedInputTest, RandomBytes) {
   }
 }
 
+// The daemon reads requests by hand once the socket is readable (until it
+// would block): a frame arriving a byte at a time, and many pipelined
+// requests larger than its read buffer, are all served, in order, while
+// another client is served too.
+TEST_F(MalformedInputTest, SplitAndPipelinedRequestsAreAllServedInOrder) {
+  RawConnection raw(daemon_->socket());
+  raw.Hello();
+  auto status = protocol::EncodeFrame(MessageType::kStatus, json::object());
+  for (uint8_t byte : status) {
+    raw.Send({byte});
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  auto first = raw.NextFrame();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->type, static_cast<uint16_t>(MessageType::kReply));
+  // 20,000 requests in one go: several read buffers' worth.
+  const int kRequests = 20000;
+  std::vector<uint8_t> many;
+  for (int i = 0; i < kRequests; ++i) {
+    protocol::AppendFrame(
+        MessageType::kPutName,
+        {{"name", "n" + std::to_string(i)}, {"id", kept_.value()}}, &many);
+  }
+  std::thread sender([&] { raw.Send(many); });
+  EXPECT_TRUE(keeper_->Status().ok());  // served meanwhile
+  for (int i = 0; i < kRequests; ++i) {
+    auto reply = raw.NextFrame();
+    ASSERT_TRUE(reply.has_value()) << "reply " << i;
+    ASSERT_EQ(reply->type, static_cast<uint16_t>(MessageType::kReply))
+        << "reply " << i;
+  }
+  sender.join();
+  auto last = keeper_->GetName("n" + std::to_string(kRequests - 1));
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(*last, kept_);
+}
+
 TEST_F(MalformedInputTest, HugeLengthPrefix) {
   RawConnection raw(daemon_->socket());
   raw.Hello();
