@@ -89,7 +89,12 @@ def test_put_on_one_node_fetched_byte_identical_on_two_others(make_cluster):
             s = client.status()
             assert s["fetch_count"] == 2 and s["fetch_failures"] == 0
             assert s["fetch_bytes_total"] >= big.nbytes
-        # The origin keeps its objects and holds nothing for the fetchers.
+        # The origin keeps its objects and holds nothing for the fetchers
+        # once their releases are in (a fetcher's release travels with its
+        # next request or within kIdlePeriod, 50 ms: docs/protocol.md).
+        deadline = time.monotonic() + 10
+        while a.status()["held_bytes"] and time.monotonic() < deadline:
+            time.sleep(0.01)
         s = a.status()
         assert s["objects"] >= 2 and s["held_bytes"] == 0
 
