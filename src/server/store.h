@@ -254,7 +254,7 @@ class Store {
     uint64_t spare = 0;
     // The id reserved for this client that the root is to get (`id` in
     // the body), or none.
-    ObjectID as;
+    ObjectID as = ObjectID();
   };
   Status CreateObject(ClientId client, json& body, Done& done);
   void CheckNameFree(std::shared_ptr<CreateCall> call);
