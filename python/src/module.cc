@@ -288,8 +288,7 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
         return core->SendDeferred(protocol::MessageType::kCreateObject, body,
                                   spares.as.value());
       });
-      std::vector<uint8_t> spent = protocol::TakeEncodedBody(std::move(body));
-      if (spent.capacity() <= kMaxSpareInline) spare_body_ = std::move(spent);
+      KeepBodyBuffer(std::move(body));
       ThrowIfError(sent);
       core->TakeOpenBlob(writer->id());  // sealed with it
       writer->MarkConsumed();
@@ -303,8 +302,7 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
       return core->CallAfterUpload(protocol::MessageType::kCreateObject, body,
                                    uploads);
     });
-    std::vector<uint8_t> spent = protocol::TakeEncodedBody(std::move(body));
-    if (spent.capacity() <= kMaxSpareInline) spare_body_ = std::move(spent);
+    KeepBodyBuffer(std::move(body));
     json reply = Unwrap(std::move(called));
     if (writer) {
       if (!inline_data) core->TakeOpenBlob(writer->id());  // sealed with it
@@ -312,6 +310,13 @@ class PyClient : public std::enable_shared_from_this<PyClient> {
     }
     if (spares.spare > 0) KeepSpare(reply, spares.spare);
     return Unwrap(protocol::GetId(reply, "id"));
+  }
+
+  // Keeps a sent CreateObject body's buffer for the next put's (see
+  // TakeInlineBuffer for why), up to kMaxSpareInline bytes.
+  void KeepBodyBuffer(json&& body) {
+    std::vector<uint8_t> spent = protocol::TakeEncodedBody(std::move(body));
+    if (spent.capacity() <= kMaxSpareInline) spare_body_ = std::move(spent);
   }
 
   // Takes the replies of the puts that did not wait (CreateObject): keeps
